@@ -1,0 +1,3 @@
+from prunelora.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The Python API behind the CLI: train an original model, retrain exactly, inspect checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from prunelora.checkpoint import load_checkpoint, prepare_output_dir, read_meta, save_checkpoint
+from prunelora.data import DatasetBundle, ForgetSpec, Splits, build_splits, load_dataset
+from prunelora.errors import InvalidInputError
+from prunelora.models import create_model
+from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device
+from prunelora.training.memory import PeakMemory
+
+
+@dataclass
+class RunResult:
+    """A trained or unlearned model, its meta.json content and where it was saved (if it was)."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    path: Path | None = None
+    splits: Splits | None = field(default=None, repr=False)
+
+
+def run_id(payload: dict) -> str:
+    """A short stable hash of what defines a run (used to recognise the same run on re-execution)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> dict:
+    return {"name": name, "num_classes": bundle.num_classes, "in_channels": bundle.in_channels,
+            "image_size": bundle.image_size, "kwargs": dict(kwargs or {})}
+
+
+def dataset_record(bundle: DatasetBundle, data_dir, val_fraction: float, split_seed: int) -> dict:
+    return {**bundle.describe(), "data_dir": str(data_dir) if data_dir else None,
+            "val_fraction": val_fraction, "split_seed": split_seed}
+
+
+def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
+    """Accuracy on every split (percent); keys follow DESIGN.md: RA, UA, TA, FA, val."""
+    metrics = {"RA": accuracy_on(model, splits.retain, device), "val": accuracy_on(model, splits.val, device),
+               "TA": accuracy_on(model, splits.test_retain, device)}
+    if splits.spec is not None:
+        metrics["UA"] = 100.0 - accuracy_on(model, splits.forget, device)
+    if len(splits.test_forget):
+        metrics["FA"] = accuracy_on(model, splits.test_forget, device)
+    return metrics
+
+
+def train(
+    dataset: str = "digits",
+    model: str = "resnet20",
+    config: TrainConfig | None = None,
+    *,
+    model_kwargs: dict | None = None,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    forget: ForgetSpec | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    kind: str = "original",
+    extra_meta: dict | None = None,
+) -> RunResult:
+    """Train `model` from scratch on `dataset` (minus its validation split and any forget set).
+
+    With `forget` this is exact unlearning: a model trained only on D_r. When `out` is given the
+    result is saved as a checkpoint directory; an `out` holding a different run is refused.
+    """
+    config = config or TrainConfig()
+    bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment)
+    spec = model_spec(model, bundle, model_kwargs)
+    net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
+    splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
+    identity = {"kind": kind, "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
+                "forget": forget.to_dict() if forget else None, "val_fraction": val_fraction,
+                **(extra_meta or {})}
+    rid = run_id(identity)
+    if out is not None:
+        prepare_output_dir(out, rid, overwrite)  # refuse before spending any time training
+    with PeakMemory(resolve_device(device)) as peak:
+        result = fit(net, splits.retain, config, device=device, progress=progress,
+                     description=f"{kind} {model} on {bundle.name}")
+    metrics = split_metrics(net, splits, device)
+    if forget is None:
+        metrics["test"] = accuracy_on(net, bundle.test, device)
+    meta = {
+        "kind": kind, "run_id": rid, "model": spec,
+        "dataset": dataset_record(bundle, data_dir, val_fraction, 0),
+        "forget": forget.to_dict() if forget else None,
+        "recipe": config.to_dict(), "seed": config.seed, "metrics": metrics,
+        "cost": {"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
+                 "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)},
+        "history": result.history, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra_meta or {}),
+    }
+    path = save_checkpoint(net, out, meta) if out is not None else None
+    return RunResult(net.eval(), meta, path, splits)
+
+
+def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
+                        download: bool = False) -> tuple[nn.Module, dict, DatasetBundle, Splits]:
+    """Load an original checkpoint, its dataset (from meta.json) and the splits for `forget`."""
+    model, meta = load_checkpoint(checkpoint)
+    ds = meta["dataset"]
+    recipe = meta.get("recipe") or {}
+    bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
+                          augment=bool(recipe.get("augment", False)))
+    if bundle.num_classes != meta["model"]["num_classes"]:
+        raise InvalidInputError(
+            f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "
+            f"{meta['model']['num_classes']}"
+        )
+    splits = build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0))
+    return model, meta, bundle, splits
+
+
+def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.PathLike | None = None,
+            seed: int | None = None, overwrite: bool = False, data_dir=None, download: bool = False,
+            device: str | None = None, progress: bool = True) -> RunResult:
+    """Exact unlearning: train from scratch on D_r with the original's recipe (from its meta.json)."""
+    meta = read_meta(checkpoint)
+    if not meta.get("recipe"):
+        raise InvalidInputError(f"checkpoint {str(checkpoint)!r} has no training recipe in meta.json; cannot retrain")
+    config = TrainConfig.from_dict(meta["recipe"])
+    if seed is not None:
+        config.seed = seed
+    ds = meta["dataset"]
+    result = train(ds["name"], meta["model"]["name"], config, model_kwargs=meta["model"].get("kwargs"),
+                   data_dir=data_dir or ds.get("data_dir"), download=download,
+                   val_fraction=ds.get("val_fraction", 0.1), forget=forget, out=out, overwrite=overwrite,
+                   device=device, progress=progress, kind="retrain",
+                   extra_meta={"original": {"path": str(checkpoint), "run_id": meta.get("run_id")}})
+    return result
+
+
+def info(checkpoint: str | os.PathLike) -> dict:
+    """meta.json of a checkpoint, after checking that its weights load into its architecture."""
+    _, meta = load_checkpoint(checkpoint)
+    return meta

@@ -1,0 +1,338 @@
+"""The command line: a thin table from command name to a typed function of the Python API.
+
+Every command accepts `--config FILE.yaml` whose keys mirror its long options (`forget-class` or
+`forget_class`); flags given on the command line override the file. Errors a user can cause print
+one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from prunelora.errors import InvalidInputError, PruneLoRAError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+# --------------------------------------------------------------------------- option groups
+
+
+def _add_data(p: argparse.ArgumentParser, dataset_default: str | None = "digits") -> None:
+    g = p.add_argument_group("data")
+    if dataset_default is not None:
+        g.add_argument("--dataset", default=dataset_default,
+                       help="dataset name (see `prunelora datasets`) or imagefolder:PATH (default: %(default)s)")
+    g.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the dataset's own)")
+    g.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+
+
+def _add_forget(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to forget (exactly one)")
+    g.add_argument("--forget-class", default=None, help="class index, or comma-separated indices (e.g. 3 or 3,5)")
+    g.add_argument("--forget-fraction", type=float, default=None, help="a random fraction of train, in (0, 1)")
+    g.add_argument("--forget-indices", default=None, help="file with one training index per line")
+    g.add_argument("--forget-seed", type=int, default=0, help="seed of the random fraction (default: %(default)s)")
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    from prunelora.training.loop import OPTIMIZERS, SCHEDULES
+
+    g = p.add_argument_group("training recipe")
+    g.add_argument("--epochs", type=float, default=30, help="training epochs (default: %(default)s)")
+    g.add_argument("--steps", type=int, default=None, help="optimizer steps; overrides --epochs")
+    g.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: %(default)s)")
+    g.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
+    g.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="(default: %(default)s)")
+    g.add_argument("--warmup-fraction", type=float, default=0.0, help="share of steps for linear warm-up")
+    g.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
+    g.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
+    g.add_argument("--augment", action="store_true", help="random crop + flip (32x32 colour data)")
+
+
+def _add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
+    p.add_argument("--config", default=None, help="YAML file whose keys mirror these options")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if out:
+        p.add_argument("--out", required=True, help="output checkpoint directory")
+        p.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
+
+
+def forget_spec_from_args(args: argparse.Namespace, required: bool = True):
+    from prunelora.data import ForgetSpec
+
+    given = [name for name in ("forget_class", "forget_fraction", "forget_indices") if getattr(args, name) is not None]
+    if len(given) > 1:
+        raise InvalidInputError(
+            "give exactly one of --forget-class, --forget-fraction, --forget-indices (got "
+            + ", ".join("--" + g.replace("_", "-") for g in given) + ")"
+        )
+    if not given:
+        if required:
+            raise InvalidInputError("say what to forget: --forget-class C, --forget-fraction F or --forget-indices FILE")
+        return None
+    if args.forget_class is not None:
+        value = args.forget_class
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        return ForgetSpec.from_classes(str(value))
+    if args.forget_fraction is not None:
+        return ForgetSpec(kind="fraction", fraction=args.forget_fraction, seed=args.forget_seed)
+    return ForgetSpec.from_index_file(args.forget_indices)
+
+
+def recipe_from_args(args: argparse.Namespace):
+    from prunelora.training import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        warmup_fraction=args.warmup_fraction, grad_clip=args.grad_clip, label_smoothing=args.label_smoothing,
+        augment=args.augment, seed=args.seed,
+    )
+
+
+def _device(args) -> str | None:
+    return None if args.device == "auto" else args.device
+
+
+def _parse_kv(items: list[str] | None, flag: str) -> dict:
+    """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InvalidInputError(f"{flag} {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an image classifier from scratch and save it as a checkpoint directory."""
+    from prunelora.api import train
+
+    result = train(args.dataset, args.model, recipe_from_args(args), model_kwargs=_parse_kv(args.model_arg, "--model-arg"),
+                   data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
+                   out=args.out, overwrite=args.overwrite, device=_device(args), progress=not args.no_progress)
+    _print_metrics(result.meta, result.path)
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Exact unlearning: train from scratch on D_r with the original checkpoint's recipe."""
+    from prunelora.api import retrain
+
+    spec = forget_spec_from_args(args)
+    result = retrain(args.checkpoint, spec, out=args.out, seed=args.seed_override, overwrite=args.overwrite,
+                     data_dir=args.data_dir, download=args.download, device=_device(args),
+                     progress=not args.no_progress)
+    _print_metrics(result.meta, result.path)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Show a checkpoint's architecture, data, forget spec, recipe, metrics and cost."""
+    from prunelora.api import info
+
+    meta = info(args.checkpoint)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"checkpoint {args.checkpoint}", show_header=False)
+    m = meta["model"]
+    table.add_row("kind", str(meta.get("kind")))
+    table.add_row("model", f"{m['name']} {m.get('kwargs') or ''} ({m['num_classes']} classes, "
+                  f"{m['in_channels']}x{m['image_size']}x{m['image_size']})")
+    table.add_row("dataset", meta["dataset"]["name"])
+    if meta.get("forget"):
+        from prunelora.data import ForgetSpec
+
+        table.add_row("forget", ForgetSpec.from_dict(meta["forget"]).describe(meta["dataset"].get("classes")))
+    if meta.get("method"):
+        table.add_row("method", f"{meta['method']['name']} {json.dumps(meta['method'].get('config', {}))}")
+    table.add_row("recipe", json.dumps(meta.get("recipe")))
+    for key, value in (meta.get("metrics") or {}).items():
+        table.add_row(f"metric {key}", f"{value:.2f}" if isinstance(value, float) else str(value))
+    for key, value in (meta.get("cost") or {}).items():
+        table.add_row(f"cost {key}", f"{value:.3f}" if isinstance(value, float) else str(value))
+    sparsity = (meta.get("sparsity") or {}).get("overall")
+    if sparsity is not None:
+        table.add_row("sparsity", f"{sparsity:.4f}")
+    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
+    Console().print(table)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the registered models."""
+    from prunelora.models import list_models
+
+    for name, desc in list_models().items():
+        print(f"{name:20s} {desc}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """List the registered datasets and how each is reached offline."""
+    from prunelora.data import list_datasets
+
+    for name, how in list_datasets().items():
+        print(f"{name:20s} {how}")
+    return 0
+
+
+def _print_metrics(meta: dict, path) -> None:
+    parts = [f"{k} {v:.2f}" for k, v in meta.get("metrics", {}).items() if isinstance(v, float)]
+    cost = meta.get("cost", {})
+    print(f"{meta.get('kind')}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
+          + (f" -> {path}" if path else ""))
+
+
+# --------------------------------------------------------------------------- the table
+
+Command = tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]
+
+
+def _setup_train(p):
+    _add_data(p)
+    p.add_argument("--model", default="resnet20", help="model name (see `prunelora models`) (default: %(default)s)")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument, e.g. width=2 (repeatable)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for validation")
+    _add_recipe(p)
+    _add_common(p)
+
+
+def _setup_retrain(p):
+    p.add_argument("--checkpoint", required=True, help="the original model's checkpoint directory")
+    _add_data(p, dataset_default=None)
+    _add_forget(p)
+    _add_common(p)
+    p.add_argument("--seed-override", type=int, default=None, help="retrain with this seed instead of the original's")
+
+
+def _setup_info(p):
+    p.add_argument("checkpoint", help="checkpoint directory")
+    p.add_argument("--json", action="store_true", help="print meta.json instead of a table")
+
+
+def _setup_none(p):
+    pass
+
+
+COMMANDS: dict[str, Command] = {
+    "train": (cmd_train, _setup_train),
+    "retrain": (cmd_retrain, _setup_retrain),
+    "info": (cmd_info, _setup_info),
+    "models": (cmd_models, _setup_none),
+    "datasets": (cmd_datasets, _setup_none),
+}
+
+
+def register_command(name: str, fn: Callable[[argparse.Namespace], int],
+                     setup: Callable[[argparse.ArgumentParser], None]) -> None:
+    COMMANDS[name] = (fn, setup)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    _load_extra_commands()
+    parser = _Parser(prog="prunelora", description="Make a trained image classifier forget, and prove it.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = {}
+    for name, (fn, setup) in COMMANDS.items():
+        doc = (fn.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
+        setup(p)
+        p.set_defaults(_fn=fn)
+        subparsers[name] = p
+    return parser, subparsers
+
+
+def _load_extra_commands() -> None:
+    # Commands defined beside the subsystems they drive register themselves on import.
+    import importlib
+
+    for module in ("prunelora.methods.cli", "prunelora.evaluation.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError(f"--config {path!r} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"--config {path!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"--config {path!r} must be a mapping of option names to values")
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    defaults = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known:
+            raise InvalidInputError(f"--config {path}: unknown key {key!r} (keys mirror the command's long options)")
+        action = known[dest]
+        if action.type is not None and value is not None and not isinstance(value, list):
+            try:
+                value = action.type(value)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"--config {path}: {key}={value!r} is not a valid value") from None
+        if action.choices is not None and value not in action.choices:
+            raise InvalidInputError(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
+        defaults[dest] = value
+    for action in parser._actions:
+        if action.required and action.dest in defaults:
+            action.required = False
+    parser.set_defaults(**defaults)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, subparsers = build_parser()
+    command = next((a for a in argv if a in subparsers), "")
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        if getattr(args, "config", None):
+            apply_config_file(subparsers[args.command], args.config)
+            args = parser.parse_args(argv)
+        return args._fn(args)
+    except PruneLoRAError as exc:
+        sys.stderr.write(f"prunelora {command}: error: {exc}\n" if command else f"prunelora: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("prunelora: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""Datasets, normalisation constants, forget specifications and the split builder."""
+
+from prunelora.data.datasets import (
+    NORMALIZATION,
+    DatasetBundle,
+    ImageDataset,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+from prunelora.data.splits import ForgetSpec, Splits, build_splits, make_loader
+
+__all__ = [
+    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits",
+    "list_datasets", "load_dataset", "make_loader", "register_dataset",
+]

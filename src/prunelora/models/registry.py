@@ -1,0 +1,68 @@
+"""Model registry and factory in the style of timm: `create_model(name, ...)` over a listable table.
+
+Every model is a `Classifier`: `features(x)` gives the penultimate representation and `head` is
+the final `nn.Linear`, so methods and metrics can treat all architectures alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from prunelora.errors import InvalidInputError
+
+
+class Classifier(nn.Module):
+    """`forward(x) = head(features(x))`. Subclasses implement `features`."""
+
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+ModelFn = Callable[..., Classifier]
+_MODELS: dict[str, tuple[ModelFn, str]] = {}
+
+
+def register_model(name: str, description: str) -> Callable[[ModelFn], ModelFn]:
+    """Register `fn(num_classes, in_channels, image_size, **kwargs) -> Classifier` under `name`."""
+
+    def wrap(fn: ModelFn) -> ModelFn:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = (fn, description)
+        return fn
+
+    return wrap
+
+
+def list_models() -> dict[str, str]:
+    """Registered model names with a one-line description (plus the torchvision:<name> family)."""
+    return {name: desc for name, (_, desc) in _MODELS.items()} | {
+        "torchvision:<name>": "any torchvision classifier, head resized to num_classes"
+    }
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
+                 **kwargs) -> Classifier:
+    """Build a registered model, e.g. `create_model("resnet20", 10, 1, 28, width=2)`."""
+    if num_classes < 2:
+        raise InvalidInputError(f"num_classes {num_classes} must be at least 2")
+    if name.startswith("torchvision:"):
+        from prunelora.models.tv import torchvision_classifier
+
+        return torchvision_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
+    if name not in _MODELS:
+        raise InvalidInputError(
+            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>"
+        )
+    try:
+        return _MODELS[name][0](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    except TypeError as exc:  # an unknown keyword argument
+        raise InvalidInputError(f"model {name!r} does not accept these arguments {sorted(kwargs)}: {exc}") from None

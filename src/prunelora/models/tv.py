@@ -1,0 +1,49 @@
+"""Any torchvision classifier behind the `Classifier` interface (`torchvision:<name>`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from prunelora.errors import InvalidInputError
+from prunelora.models.registry import Classifier
+
+
+class TorchvisionClassifier(Classifier):
+    """Wraps a torchvision model: its last `nn.Linear` becomes `head`, the rest is `backbone`."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, in_channels: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.repeat = 3 // in_channels if in_channels in (1, 3) else 1  # grey images fed as RGB
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.repeat > 1:
+            x = x.repeat(1, self.repeat, 1, 1)
+        return torch.flatten(self.backbone(x), 1)
+
+
+def torchvision_classifier(arch: str, num_classes: int, in_channels: int, image_size: int,
+                           **kwargs) -> TorchvisionClassifier:
+    import torchvision
+
+    if in_channels not in (1, 3):
+        raise InvalidInputError(f"torchvision models take 1 or 3 input channels, not {in_channels}")
+    try:
+        # weights=None: never download pretrained weights at run time.
+        backbone = torchvision.models.get_model(arch, weights=None, **kwargs)
+    except (ValueError, KeyError):
+        known = ", ".join(torchvision.models.list_models(module=torchvision.models)[:12])
+        raise InvalidInputError(f"unknown torchvision model {arch!r}; e.g. {known}, ...") from None
+    last_name, last = None, None
+    for name, module in backbone.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name, last = name, module
+    if last is None:
+        raise InvalidInputError(f"torchvision:{arch} has no final nn.Linear classifier to resize")
+    parent = backbone.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else backbone
+    setattr(parent, last_name.rsplit(".", 1)[-1], nn.Identity())
+    model = TorchvisionClassifier(backbone, nn.Linear(last.in_features, num_classes), in_channels)
+    model.arch = arch
+    return model

@@ -1,0 +1,15 @@
+"""The one training loop, its recipe, seeding and prediction helpers."""
+
+from prunelora.training.loop import (
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    accuracy_on,
+    fit,
+    predict,
+    resolve_device,
+    seed_everything,
+)
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "fit", "predict",
+           "resolve_device", "seed_everything"]

@@ -1,0 +1,257 @@
+"""THE training loop: `train`, `retrain` and every unlearning method call `fit`.
+
+Device placement happens in one place (`resolve_device`), the loop only consumes a DataLoader and
+only the caller writes files, so the same loop can later run under Hugging Face Accelerate.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunelora.data.splits import make_loader
+from prunelora.errors import InvalidInputError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe. Stored in every checkpoint so that `retrain` can repeat it exactly.
+
+    The budget is `epochs`, or `steps` (optimizer steps) when given: small datasets need budgets
+    in steps because an epoch of 1,000 images is only a handful of updates.
+    """
+
+    epochs: float = 10
+    steps: int | None = None
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.0
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
+    augment: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise InvalidInputError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        if self.steps is None and not self.epochs > 0:
+            raise InvalidInputError(f"epochs {self.epochs} must be > 0")
+        if self.steps is not None and self.steps < 1:
+            raise InvalidInputError(f"steps {self.steps} must be >= 1")
+        if self.batch_size < 1:
+            raise InvalidInputError(f"batch size {self.batch_size} must be >= 1")
+        if not self.lr > 0:
+            raise InvalidInputError(f"learning rate {self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise InvalidInputError(f"weight decay {self.weight_decay} must be >= 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise InvalidInputError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise InvalidInputError(f"gradient clip {self.grad_clip} must be > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def total_steps(self, num_samples: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        per_epoch = max(1, math.ceil(num_samples / self.batch_size))
+        return max(1, int(round(self.epochs * per_epoch)))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    wall_time_s: float
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        return self.history[-1]["loss"] if self.history else float("nan")
+
+
+class TrainingDivergedError(InvalidInputError):
+    """The loss became NaN or infinite: the recipe (usually the learning rate) is unstable."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that CPU runs are bit-for-bit repeatable."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The one place that decides where tensors live: CUDA when present unless told otherwise."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise InvalidInputError("nothing to train: no parameter requires a gradient")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total: int):
+    warmup = int(config.warmup_fraction * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fit(
+    model: nn.Module,
+    dataset,
+    config: TrainConfig,
+    *,
+    params: Iterable[nn.Parameter] | None = None,
+    loss_fn: LossFn | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    description: str = "train",
+) -> TrainResult:
+    """Train `model` on `dataset` for the budget in `config`, in place.
+
+    `params` restricts what is optimised (default: every parameter that requires a gradient);
+    `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives use it);
+    `after_step(model)` runs after each optimizer step (e.g. to re-apply a constraint).
+    """
+    device = resolve_device(device)
+    model.to(device).train()
+    seed_everything(config.seed)
+    loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    total = config.total_steps(len(dataset))
+    optimizer = make_optimizer(model.parameters() if params is None else params, config)
+    scheduler = make_scheduler(optimizer, config, total)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    if loss_fn is None:
+        def loss_fn(m, x, y):
+            return criterion(m(x), y)
+    trained = [p for g in optimizer.param_groups for p in g["params"]]
+
+    history: list[dict] = []
+    step, epoch = 0, 0
+    start = time.perf_counter()
+    with _progress(progress, description, total) as bar:
+        while step < total:
+            epoch += 1
+            loss_sum, seen = 0.0, 0
+            for x, y in loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = loss_fn(model, x, y)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"{description}: loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
+                        f"lower the learning rate (now {config.lr}) or set a gradient clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(trained, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                if after_step is not None:
+                    after_step(model)
+                step += 1
+                loss_sum += loss.item() * len(y)
+                seen += len(y)
+                bar(step, loss_sum / seen, epoch)
+                if step >= total:
+                    break
+            history.append({"epoch": epoch, "steps": step, "loss": loss_sum / max(seen, 1)})
+    return TrainResult(steps=step, wall_time_s=time.perf_counter() - start, history=history)
+
+
+class _progress:
+    """A rich progress bar (to stderr) with loss; silent when disabled."""
+
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda step, loss, epoch: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self._progress.start()
+        task = self._progress.add_task(self.description, total=self.total, loss=float("nan"), epoch=0)
+
+        def update(step: int, loss: float, epoch: int) -> None:
+            self._progress.update(task, completed=step, loss=loss, epoch=epoch)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._progress.stop()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, batch_size: int = 512,
+            device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and targets of `dataset` in eval mode (on the CPU)."""
+    device = resolve_device(device)
+    model.to(device)
+    was_training = model.training
+    model.eval()
+    logits, targets = [], []
+    for x, y in make_loader(dataset, batch_size=batch_size):
+        logits.append(model(x.to(device)).float().cpu())
+        targets.append(y)
+    model.train(was_training)
+    if not logits:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(logits), torch.cat(targets)
+
+
+def accuracy_on(model: nn.Module, dataset, device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy in percent; NaN for an empty dataset."""
+    if len(dataset) == 0:
+        return float("nan")
+    logits, targets = predict(model, dataset, device=device)
+    return 100.0 * (logits.argmax(1) == targets).float().mean().item()
