@@ -43,6 +43,8 @@ class ViT(Classifier):
                  mlp_ratio: float = 2.0, patch_size: int | None = None, dropout: float = 0.0,
                  width: float = 1.0) -> None:
         super().__init__()
+        if depth < 1:
+            raise InvalidInputError(f"ViT depth {depth} must be >= 1")
         patch = patch_size or default_patch_size(image_size)
         if image_size % patch:
             raise InvalidInputError(f"patch size {patch} does not divide image size {image_size}")
@@ -63,13 +65,13 @@ class ViT(Classifier):
 
 @register_model("vit-tiny", "ViT: dim 128, 6 blocks, 4 heads, MLP 256; patch fits the image size")
 def vit_tiny(num_classes: int, in_channels: int = 3, image_size: int = 32, width: float = 1.0,
-             patch_size: int | None = None, dropout: float = 0.0) -> ViT:
-    return ViT(num_classes, in_channels, image_size, dim=128, depth=6, heads=4, mlp_ratio=2.0,
+             patch_size: int | None = None, dropout: float = 0.0, depth: int = 6) -> ViT:
+    return ViT(num_classes, in_channels, image_size, dim=128, depth=depth, heads=4, mlp_ratio=2.0,
                patch_size=patch_size, dropout=dropout, width=width)
 
 
 @register_model("vit-small", "ViT: dim 256, 8 blocks, 8 heads, MLP 512; patch fits the image size")
 def vit_small(num_classes: int, in_channels: int = 3, image_size: int = 32, width: float = 1.0,
-              patch_size: int | None = None, dropout: float = 0.0) -> ViT:
-    return ViT(num_classes, in_channels, image_size, dim=256, depth=8, heads=8, mlp_ratio=2.0,
+              patch_size: int | None = None, dropout: float = 0.0, depth: int = 8) -> ViT:
+    return ViT(num_classes, in_channels, image_size, dim=256, depth=depth, heads=8, mlp_ratio=2.0,
                patch_size=patch_size, dropout=dropout, width=width)

@@ -145,6 +145,7 @@ def fit(
     params: Iterable[nn.Parameter] | None = None,
     loss_fn: LossFn | None = None,
     after_step: Callable[[nn.Module], None] | None = None,
+    freeze_batchnorm: bool = False,
     device: str | torch.device | None = None,
     progress: bool = True,
     description: str = "train",
@@ -153,10 +154,15 @@ def fit(
 
     `params` restricts what is optimised (default: every parameter that requires a gradient);
     `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives use it);
-    `after_step(model)` runs after each optimizer step (e.g. to re-apply a constraint).
+    `after_step(model)` runs after each optimizer step (e.g. to re-apply a constraint);
+    `freeze_batchnorm` keeps BatchNorm running statistics fixed (BN layers in eval mode).
     """
     device = resolve_device(device)
     model.to(device).train()
+    if freeze_batchnorm:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
     seed_everything(config.seed)
     loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True, seed=config.seed)
     total = config.total_steps(len(dataset))

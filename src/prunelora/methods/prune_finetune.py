@@ -1,0 +1,26 @@
+"""Prune + fine-tune: prune, then train all parameters on D_r with the masks kept applied.
+
+The reference code removed the pruning masks before fine-tuning, so the pruned weights regrew.
+Here the masks stay on (parametrizations) during training and are baked in afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunelora.methods.base import register_method
+from prunelora.methods.common import PruneOptions, full_finetune
+from prunelora.pruning import bake_masks
+
+
+@dataclass
+class PruneFinetuneConfig(PruneOptions):
+    """Paper baseline: 50% structured L2 pruning of every conv, then Adam lr 1e-3 for 5 epochs."""
+
+
+@register_method("prune-finetune", PruneFinetuneConfig, "prune, then fine-tune all parameters on D_r; masks kept")
+def prune_finetune(model, splits, config: PruneFinetuneConfig, ctx):
+    config.prune_model(model, splits, ctx, bake=False)
+    record = full_finetune(model, splits, config, ctx, "prune-finetune")
+    bake_masks(model)
+    return model, record
