@@ -12,11 +12,11 @@ from typing import Any
 
 from torch import nn
 
-from prunelora.checkpoint import load_checkpoint, prepare_output_dir, read_meta, save_checkpoint
+from prunelora.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
 from prunelora.data import DatasetBundle, ForgetSpec, Splits, build_splits, load_dataset
 from prunelora.errors import InvalidInputError
 from prunelora.models import create_model
-from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device
+from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device, seed_everything
 from prunelora.training.memory import PeakMemory
 
 
@@ -81,6 +81,7 @@ def train(
     config = config or TrainConfig()
     bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment)
     spec = model_spec(model, bundle, model_kwargs)
+    seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
     identity = {"kind": kind, "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
@@ -88,7 +89,7 @@ def train(
                 **(extra_meta or {})}
     rid = run_id(identity)
     if out is not None:
-        prepare_output_dir(out, rid, overwrite)  # refuse before spending any time training
+        check_output_dir(out, rid, overwrite)  # refuse before spending any time training
     with PeakMemory(resolve_device(device)) as peak:
         result = fit(net, splits.retain, config, device=device, progress=progress,
                      description=f"{kind} {model} on {bundle.name}")
@@ -127,25 +128,60 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
 
 
 def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.PathLike | None = None,
-            seed: int | None = None, overwrite: bool = False, data_dir=None, download: bool = False,
+            seed: int = 0, overwrite: bool = False, data_dir=None, download: bool = False,
             device: str | None = None, progress: bool = True) -> RunResult:
-    """Exact unlearning: train from scratch on D_r with the original's recipe (from its meta.json)."""
-    meta = read_meta(checkpoint)
-    if not meta.get("recipe"):
-        raise InvalidInputError(f"checkpoint {str(checkpoint)!r} has no training recipe in meta.json; cannot retrain")
-    config = TrainConfig.from_dict(meta["recipe"])
-    if seed is not None:
-        config.seed = seed
-    ds = meta["dataset"]
-    result = train(ds["name"], meta["model"]["name"], config, model_kwargs=meta["model"].get("kwargs"),
-                   data_dir=data_dir or ds.get("data_dir"), download=download,
-                   val_fraction=ds.get("val_fraction", 0.1), forget=forget, out=out, overwrite=overwrite,
-                   device=device, progress=progress, kind="retrain",
-                   extra_meta={"original": {"path": str(checkpoint), "run_id": meta.get("run_id")}})
-    return result
+    """Exact unlearning: train from scratch on D_r with the original's recipe (from its meta.json).
+
+    The same as `unlearn_checkpoint(..., method="retrain")`: the checkpoint is loaded and checked
+    (weights, architecture, classes) before any training.
+    """
+    return unlearn_checkpoint(checkpoint, forget, "retrain", out=out, overwrite=overwrite, data_dir=data_dir,
+                              download=download, device=device, progress=progress, seed=seed)
 
 
 def info(checkpoint: str | os.PathLike) -> dict:
     """meta.json of a checkpoint, after checking that its weights load into its architecture."""
     _, meta = load_checkpoint(checkpoint)
     return meta
+
+
+def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method: str = "prunelora", *,
+                       out: str | os.PathLike | None = None, overwrite: bool = False, data_dir=None,
+                       download: bool = False, device: str | None = None, progress: bool = True,
+                       save_adapter: str | os.PathLike | None = None, **method_options) -> RunResult:
+    """Load a checkpoint, make it forget `forget` with `method`, evaluate the splits, save the result.
+
+    The saved model is always a plain merged model. `save_adapter` additionally exports the LoRA
+    adapter alone, with a warning (base weights plus the adapter still hold the forgotten data).
+    """
+    from prunelora.methods import get_method, unlearn
+
+    entry = get_method(method)
+    config = entry.make_config(**method_options)  # validate options before loading anything
+    model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
+    identity = {"kind": "unlearned", "original": meta.get("run_id"), "forget": forget.to_dict(),
+                "method": method, "config": config.to_dict()}
+    rid = run_id(identity)
+    if out is not None:
+        check_output_dir(out, rid, overwrite)
+    result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta)
+    record = result.record
+    out_meta = {
+        "kind": "retrain" if method == "retrain" else "unlearned", "run_id": rid, "model": meta["model"],
+        "dataset": meta["dataset"], "forget": forget.to_dict(),
+        "recipe": meta.get("recipe"), "seed": getattr(config, "seed", None),
+        "method": record["method"], "metrics": split_metrics(result.model, splits, device),
+        "cost": record["cost"], "sparsity": record["sparsity"], "history": record.get("history", []),
+        "original": {"path": str(checkpoint), "run_id": meta.get("run_id")},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    path = None
+    if out is not None:
+        path = save_checkpoint(result.model, out, out_meta)
+        if save_adapter is not None:
+            if "peft_model" not in result.artifacts:
+                raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
+            from prunelora.adapters import save_adapter as export_adapter
+
+            export_adapter(result.artifacts["peft_model"], save_adapter)
+    return RunResult(result.model, out_meta, path, splits)

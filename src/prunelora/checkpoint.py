@@ -39,24 +39,21 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text to `path` through a temporary file in the same folder and a rename."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        Path(tmp).write_text(text)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to `path` through a temporary file in the same folder and a rename."""
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
-
-
-def prepare_output_dir(out: str | os.PathLike, run_id: dict | None = None, overwrite: bool = False) -> Path:
-    """Create `out`, refusing a directory that already holds a different run unless `overwrite`.
+def check_output_dir(out: str | os.PathLike, run_id: str | None = None, overwrite: bool = False) -> Path:
+    """Refuse an `out` that already holds a different run unless `overwrite`. Creates nothing:
+    the directory appears only when the result is saved, so a failed run leaves no trace.
 
     A directory holding a checkpoint whose `run_id` matches is accepted (re-running a command).
     """
@@ -74,7 +71,6 @@ def prepare_output_dir(out: str | os.PathLike, run_id: dict | None = None, overw
             raise InvalidInputError(
                 f"output directory {str(out)!r} already holds a different run; choose another --out or pass --overwrite"
             )
-    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -83,17 +79,32 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, Any],
-                    overwrite: bool = True) -> Path:
-    """Save `model` and `meta` into the directory `out` (weights first, meta.json last)."""
+def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Save `model` and `meta` into the directory `out`.
+
+    Both files are fully written to temporary names before either is renamed into place, so a
+    failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact.
+    """
     if "model" not in meta or "name" not in meta["model"]:
         raise ValueError("meta must describe the model: {'model': {'name': ..., 'num_classes': ...}}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "versions": library_versions()}
+    text = json.dumps(full, indent=2, default=_json_default) + "\n"
     tensors = state_dict_for_saving(model)
-    _atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    atomic_write_text(out / META, json.dumps(full, indent=2, default=_json_default) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, write in ((WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT})),
+                            (META, lambda tmp: Path(tmp).write_text(text))):
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            staged.append((tmp, out / name))
+            write(tmp)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
     return out
 
 

@@ -18,6 +18,7 @@ import yaml
 from prunelora.errors import InvalidInputError, PruneLoRAError
 
 EXIT_USAGE = 2
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,7 +143,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from prunelora.api import retrain
 
     spec = forget_spec_from_args(args)
-    result = retrain(args.checkpoint, spec, out=args.out, seed=args.seed_override, overwrite=args.overwrite,
+    result = retrain(args.checkpoint, spec, out=args.out, seed=args.seed, overwrite=args.overwrite,
                      data_dir=args.data_dir, download=args.download, device=_device(args),
                      progress=not args.no_progress)
     _print_metrics(result.meta, result.path)
@@ -229,7 +230,6 @@ def _setup_retrain(p):
     _add_data(p, dataset_default=None)
     _add_forget(p)
     _add_common(p)
-    p.add_argument("--seed-override", type=int, default=None, help="retrain with this seed instead of the original's")
 
 
 def _setup_info(p):
@@ -264,7 +264,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         doc = (fn.__doc__ or "").strip()
         p = sub.add_parser(name, help=doc.splitlines()[0] if doc else None, description=doc)
         setup(p)
-        p.set_defaults(_fn=fn)
+        # Required options may come from a --config file, so they are checked after it is read.
+        p.set_defaults(_fn=fn, _required=[a for a in p._actions if a.required])
+        for action in p._actions:
+            action.required = False
         subparsers[name] = p
     return parser, subparsers
 
@@ -281,6 +284,15 @@ def _load_extra_commands() -> None:
                 raise
 
 
+def preset_path(name: str) -> Path:
+    """A shipped YAML recipe by name (`configs/NAME.yaml`)."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise InvalidInputError(f"unknown preset {name!r}; accepted: {', '.join(known)}")
+    return path
+
+
 def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
     """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
     file = Path(path)
@@ -292,7 +304,7 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
         raise InvalidInputError(f"--config {path!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"--config {path!r} must be a mapping of option names to values")
-    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "preset")}
     defaults = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
@@ -307,9 +319,6 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
         if action.choices is not None and value not in action.choices:
             raise InvalidInputError(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
         defaults[dest] = value
-    for action in parser._actions:
-        if action.required and action.dest in defaults:
-            action.required = False
     parser.set_defaults(**defaults)
 
 
@@ -322,9 +331,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        if getattr(args, "config", None):
-            apply_config_file(subparsers[args.command], args.config)
+        # A preset, then a --config file, then command-line flags: each overrides the one before.
+        files = [str(preset_path(args.preset))] if getattr(args, "preset", None) else []
+        files += [args.config] if getattr(args, "config", None) else []
+        for file in files:
+            apply_config_file(subparsers[args.command], file)
+        if files:
             args = parser.parse_args(argv)
+        missing = [a.option_strings[0] if a.option_strings else a.dest for a in args._required
+                   if getattr(args, a.dest) is None]
+        if missing:
+            raise InvalidInputError(f"the following arguments are required: {', '.join(missing)}")
         return args._fn(args)
     except PruneLoRAError as exc:
         sys.stderr.write(f"prunelora {command}: error: {exc}\n" if command else f"prunelora: error: {exc}\n")

@@ -1,5 +1,12 @@
 """LoRA through peft, with a sparsity-preserving update and merge."""
 
-from prunelora.adapters.lora import LoraSettings, add_lora, lora_targets, merge_lora, save_adapter, trainable_parameters
+from prunelora.adapters.lora import (
+    LoraSettings,
+    add_lora,
+    lora_targets,
+    merge_lora,
+    save_adapter,
+    trainable_parameters,
+)
 
 __all__ = ["LoraSettings", "add_lora", "lora_targets", "merge_lora", "save_adapter", "trainable_parameters"]

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import LAYER_TYPES, _compile, multiply_masks
+from prunelora.pruning.masks import LAYER_TYPES, compile_pattern, multiply_masks
 
 
 @dataclass
@@ -44,7 +44,7 @@ def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None, he
     """Names of the modules LoRA will wrap. Inside a targeted MultiheadAttention nothing else is
     targeted: peft's MHA layer adapts both its in_proj and its out_proj."""
     wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
-    regex = _compile(pattern)
+    regex = compile_pattern(model, pattern)
     names: list[str] = []
     mha_prefixes: list[str] = []
     for name, module in model.named_modules():

@@ -169,6 +169,10 @@ def load_dataset(
 
 
 def _bundle(name, x_train, y_train, x_test, y_test, classes, augment, **extra) -> DatasetBundle:
+    if augment and x_train.shape[1] != 3:
+        # crop + flip would turn a 6 into a mirrored 6: only meant for colour photographs
+        raise InvalidInputError(f"--augment (random crop + flip) is for colour images; {name} has "
+                                f"{x_train.shape[1]} channel(s)")
     mean, std = NORMALIZATION[name]
     return DatasetBundle(
         name=name,
@@ -191,7 +195,7 @@ def _load_digits(data_dir=None, download=False, augment=False) -> DatasetBundle:
     )
     return _bundle(
         "digits", torch.from_numpy(x_tr), torch.from_numpy(y_tr), torch.from_numpy(x_te),
-        torch.from_numpy(y_te), [str(i) for i in range(10)], augment=False, split_seed=0,
+        torch.from_numpy(y_te), [str(i) for i in range(10)], augment=augment, split_seed=0,
     )
 
 
@@ -203,6 +207,10 @@ def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         raw = f.read()
+    # IDX header: two zero bytes, a type byte (0x08 = uint8), the number of dimensions, then sizes.
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4 \
+            or len(raw) < 4 + 4 * raw[3]:
+        raise InvalidInputError(f"{path} is not an IDX file of unsigned bytes (bad header)")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
@@ -218,7 +226,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _load_mnist_like(name: str, classes, torchvision_cls: str, data_dir, download, debian_dir=None):
+def _load_mnist_like(name: str, classes, torchvision_cls: str, data_dir, download, debian_dir=None, augment=False):
     stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
     folders = [Path(data_dir)] if data_dir else []
@@ -230,7 +238,7 @@ def _load_mnist_like(name: str, classes, torchvision_cls: str, data_dir, downloa
             x_tr, y_tr, x_te, y_te = (_read_idx(p) for p in paths)
             return _bundle(name, torch.from_numpy(x_tr.copy())[:, None], torch.from_numpy(y_tr.astype(np.int64)),
                            torch.from_numpy(x_te.copy())[:, None], torch.from_numpy(y_te.astype(np.int64)),
-                           classes, augment=False, source=str(folder))
+                           classes, augment=augment, source=str(folder))
     if not download:
         where = " or ".join(str(f) for f in folders) or "no --data-dir given"
         hint = " (Debian: apt-get install dataset-fashion-mnist)" if debian_dir else ""
@@ -243,18 +251,18 @@ def _load_mnist_like(name: str, classes, torchvision_cls: str, data_dir, downloa
     cls = getattr(torchvision.datasets, torchvision_cls)
     train, test = cls(root, train=True, download=True), cls(root, train=False, download=True)
     return _bundle(name, train.data[:, None].clone(), train.targets.clone(), test.data[:, None].clone(),
-                   test.targets.clone(), classes, augment=False, source=str(root))
+                   test.targets.clone(), classes, augment=augment, source=str(root))
 
 
 @register_dataset("fashion-mnist", "from /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist) or --data-dir")
 def _load_fashion(data_dir=None, download=False, augment=False) -> DatasetBundle:
     return _load_mnist_like("fashion-mnist", FASHION_CLASSES, "FashionMNIST", data_dir, download,
-                            debian_dir=DEBIAN_FASHION_MNIST)
+                            debian_dir=DEBIAN_FASHION_MNIST, augment=augment)
 
 
 @register_dataset("mnist", "from --data-dir (idx files), else --download")
 def _load_mnist(data_dir=None, download=False, augment=False) -> DatasetBundle:
-    return _load_mnist_like("mnist", [str(i) for i in range(10)], "MNIST", data_dir, download)
+    return _load_mnist_like("mnist", [str(i) for i in range(10)], "MNIST", data_dir, download, augment=augment)
 
 
 def _torchvision_colour(name: str, data_dir, download, augment) -> DatasetBundle:

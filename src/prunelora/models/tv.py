@@ -36,6 +36,8 @@ def torchvision_classifier(arch: str, num_classes: int, in_channels: int, image_
     except (ValueError, KeyError):
         known = ", ".join(torchvision.models.list_models(module=torchvision.models)[:12])
         raise InvalidInputError(f"unknown torchvision model {arch!r}; e.g. {known}, ...") from None
+    except TypeError as exc:  # an argument the torchvision builder does not take
+        raise InvalidInputError(f"torchvision:{arch} does not accept {sorted(kwargs)} ({exc})") from None
     last_name, last = None, None
     for name, module in backbone.named_modules():
         if isinstance(module, nn.Linear):

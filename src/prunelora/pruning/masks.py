@@ -53,7 +53,7 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
     if bad:
         raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
     wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
-    regex = _compile(pattern)
+    regex = compile_pattern(model, pattern)
     out = []
     for name, module in model.named_modules():
         if not isinstance(module, wanted):
@@ -74,10 +74,19 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
     return out
 
 
-def _compile(pattern: str | None) -> re.Pattern | None:
+def compile_pattern(model: nn.Module, pattern: str | None) -> re.Pattern | None:
+    """A layer-name regex; `{last}` stands for the highest block index it can match in `model`.
+
+    So `blocks\\.{last}\\.attn` targets the last encoder block of a ViT of any depth, and one
+    recipe serves models of different depths.
+    """
     if pattern is None:
         return None
     try:
+        if "{last}" in pattern:
+            probe = re.compile(pattern.replace("{last}", r"(?P<last>\d+)"))
+            found = [int(m.group("last")) for name, _ in model.named_modules() if (m := probe.search(name))]
+            pattern = pattern.replace("{last}", str(max(found)) if found else "(?!)")
         return re.compile(pattern)
     except re.error as exc:
         raise InvalidInputError(f"layer pattern {pattern!r} is not a valid regular expression ({exc})") from None
@@ -228,7 +237,7 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
             "zero_channels": (weight.flatten(1) == 0).all(dim=1).float().mean().item(),
         }
     total = zeros = 0
-    for name, tensor in model.named_parameters():
+    for tensor in model.parameters():
         if tensor.ndim > 1:  # weights, not biases or norms
             total += tensor.numel()
             zeros += (tensor == 0).sum().item()

@@ -1,0 +1,96 @@
+"""Shared fixtures: the embedded digits data, one tiny trained checkpoint, and an in-process CLI runner.
+
+Everything here is session-scoped where it can be, so that the suite loads digits and trains the
+reference checkpoint once. Tests that damage a checkpoint work on a copy (`checkpoint_copy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunelora.api import RunResult
+from prunelora.data import DatasetBundle, load_dataset
+from prunelora.training import TrainConfig
+
+# Tiny models on a 2-core machine: one intra-op thread is both faster (no thread hand-off for
+# 8x8 images) and immune to oversubscription when something else is running on the machine.
+torch.set_num_threads(1)
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+CHECKPOINT_RECIPE = TrainConfig(epochs=2, seed=0)
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture(scope="session")
+def digits() -> DatasetBundle:
+    """The embedded scikit-learn digits, split 1347/450. Treat as read-only."""
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """resnet8 trained 2 epochs on digits (seed 0) and saved; `.path` is its checkpoint directory."""
+    from prunelora.api import train
+
+    out = tmp_path_factory.mktemp("trained") / "digits-resnet8"
+    result = train("digits", "resnet8", CHECKPOINT_RECIPE, out=out, progress=False)
+    assert result.path == out
+    return result
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(trained: RunResult) -> Path:
+    """The reference checkpoint directory. Never modify it: use `checkpoint_copy`."""
+    return trained.path
+
+
+@pytest.fixture
+def checkpoint_copy(checkpoint_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the reference checkpoint that a test may damage."""
+    return Path(shutil.copytree(checkpoint_dir, tmp_path / "checkpoint"))
+
+
+def _run_cli(*args: str | Path) -> CliResult:
+    from prunelora.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors and --help leave through SystemExit
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., CliResult]:
+    """`run_cli("train", "--dataset", "digits", ...) -> (returncode, stdout, stderr)`, in-process."""
+    return _run_cli
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    """Relative path -> content of every file under `root` (to prove nothing was written)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def snapshot() -> Callable[[Path], dict[str, bytes]]:
+    return tree_snapshot
+
+
+def _state_dicts_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="session")
+def state_dicts_equal() -> Callable[[dict, dict], bool]:
+    """True when two state dicts have the same keys and bit-identical tensors."""
+    return _state_dicts_equal
