@@ -26,7 +26,7 @@ ORIGINALS = {
     "vit-tiny": ({"width": 0.5, "depth": 3}, TrainConfig(epochs=60, optimizer="adamw", lr=3e-3,
                                                           weight_decay=0.05, warmup_fraction=0.1)),
 }
-PRESETS = {"resnet8": "prunelora-resnet", "vit-tiny": "prunelora-vit"}
+PRESETS = {"resnet8": "prunelora-digits-resnet", "vit-tiny": "prunelora-digits-vit"}
 
 
 def main() -> None:
