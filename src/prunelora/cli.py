@@ -276,7 +276,7 @@ def _load_extra_commands() -> None:
     # Commands defined beside the subsystems they drive register themselves on import.
     import importlib
 
-    for module in ("prunelora.methods.cli", "prunelora.evaluation.cli"):
+    for module in ("prunelora.methods.cli", "prunelora.evaluation.cli", "prunelora.bench"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -333,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         # A preset, then a --config file, then command-line flags: each overrides the one before.
         files = [str(preset_path(args.preset))] if getattr(args, "preset", None) else []
-        files += [args.config] if getattr(args, "config", None) else []
+        # (`bench --config` names a benchmark file, not option defaults)
+        if getattr(args, "config", None) and getattr(args, "_options_config", True):
+            files.append(args.config)
         for file in files:
             apply_config_file(subparsers[args.command], file)
         if files:

@@ -1,0 +1,400 @@
+"""`prunelora bench`: original -> retrain and every chosen method, over seeds and scenarios.
+
+The orchestrator: it uses methods and evaluation (which never import each other).
+
+Layout of the output directory (everything is written atomically, so Ctrl-C then the same
+command resumes where it stopped):
+
+    bench.json                   the configuration and its identity hash
+    cache/original-<hash>/       the original model (a checkpoint), reused while its recipe holds
+    cache/<scenario>-retrain-seed<k>/   retrain checkpoints (the references)
+    cells/<scenario>/<method>-<options hash>/seed<k>.json   one finished (method, seed) cell
+    results.csv, results.json, report.md, plots/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prunelora.api import run_id, train
+from prunelora.checkpoint import atomic_write_text, load_checkpoint, read_meta, save_checkpoint
+from prunelora.data import ForgetSpec, build_splits, load_dataset
+from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.evaluation.evaluate import evaluate
+from prunelora.evaluation.metrics import ATTACKS
+from prunelora.training import TrainConfig
+
+
+@dataclass
+class Scenario:
+    name: str
+    forget_class: Any = None
+    forget_fraction: float | None = None
+    forget_indices: str | None = None
+    forget_seed: int = 0
+
+    def spec(self) -> ForgetSpec:
+        given = [v for v in (self.forget_class, self.forget_fraction, self.forget_indices) if v is not None]
+        if len(given) != 1:
+            raise InvalidInputError(
+                f"scenario {self.name!r} needs exactly one of forget_class, forget_fraction, forget_indices"
+            )
+        if self.forget_class is not None:
+            value = self.forget_class
+            return ForgetSpec.from_classes(",".join(map(str, value)) if isinstance(value, list) else str(value))
+        if self.forget_fraction is not None:
+            return ForgetSpec(kind="fraction", fraction=float(self.forget_fraction), seed=self.forget_seed)
+        return ForgetSpec.from_index_file(self.forget_indices)
+
+
+@dataclass
+class BenchConfig:
+    """A benchmark: one dataset and model, an original recipe, scenarios, seeds and methods."""
+
+    name: str = "bench"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "resnet8"
+    model_kwargs: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    val_fraction: float = 0.1
+    scenarios: list = field(default_factory=lambda: [{"name": "class3", "forget_class": 3}])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    retrain_seeds: list | None = None
+    methods: dict = field(default_factory=lambda: {"finetune": {}, "prunelora": {}})
+    mia: dict = field(default_factory=dict)
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> BenchConfig:
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise InvalidInputError(f"{source}: unknown key {key!r}; accepted: {', '.join(sorted(known))}")
+        config = cls(**data)
+        config.validate(source)
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BenchConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(f"bench config {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidInputError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise InvalidInputError(f"{path} must be a mapping")
+        return cls.from_dict(data, str(path))
+
+    def validate(self, source: str = "config") -> None:
+        from prunelora.models import list_models
+
+        TrainConfig.from_dict(self.train)  # raises on bad values
+        unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
+        if not self.model.startswith("torchvision:") and self.model not in list_models():
+            raise InvalidInputError(f"{source}: unknown model {self.model!r}")
+        if not self.seeds:
+            raise InvalidInputError(f"{source}: seeds is empty")
+        names = set()
+        for s in self.scenarios:
+            scenario = self.scenario(s, source)
+            if scenario.name in names:
+                raise InvalidInputError(f"{source}: scenario {scenario.name!r} appears twice")
+            names.add(scenario.name)
+        for method in self.methods:
+            self.method_options(method)
+        unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
+        bad = [a for a in self.mia.get("attacks", ATTACKS) if a not in ATTACKS]
+        if bad:
+            raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(ATTACKS)}")
+
+    @staticmethod
+    def scenario(data: dict, source: str = "config") -> Scenario:
+        known = {f.name for f in fields(Scenario)}
+        bad = set(data) - known
+        if bad:
+            raise InvalidInputError(f"{source}: unknown key {sorted(bad)[0]!r} in a scenario")
+        if "name" not in data:
+            raise InvalidInputError(f"{source}: every scenario needs a name")
+        scenario = Scenario(**data)
+        scenario.spec()
+        return scenario
+
+    def method_options(self, method: str) -> dict:
+        """A method's options: its preset's (if `preset: NAME`) overridden by the config's own."""
+        from prunelora.cli import preset_path
+        from prunelora.methods import get_method
+
+        entry = get_method(method)
+        options = dict(self.methods.get(method) or {})
+        preset = options.pop("preset", None)
+        if preset is not None:
+            loaded = yaml.safe_load(preset_path(preset).read_text())
+            if loaded.get("method", method) != method:
+                raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {method!r}")
+            options = {k: v for k, v in loaded.items() if k != "method"} | options
+        entry.make_config(**options)  # validates names and values
+        return options
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def identity(self) -> str:
+        """What the cached original and the cells depend on (not the seeds or the method list)."""
+        return run_id({k: getattr(self, k) for k in ("dataset", "model", "model_kwargs", "train", "val_fraction",
+                                                      "scenarios", "mia")})
+
+
+def _cell_key(method: str, options: dict) -> str:
+    return f"{method}-{run_id(options)[:8]}"
+
+
+def _load_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
+              progress: bool = True, log=print) -> tuple[list[dict], dict]:
+    """Run (or resume) the benchmark into `out`.
+
+    Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
+    """
+    out = Path(out)
+    ident = config.identity()
+    stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
+    if out.exists() and any(out.iterdir()):
+        if stamp is None or stamp.get("identity") != ident:
+            if not overwrite:
+                raise InvalidInputError(
+                    f"output directory {str(out)!r} holds another run (a different configuration or not a bench); "
+                    "choose another --out or pass --overwrite"
+                )
+            for name in ("cache", "cells", "plots"):
+                shutil.rmtree(out / name, ignore_errors=True)
+            for name in ("bench.json", "results.csv", "results.json", "report.md"):
+                (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "bench.json", json.dumps({"identity": ident, "config": config.to_dict()}, indent=2))
+
+    recipe = TrainConfig.from_dict(config.train)
+    bundle = load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment)
+    original_dir = out / "cache" / f"original-{ident}"
+    if (original_dir / "meta.json").is_file():
+        original, original_meta = load_checkpoint(original_dir)
+        log(f"original: reusing {original_dir}")
+    else:
+        log(f"original: training {config.model} on {config.dataset}")
+        result = train(config.dataset, config.model, recipe, model_kwargs=config.model_kwargs,
+                       data_dir=config.data_dir, val_fraction=config.val_fraction, device=device,
+                       progress=progress)
+        save_checkpoint(result.model, original_dir, result.meta)
+        original, original_meta = load_checkpoint(original_dir)
+    mia = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
+           "mia_seed": config.mia.get("seed", 0)}
+    retrain_seeds = config.retrain_seeds or config.seeds
+    rows: list[dict] = []
+    payloads: dict[tuple[str, str, int], dict] = {}
+    for scenario_data in config.scenarios:
+        scenario = config.scenario(scenario_data)
+        spec = scenario.spec()
+        splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0)
+        references: dict[int, dict] = {}
+        for seed in retrain_seeds:
+            payload = _run_cell(out, scenario.name, "retrain", {}, seed, original, original_meta, splits, None, mia,
+                                device, progress, log, cache_model=True)
+            payloads[(scenario.name, "retrain", seed)] = payload
+            row = payload["row"]
+            references[seed] = row
+            rows.append(row)
+        retrain_wall = sum(r["wall_time_s"] for r in references.values()) / len(references)
+        for row in rows:
+            if row["scenario"] == scenario.name and row["method"] == "retrain":
+                row["Avg.Gap"], row["time_ratio"] = 0.0, row["wall_time_s"] / retrain_wall
+        for method in config.methods:
+            if method == "retrain":
+                continue
+            options = config.method_options(method)
+            for i, seed in enumerate(config.seeds):
+                reference = references[retrain_seeds[i % len(retrain_seeds)]]
+                payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
+                                    reference, mia, device, progress, log)
+                payloads[(scenario.name, method, seed)] = payload
+                row = payload["row"]
+                row["time_ratio"] = row["wall_time_s"] / retrain_wall
+                rows.append(row)
+    return rows, payloads
+
+
+def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
+              splits, reference: dict | None, mia: dict, device, progress: bool, log, cache_model: bool = False) -> dict:
+    """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload."""
+    from prunelora.methods import get_method, unlearn
+
+    cell = out / "cells" / scenario / _cell_key(method, options) / f"seed{seed}.json"
+    done = _load_json(cell) if cell.is_file() else None
+    if done is not None:
+        log(f"{scenario} {method} seed {seed}: done earlier, reusing")
+        return done
+    log(f"{scenario} {method} seed {seed}: running")
+    config = get_method(method).make_config(**(options | {"seed": seed}))
+    result = unlearn(original, splits, method, config, device=device, progress=progress, original_meta=original_meta)
+    model_dir = None
+    if cache_model:
+        model_dir = out / "cache" / f"{scenario}-{method}-seed{seed}"
+        save_checkpoint(result.model, model_dir, {
+            "kind": method, "model": original_meta["model"], "dataset": original_meta["dataset"],
+            "recipe": original_meta.get("recipe"), "forget": splits.spec.to_dict(), "seed": seed,
+            "method": result.record["method"], "cost": result.record["cost"],
+            "original": {"run_id": original_meta.get("run_id")}})
+    evaluation = evaluate(result.model, splits, reference=reference, device=device, checkpoint_dir=model_dir,
+                          attacks=mia["attacks"], mia_seed=mia["mia_seed"], mia_max_samples=mia["mia_max_samples"])
+    cost = result.record["cost"]
+    row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
+           "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
+           "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0)}
+    if reference is None:
+        row["Avg.Gap"] = 0.0
+    payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "record": {
+        k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    cell.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
+    return payload
+
+
+def original_checkpoint(out: str | Path) -> Path | None:
+    matches = sorted(Path(out).glob("cache/original-*/meta.json"))
+    return matches[0].parent if matches else None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
+          progress: bool = True, command: str = "", log=print) -> tuple[list[dict], Path]:
+    """Run or resume the benchmark, then write results.csv/json, plots and report.md."""
+    from prunelora.evaluation.report import write_report
+
+    start = time.perf_counter()
+    rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log)
+    original_meta = read_meta(original_checkpoint(out))
+    report = write_report(Path(out), rows, payloads, config.to_dict(), original_meta, command,
+                          elapsed_s=time.perf_counter() - start)
+    return rows, report
+
+
+def _bench_config_from_args(args) -> BenchConfig:
+    from dataclasses import replace
+
+    config = BenchConfig.from_file(args.config)
+    overrides = {}
+    if args.seeds:
+        overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
+    if args.retrain_seeds:
+        overrides["retrain_seeds"] = [int(s) for s in args.retrain_seeds.split(",")]
+    if args.methods:
+        names = [m.strip() for m in args.methods.split(",") if m.strip()]
+        overrides["methods"] = {m: config.methods.get(m, {}) for m in names}
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if overrides:
+        config = replace(config, **overrides)
+        config.validate(args.config)
+    return config
+
+
+def _print_summary(rows: list[dict], report: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from prunelora.evaluation.report import TABLE_COLUMNS, _fmt, summarize
+
+    console = Console()
+    terminal = ("UA", "RA", "TA", "MIA", "Avg.Gap", "time_ratio")  # the rest is in report.md
+    for scenario, methods in summarize(rows).items():
+        present = [(k, label) for k, label in TABLE_COLUMNS
+                   if k in terminal and any(k in m for m in methods.values())]
+        table = Table(title=f"scenario {scenario} (mean ± std over seeds)")
+        table.add_column("method")
+        for _, label in present:
+            table.add_column(label, justify="right")
+        for method, metrics in methods.items():
+            table.add_row(method, *[_fmt(*metrics.get(k, (float("nan"), float("nan"))), k) for k, _ in present])
+        console.print(table)
+    console.print(f"report: {report}")
+
+
+def _add_bench_overrides(p) -> None:
+    p.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the config)")
+    p.add_argument("--retrain-seeds", default=None, help="comma-separated retrain seeds (default: --seeds)")
+    p.add_argument("--methods", default=None, help="comma-separated methods (overrides the config)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
+
+
+def cmd_bench(args) -> int:
+    """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
+    import shlex
+    import sys
+
+    config = _bench_config_from_args(args)
+    command = "prunelora " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
+        f"prunelora bench --config {args.config} --out {args.out}"
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+                         progress=not args.no_progress, command=command)
+    _print_summary(rows, report)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The embedded illustration: the paper's five methods on digits, 3 seeds, table and report."""
+    from prunelora.cli import preset_path
+
+    args.config = str(preset_path("demo-digits"))
+    start = time.perf_counter()
+    config = _bench_config_from_args(args)
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+                         progress=not args.no_progress, command=f"prunelora demo --out {args.out}")
+    _print_summary(rows, report)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s (digits is an illustration, not evidence: see the report)")
+    return 0
+
+
+def _setup_bench(p) -> None:
+    p.add_argument("--config", required=True, help="bench YAML (see configs/, e.g. configs/demo-digits.yaml)")
+    p.add_argument("--out", required=True, help="output directory (resumable)")
+    _add_bench_overrides(p)
+    p.set_defaults(_options_config=False)
+
+
+def _setup_demo(p) -> None:
+    p.add_argument("--out", default="demo-out", help="output directory (default: %(default)s)")
+    _add_bench_overrides(p)
+
+
+def _register() -> None:
+    from prunelora.cli import register_command
+
+    register_command("bench", cmd_bench, _setup_bench)
+    register_command("demo", cmd_demo, _setup_demo)
+
+
+_register()

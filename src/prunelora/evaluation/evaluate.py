@@ -1,0 +1,120 @@
+"""Evaluate a model on its splits: accuracy family, membership inference, gap to retrain, cost.
+
+Evaluation never imports methods: it judges any `nn.Module` against any `Splits`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from prunelora.data import Splits
+from prunelora.errors import InvalidInputError
+from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
+from prunelora.training.loop import predict, resolve_device
+
+GAP_KEYS = ("UA", "RA", "TA", "MIA")
+
+
+@dataclass
+class Evaluation:
+    """Flat metrics (for tables and CSV), MIA details, and per-sample losses (for histograms)."""
+
+    metrics: dict[str, float]
+    mia: dict[str, dict] = field(default_factory=dict)
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"metrics": self.metrics, "mia": self.mia}
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    return {"params": total, "nonzero_params": nonzero}
+
+
+@torch.no_grad()
+def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int = 256, repeats: int = 5,
+                         device: torch.device | str | None = None) -> float:
+    """Images per second in eval mode at `batch_size`, after one warm-up batch (median of repeats)."""
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    batch = sample[:1].repeat(batch_size, *([1] * (sample.ndim - 1))).to(device)
+    model(batch)  # warm-up: allocator, kernels, lazy init
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return batch_size / float(np.median(times))
+
+
+def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | None = None,
+             attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
+             throughput: bool = True, device: str | None = None, checkpoint_dir: str | Path | None = None,
+             keep_losses: int = 2000) -> Evaluation:
+    """All metrics of DESIGN.md §2 for `model` on `splits`, in percent where they are rates.
+
+    MIA: members are D_r, non-members are the test samples of retained classes (same classes as
+    the members), balanced and seeded; the attack is applied to D_f. `MIA` is the
+    `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
+    balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
+    50 the attack cannot tell members at all and its efficacy says little.
+    `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA.
+    """
+    outputs = {part: predict(model, getattr(splits, part), device=device)
+               for part in ("forget", "retain", "test_retain", "test_forget", "val")}
+    m: dict[str, float] = {
+        "UA": 100.0 - accuracy(*outputs["forget"]) if len(splits.forget) else float("nan"),
+        "RA": accuracy(*outputs["retain"]),
+        "TA": accuracy(*outputs["test_retain"]),
+        "FA": accuracy(*outputs["test_forget"]) if len(splits.test_forget) else float("nan"),
+        "val": accuracy(*outputs["val"]),
+    }
+    mia: dict[str, dict] = {}
+    if len(splits.forget) and attacks:
+        results = mia_all(outputs["retain"], outputs["test_retain"], outputs["forget"], attacks=attacks,
+                          seed=mia_seed, max_samples=mia_max_samples)
+        for name, res in results.items():
+            mia[name] = res.to_dict()
+            m[f"MIA-{name}"] = res.efficacy
+            m[f"MIA-{name}-acc"] = res.attack_accuracy
+        m["MIA"] = m.get("MIA-confidence-svc", float("nan"))
+    m.update({k: float(v) for k, v in parameter_counts(model).items()})
+    m["sparsity"] = 1.0 - m["nonzero_params"] / m["params"]
+    if throughput and len(splits.retain):
+        m["throughput"] = inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / "model.safetensors").is_file():
+        m["size_mb"] = (Path(checkpoint_dir) / "model.safetensors").stat().st_size / 2**20
+    if reference is not None:
+        m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")
+    rng = np.random.default_rng(0)
+    losses = {}
+    for part, key in (("forget", "forget"), ("test_retain", "test")):
+        values = per_sample_loss(*outputs[part]).numpy() if len(getattr(splits, part)) else np.empty(0)
+        if len(values) > keep_losses:
+            values = rng.choice(values, keep_losses, replace=False)
+        losses[key] = [float(v) for v in values]
+    return Evaluation(m, mia, losses)
+
+
+def check_reference(meta: dict, reference_meta: dict) -> None:
+    """A reference must be a retrain of the same original for the same forget set."""
+    if reference_meta.get("kind") != "retrain":
+        raise InvalidInputError(f"--reference is a {reference_meta.get('kind')!r} checkpoint, not a retrain")
+    ours = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
+    theirs = (reference_meta.get("original") or {}).get("run_id")
+    if ours != theirs:
+        raise InvalidInputError("--reference is a retrain of another original model (run ids differ)")
+    if reference_meta.get("forget") != meta.get("forget"):
+        raise InvalidInputError("--reference forgot a different set than the evaluated model")

@@ -1,0 +1,233 @@
+"""Benchmark results as CSV, JSON, a Markdown report and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from prunelora.checkpoint import atomic_write_text, library_versions
+
+# Columns of the summary table, in order; `higher` says which direction is better (None: neither).
+TABLE_COLUMNS: list[tuple[str, str]] = [
+    ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
+    ("Avg.Gap", "Avg.Gap"), ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
+    ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
+]
+PLOT_METRICS = ["UA", "RA", "TA", "MIA", "Avg.Gap", "time_ratio"]
+FIRST_COLUMNS = ["scenario", "method", "seed"]
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = _finite(values)
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, float]]]]:
+    """scenario -> method -> metric -> (mean, std) over seeds."""
+    grouped: dict[str, dict[str, list[dict]]] = {}
+    for row in rows:
+        grouped.setdefault(row["scenario"], {}).setdefault(row["method"], []).append(row)
+    out: dict = {}
+    for scenario, methods in grouped.items():
+        out[scenario] = {}
+        for method, method_rows in methods.items():
+            keys = [k for k in method_rows[0] if k not in FIRST_COLUMNS]
+            out[scenario][method] = {k: mean_std([r.get(k, float("nan")) for r in method_rows]) for k in keys}
+    return out
+
+
+def _fmt(mean: float, std: float, key: str) -> str:
+    if math.isnan(mean):
+        return "–"
+    if key == "trainable_params":
+        return f"{mean:,.0f}"
+    if key == "sparsity":
+        return f"{mean:.3f}"
+    digits = 2 if key in ("time_ratio",) else 1
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """One scenario's mean ± std table, one row per method."""
+    present = [(k, label) for k, label in TABLE_COLUMNS if any(k in m for m in summary.values())]
+    lines = ["| method | " + " | ".join(label for _, label in present) + " |",
+             "|---|" + "---|" * len(present)]
+    for method, metrics in summary.items():
+        cells = [_fmt(*metrics.get(k, (float("nan"), float("nan"))), k) for k, _ in present]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(rows: list[dict], out: Path) -> None:
+    columns = FIRST_COLUMNS + sorted({k for r in rows for k in r} - set(FIRST_COLUMNS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float) + "\n")
+
+
+def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in PLOT_METRICS if any(m in v for v in summary.values())]
+    methods = list(summary)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        means = [summary[m].get(metric, (float("nan"), 0))[0] for m in methods]
+        stds = [summary[m].get(metric, (0, float("nan")))[1] for m in methods]
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(methods))])
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+        ax.set_title(metric)
+    fig.suptitle(f"{scenario}: mean ± std over seeds")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path: Path) -> None:
+    """Per method: the loss histogram of D_f against test samples (the paper's Figure 2)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = list(losses)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.0), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        forget, test = np.asarray(losses[method]["forget"]), np.asarray(losses[method]["test"])
+        both = np.concatenate([forget, test]) if len(forget) + len(test) else np.zeros(1)
+        bins = np.logspace(np.log10(max(both.min(), 1e-6)), np.log10(max(both.max(), 1e-5)), 30)
+        # fractions, not densities: on log-spaced bins a density hides the wide high-loss bins
+        for values, label in ((test, "test (non-members)"), (forget, "D_f (forget)")):
+            if len(values):
+                ax.hist(values, bins=bins, alpha=0.6, weights=np.full(len(values), 1 / len(values)), label=label)
+        ax.set_xscale("log")
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel("cross-entropy loss")
+        ax.set_ylabel("fraction of samples")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{scenario}: per-sample loss, forget set vs test")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
+    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (error bars over seeds)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (method, metrics) in enumerate(summary.items()):
+        x, xs = metrics.get("time_ratio", (float("nan"), 0))
+        y, ys = metrics.get("Avg.Gap", (float("nan"), 0))
+        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt="o", color=f"C{i}", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time / retrain's (log)")
+    ax.set_ylabel("Avg.Gap to retrain (lower is better)")
+    ax.set_title(f"{scenario}: quality vs cost")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _save_fig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def machine_description() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} CPU cores, "
+            f"torch threads {torch.get_num_threads()}, {gpu}")
+
+
+def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
+                 command: str, elapsed_s: float | None = None) -> Path:
+    """results.csv, results.json, plots/*.png and report.md from the finished cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = Path(out)
+    (out / "plots").mkdir(exist_ok=True)
+    write_results(rows, out)
+    summary = summarize(rows)
+    metrics = original_meta.get("metrics", {})
+    lines = [f"# prunelora benchmark: {config.get('name', 'bench')}", ""]
+    if config.get("note"):
+        lines += [config["note"].strip(), ""]
+    lines += [
+        "## Setup", "",
+        f"- dataset: `{config['dataset']}`; model: `{config['model']}` {config.get('model_kwargs') or ''}",
+        f"- original: trained with `{json.dumps(config.get('train', {}))}` — test accuracy "
+        f"{metrics.get('test', float('nan')):.2f}%, {original_meta.get('cost', {}).get('wall_time_s', float('nan')):.1f} s",
+        f"- seeds: {sorted({r['seed'] for r in rows if r['method'] != 'retrain'})}; retrain seeds: "
+        f"{sorted({r['seed'] for r in rows if r['method'] == 'retrain'})}",
+        f"- methods and options: `{json.dumps(config.get('methods', {}))}`",
+        f"- machine: {machine_description()}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
+    ]
+    if elapsed_s is not None:
+        lines.append(f"- this invocation took {elapsed_s:.0f} s end to end")
+    lines += ["", "To reproduce:", "", "```", command, "```", ""]
+    lines += [
+        "## Metrics", "",
+        "UA = 100·(1 − Acc(D_f)); RA = Acc(D_r); TA = Acc(test, retained classes); FA = Acc(test, forgotten "
+        "classes); MIA-Eff = % of D_f that the `confidence-svc` membership attack calls non-member; "
+        "Avg.Gap = mean |method − retrain| over UA, RA, TA, MIA-Eff (the same seed's retrain); time = wall "
+        "time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds.", "",
+    ]
+    for scenario, methods in summary.items():
+        lines += [f"## Scenario `{scenario}`", "", markdown_table(methods), ""]
+        attack_cols = sorted({k for m in methods.values() for k in m if k.startswith("MIA-") and k.endswith("-acc")})
+        if attack_cols:
+            lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "
+                      "members vs non-members (near 50 = the attack cannot tell members from non-members, and its "
+                      "efficacy says little).", "",
+                      "| method | " + " | ".join(c.removeprefix("MIA-").removesuffix("-acc") for c in attack_cols) + " |",
+                      "|---|" + "---|" * len(attack_cols)]
+            for method, m in methods.items():
+                cells_text = []
+                for col in attack_cols:
+                    eff = m.get(col.removesuffix("-acc"), (float("nan"), 0))[0]
+                    acc = m.get(col, (float("nan"), 0))[0]
+                    cells_text.append(f"{eff:.1f} / {acc:.1f}")
+                lines.append(f"| {method} | " + " | ".join(cells_text) + " |")
+            lines.append("")
+        retrain_rows = [r for r in rows if r["scenario"] == scenario and r["method"] == "retrain"]
+        if len(retrain_rows) > 1:
+            from prunelora.evaluation.metrics import avg_gap
+
+            gaps = [avg_gap(a, b) for i, a in enumerate(retrain_rows) for b in retrain_rows[i + 1:]]
+            lines += [f"Noise floor: two retrains with different seeds differ by Avg.Gap {statistics.fmean(gaps):.2f} "
+                      "on average — a method closer than that is as good as exact retraining here.", ""]
+        bars, hist, front = (f"plots/{scenario}-{kind}.png" for kind in ("metrics", "losses", "frontier"))
+        _plot_bars(methods, scenario, out / bars)
+        _plot_frontier(methods, scenario, out / front)
+        # the loss histograms show each method's first seed
+        first_seed_losses: dict = {}
+        for (s, method, _seed), payload in sorted(cells.items(), key=lambda kv: kv[0][2]):
+            if s == scenario and method in methods and method not in first_seed_losses:
+                first_seed_losses[method] = payload["losses"]
+        _plot_losses({m: first_seed_losses[m] for m in methods if m in first_seed_losses}, scenario, out / hist)
+        lines += [f"![metrics]({bars})", "", f"![quality vs cost]({front})", "", f"![losses]({hist})", ""]
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    return out / "report.md"
