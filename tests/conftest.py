@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from prunelora.api import RunResult
-from prunelora.data import DatasetBundle, load_dataset
+from prunelora.data import DatasetBundle, ForgetSpec, Splits, build_splits, load_dataset
 from prunelora.training import TrainConfig
 
 # Tiny models on a 2-core machine: one intra-op thread is both faster (no thread hand-off for
@@ -33,6 +33,12 @@ CliResult = tuple[int, str, str]
 def digits() -> DatasetBundle:
     """The embedded scikit-learn digits, split 1347/450. Treat as read-only."""
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def class3_splits(digits: DatasetBundle) -> Splits:
+    """digits split for forgetting class 3 (val 10%, seed 0), as the CLI builds it. Read-only."""
+    return build_splits(digits, ForgetSpec.from_classes(3), val_fraction=0.1, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -158,6 +158,8 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
 
     entry = get_method(method)
     config = entry.make_config(**method_options)  # validate options before loading anything
+    if save_adapter is not None and not hasattr(config, "lora_rank"):
+        raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
     model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
     identity = {"kind": "unlearned", "original": meta.get("run_id"), "forget": forget.to_dict(),
                 "method": method, "config": config.to_dict()}
@@ -179,9 +181,7 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     if out is not None:
         path = save_checkpoint(result.model, out, out_meta)
         if save_adapter is not None:
-            if "peft_model" not in result.artifacts:
-                raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
             from prunelora.adapters import save_adapter as export_adapter
 
-            export_adapter(result.artifacts["peft_model"], save_adapter)
+            export_adapter(result.artifacts["adapter"], save_adapter)
     return RunResult(result.model, out_meta, path, splits)

@@ -97,14 +97,14 @@ def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Te
 
 
 def _mask_lora_updates(peft_model, masks: dict[str, torch.Tensor]) -> None:
-    base = peft_model.get_base_model()
+    # Adapted layers by their name in the plain model: peft nests some under `base_layer` (the
+    # out_proj of a MultiheadAttention lives at `attn.base_layer.out_proj`).
+    adapted = {name.replace(".base_layer", ""): module
+               for name, module in peft_model.get_base_model().named_modules() if hasattr(module, "lora_B")}
     for key, mask in masks.items():
-        module_name, param = key.rsplit(".", 1) if "." in key else ("", key)
-        layer = base.get_submodule(module_name)
-        # peft's MHA layer adapts in_proj through its own lora_B; out_proj is a separate LoRA Linear.
-        if param == "weight" and module_name.endswith("out_proj") and not hasattr(layer, "lora_B"):
-            continue  # out_proj of an MHA that was not given LoRA
-        if not hasattr(layer, "lora_B"):
+        module_name = key.rsplit(".", 1)[0] if "." in key else ""
+        layer = adapted.get(module_name)
+        if layer is None:
             continue  # pruned but not adapted: its zeros stay since the base weight is frozen
         rows = _channel_rows(mask)
         for adapter_b in layer.lora_B.values():
@@ -121,15 +121,37 @@ def merge_lora(peft_model, masks: dict[str, torch.Tensor] | None = None, keep_sp
     return model
 
 
-def save_adapter(peft_model, out: str | Path) -> Path:
-    """Save the adapter alone. Warns: base weights plus this adapter still hold what was forgotten."""
+@dataclass
+class AdapterSnapshot:
+    """The trained adapter weights and peft config, taken before the merge discards them."""
+
+    state: dict[str, torch.Tensor]
+    config: object
+
+    @classmethod
+    def of(cls, peft_model) -> AdapterSnapshot:
+        from peft import get_peft_model_state_dict
+
+        state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+        return cls(state, peft_model.peft_config["default"])
+
+
+def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
+    """Save the adapter alone, in peft's format (adapter_model.safetensors + adapter_config.json).
+
+    Warns: the original base weights plus this adapter still hold what was to be forgotten.
+    """
+    from safetensors.torch import save_file
+
     warnings.warn(
         "saving the LoRA adapter alone: the original base weights plus this adapter still contain the "
         "information that was to be forgotten; ship the merged model to honour a deletion request",
         UserWarning, stacklevel=2,
     )
     out = Path(out)
-    peft_model.save_pretrained(str(out), safe_serialization=True)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in snapshot.state.items()}, str(out / "adapter_model.safetensors"))
+    snapshot.config.save_pretrained(str(out))
     return out
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from prunelora.data import Splits
 from prunelora.errors import InvalidInputError
-from prunelora.training import TrainConfig, resolve_device
+from prunelora.training import TrainConfig, resolve_device, seed_everything
 from prunelora.training.loop import OPTIMIZERS, SCHEDULES
 from prunelora.training.memory import PeakMemory
 
@@ -146,6 +146,8 @@ def unlearn(model: nn.Module, splits: Splits, method: str = "prunelora", config:
     dev = resolve_device(device)
     ctx = MethodContext(device=dev, progress=progress, original_meta=original_meta)
     work = copy.deepcopy(model).to(dev)
+    # Everything a method draws (LoRA's A matrices, a retrain's initial weights) follows its seed.
+    seed_everything(getattr(config, "seed", 0))
     with PeakMemory(dev) as peak:
         start = time.perf_counter()
         result, record = entry.run(work, splits, config, ctx)

@@ -6,11 +6,17 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from prunelora.adapters import LoraSettings, add_lora, merge_lora, trainable_parameters
+from prunelora.adapters import (
+    AdapterSnapshot,
+    LoraSettings,
+    add_lora,
+    merge_lora,
+    trainable_parameters,
+)
 from prunelora.data import Splits
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
-from prunelora.pruning import prune, recalibrate_batchnorm
+from prunelora.pruning import bake_masks, prune, recalibrate_batchnorm
 from prunelora.training import fit
 
 
@@ -80,7 +86,8 @@ class LoraOptions(MethodConfig):
         trainable = trainable_parameters(peft_model)
         result = fit(peft_model, splits.retain, self.train_config(), freeze_batchnorm=self.bn_mode == "freeze",
                      device=ctx.device, progress=ctx.progress, description=description)
-        ctx.artifacts["peft_model"] = peft_model
+        bake_masks(peft_model)  # write the row masks into lora_B: same function, plain adapter tensors
+        ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
         return merged, {"cost": {"trainable_params": trainable, "steps": result.steps}, "history": result.history}
 

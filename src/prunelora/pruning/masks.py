@@ -237,10 +237,17 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
             "zero_channels": (weight.flatten(1) == 0).all(dim=1).float().mean().item(),
         }
     total = zeros = 0
-    for tensor in model.parameters():
-        if tensor.ndim > 1:  # weights, not biases or norms
-            total += tensor.numel()
-            zeros += (tensor == 0).sum().item()
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # the unmasked originals; their module reports the masked weight below
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        for name in names:
+            tensor = getattr(module, name)
+            if tensor is not None and tensor.ndim > 1:  # weights, not biases or norms
+                total += tensor.numel()
+                zeros += (tensor == 0).sum().item()
     pruned_total = sum(v["params"] for v in layers.values())
     return {
         "layers": layers,
