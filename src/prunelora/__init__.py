@@ -13,8 +13,28 @@ from prunelora.training import TrainConfig
 
 __version__ = "0.1.0"
 
+# Loaded on first use: the methods pull in peft (and with it transformers), which would slow down
+# every command that does not need them, such as `prunelora info`.
+_LAZY = {
+    "unlearn": ("prunelora.methods", "unlearn"),
+    "list_methods": ("prunelora.methods", "list_methods"),
+    "unlearn_checkpoint": ("prunelora.api", "unlearn_checkpoint"),
+    "evaluate": ("prunelora.evaluation.evaluate", "evaluate"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'prunelora' has no attribute {name!r}")
+
+
 __all__ = [
     "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "PruneLoRAError", "RunResult",
-    "TrainConfig", "build_splits", "create_model", "info", "list_datasets", "list_models", "load_checkpoint",
-    "load_dataset", "retrain", "save_checkpoint", "train",
+    "TrainConfig", "build_splits", "create_model", "evaluate", "info", "list_datasets", "list_methods",
+    "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
+    "unlearn_checkpoint",
 ]

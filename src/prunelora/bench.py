@@ -98,7 +98,23 @@ class BenchConfig:
     def validate(self, source: str = "config") -> None:
         from prunelora.models import list_models
 
-        TrainConfig.from_dict(self.train)  # raises on bad values
+        for key, kind, what in (("train", dict, "a mapping of recipe fields"), ("model_kwargs", dict, "a mapping"),
+                                ("scenarios", list, "a list of scenarios"), ("seeds", list, "a list of integers"),
+                                ("methods", dict, "a mapping of method names to options"), ("mia", dict, "a mapping")):
+            if not isinstance(getattr(self, key), kind):
+                raise InvalidInputError(f"{source}: {key} must be {what}, not {getattr(self, key)!r}")
+        for key in ("seeds", "retrain_seeds"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(s, int) for s in value)):
+                raise InvalidInputError(f"{source}: {key} must be a list of integers, not {value!r}")
+        if any(not isinstance(s, dict) for s in self.scenarios):
+            raise InvalidInputError(f"{source}: every scenario must be a mapping (name, forget_class, ...)")
+        if any(opts is not None and not isinstance(opts, dict) for opts in self.methods.values()):
+            raise InvalidInputError(f"{source}: the options of each method must be a mapping")
+        try:
+            TrainConfig.from_dict(self.train)  # raises on bad values
+        except TypeError as exc:
+            raise InvalidInputError(f"{source}: a value in train has the wrong type ({exc})") from None
         unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
@@ -117,9 +133,15 @@ class BenchConfig:
         unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
-        bad = [a for a in self.mia.get("attacks", ATTACKS) if a not in ATTACKS]
+        attacks = self.mia.get("attacks", list(ATTACKS))
+        if not isinstance(attacks, list):
+            raise InvalidInputError(f"{source}: mia.attacks must be a list, not {attacks!r}")
+        bad = [a for a in attacks if a not in ATTACKS]
         if bad:
             raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(ATTACKS)}")
+        max_samples = self.mia.get("max_samples", 5000)
+        if not isinstance(max_samples, int) or max_samples < 4:
+            raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
 
     @staticmethod
     def scenario(data: dict, source: str = "config") -> Scenario:
@@ -216,7 +238,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0)
         references: dict[int, dict] = {}
         for seed in retrain_seeds:
-            payload = _run_cell(out, scenario.name, "retrain", {}, seed, original, original_meta, splits, None, mia,
+            payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
+                                if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, mia,
                                 device, progress, log, cache_model=True)
             payloads[(scenario.name, "retrain", seed)] = payload
             row = payload["row"]
@@ -262,7 +285,7 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
             "recipe": original_meta.get("recipe"), "forget": splits.spec.to_dict(), "seed": seed,
             "method": result.record["method"], "cost": result.record["cost"],
             "original": {"run_id": original_meta.get("run_id")}})
-    evaluation = evaluate(result.model, splits, reference=reference, device=device, checkpoint_dir=model_dir,
+    evaluation = evaluate(result.model, splits, reference=reference, device=device,
                           attacks=mia["attacks"], mia_seed=mia["mia_seed"], mia_max_samples=mia["mia_max_samples"])
     cost = result.record["cost"]
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
@@ -304,10 +327,15 @@ def _bench_config_from_args(args) -> BenchConfig:
 
     config = BenchConfig.from_file(args.config)
     overrides = {}
-    if args.seeds:
-        overrides["seeds"] = [int(s) for s in args.seeds.split(",")]
-    if args.retrain_seeds:
-        overrides["retrain_seeds"] = [int(s) for s in args.retrain_seeds.split(",")]
+    for flag in ("seeds", "retrain_seeds"):
+        text = getattr(args, flag)
+        if text:
+            try:
+                overrides[flag] = [int(s) for s in text.split(",")]
+            except ValueError:
+                raise InvalidInputError(
+                    f"--{flag.replace('_', '-')} {text!r} is not a comma-separated list of integers (e.g. 0,1,2)"
+                ) from None
     if args.methods:
         names = [m.strip() for m in args.methods.split(",") if m.strip()]
         overrides["methods"] = {m: config.methods.get(m, {}) for m in names}
@@ -361,11 +389,9 @@ def _add_bench_overrides(p) -> None:
 def cmd_bench(args) -> int:
     """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
     import shlex
-    import sys
 
     config = _bench_config_from_args(args)
-    command = "prunelora " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
-        f"prunelora bench --config {args.config} --out {args.out}"
+    command = "prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv)
     rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
                          progress=not args.no_progress, command=command)
     _print_summary(rows, report)
@@ -374,13 +400,16 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     """The embedded illustration: the paper's five methods on digits, 3 seeds, table and report."""
+    import shlex
+
     from prunelora.cli import preset_path
 
     args.config = str(preset_path("demo-digits"))
     start = time.perf_counter()
     config = _bench_config_from_args(args)
     rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
-                         progress=not args.no_progress, command=f"prunelora demo --out {args.out}")
+                         progress=not args.no_progress,
+                         command="prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv))
     _print_summary(rows, report)
     print(f"demo finished in {time.perf_counter() - start:.0f} s (digits is an illustration, not evidence: see the report)")
     return 0

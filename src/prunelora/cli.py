@@ -340,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             apply_config_file(subparsers[args.command], file)
         if files:
             args = parser.parse_args(argv)
+        args._argv = argv  # what was asked, for reports' "to reproduce" lines
         missing = [a.option_strings[0] if a.option_strings else a.dest for a in args._required
                    if getattr(args, a.dest) is None]
         if missing:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peft import LoraConfig, get_peft_model  # imported here, not inside a timed unlearning run
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -84,8 +85,6 @@ def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Te
     With `masks` and `keep_sparsity`, each adapter's update is masked on the pruned output
     channels of its layer (and of both projections of a MultiheadAttention).
     """
-    from peft import LoraConfig, get_peft_model
-
     targets = lora_targets(model, settings.types, settings.pattern)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets, modules_to_save=["head"] if settings.train_head else None,

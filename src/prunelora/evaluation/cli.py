@@ -34,7 +34,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_reference({**meta, "forget": spec.to_dict()}, ref_meta)
         ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
         reference_metrics = evaluate(ref_model, splits, throughput=False, device=_device(args)).metrics
-    result = evaluate(model, splits, reference=reference_metrics, device=_device(args), checkpoint_dir=args.checkpoint)
+    result = evaluate(model, splits, reference=reference_metrics, device=_device(args))
     cost = meta.get("cost") or {}
     metrics = dict(result.metrics)
     for key in ("wall_time_s", "peak_memory_mb", "trainable_params"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +32,15 @@ class Evaluation:
         return {"metrics": self.metrics, "mia": self.mia}
 
 
+def serialized_size_mb(model: nn.Module) -> float:
+    """Size of the model's safetensors file, in MiB (serialised in memory, nothing written)."""
+    from safetensors.torch import save
+
+    from prunelora.checkpoint import state_dict_for_saving
+
+    return len(save(state_dict_for_saving(model))) / 2**20
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
@@ -44,6 +52,7 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
                          device: torch.device | str | None = None) -> float:
     """Images per second in eval mode at `batch_size`, after one warm-up batch (median of repeats)."""
     device = resolve_device(device)
+    was_training = model.training
     model = model.to(device).eval()
     batch = sample[:1].repeat(batch_size, *([1] * (sample.ndim - 1))).to(device)
     model(batch)  # warm-up: allocator, kernels, lazy init
@@ -56,13 +65,13 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
+    model.train(was_training)
     return batch_size / float(np.median(times))
 
 
 def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
-             throughput: bool = True, device: str | None = None, checkpoint_dir: str | Path | None = None,
-             keep_losses: int = 2000) -> Evaluation:
+             throughput: bool = True, device: str | None = None, keep_losses: int = 2000) -> Evaluation:
     """All metrics of DESIGN.md §2 for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -91,11 +100,10 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
             m[f"MIA-{name}-acc"] = res.attack_accuracy
         m["MIA"] = m.get("MIA-confidence-svc", float("nan"))
     m.update({k: float(v) for k, v in parameter_counts(model).items()})
-    m["sparsity"] = 1.0 - m["nonzero_params"] / m["params"]
+    m["sparsity"] = 1.0 - m["nonzero_params"] / m["params"] if m["params"] else 0.0
     if throughput and len(splits.retain):
         m["throughput"] = inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
-    if checkpoint_dir is not None and (Path(checkpoint_dir) / "model.safetensors").is_file():
-        m["size_mb"] = (Path(checkpoint_dir) / "model.safetensors").stat().st_size / 2**20
+    m["size_mb"] = serialized_size_mb(model)
     if reference is not None:
         m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")
     rng = np.random.default_rng(0)
@@ -116,5 +124,8 @@ def check_reference(meta: dict, reference_meta: dict) -> None:
     theirs = (reference_meta.get("original") or {}).get("run_id")
     if ours != theirs:
         raise InvalidInputError("--reference is a retrain of another original model (run ids differ)")
-    if reference_meta.get("forget") != meta.get("forget"):
+    def same_set(spec: dict | None) -> tuple | None:  # where an index file was read from does not matter
+        return None if spec is None else tuple(spec.get(k) for k in ("kind", "classes", "fraction", "indices", "seed"))
+
+    if same_set(reference_meta.get("forget")) != same_set(meta.get("forget")):
         raise InvalidInputError("--reference forgot a different set than the evaluated model")

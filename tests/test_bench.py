@@ -1,0 +1,428 @@
+"""`prunelora bench` end to end on a reduced copy of the demo: outputs, resume, interruption, and
+refusals of bad input. `prunelora demo` itself (about 75 s) is only checked for wiring."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunelora.bench import BenchConfig
+from prunelora.cli import CONFIG_DIR, preset_path
+from prunelora.evaluation.metrics import ATTACKS
+from prunelora.methods import base as methods_base
+
+SCENARIO = "class3"
+METHODS = ("retrain", "finetune", "prune-finetune", "lora", "prunelora")
+REQUIRED_COLUMNS = (
+    ["scenario", "method", "seed", "UA", "RA", "TA", "FA", "MIA"]
+    + [f"MIA-{a}" for a in ATTACKS] + [f"MIA-{a}-acc" for a in ATTACKS]
+    + ["Avg.Gap", "wall_time_s", "time_ratio", "peak_memory_mb", "trainable_params", "sparsity",
+       "throughput"]
+)
+TEXT_COLUMNS = ("scenario", "method")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def reduced_demo() -> dict:
+    """configs/demo-digits.yaml with one seed, a 1-epoch original and tiny method budgets."""
+    data = yaml.safe_load((CONFIG_DIR / "demo-digits.yaml").read_text())
+    data["name"] = "demo-reduced"
+    data["seeds"] = [0]
+    data["train"]["epochs"] = 1
+    methods = {}
+    for method in data["methods"]:
+        if method == "retrain":
+            methods[method] = {}
+        elif method == "prunelora":
+            methods[method] = {"preset": "prunelora-digits-resnet", "epochs": 1}
+        else:
+            methods[method] = {"steps": 2}
+    data["methods"] = methods
+    assert tuple(methods) == METHODS
+    return data
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def bench_args(config: Path, out: Path, *extra) -> tuple:
+    return ("bench", "--config", config, "--out", out, "--no-progress", *extra)
+
+
+def run_as_command(run_cli, monkeypatch, *args):
+    """As the `prunelora` console script would: sys.argv holds the command line."""
+    monkeypatch.setattr(sys, "argv", ["prunelora", *map(str, args)])
+    return run_cli(*args)
+
+
+def cell_files(out: Path) -> dict[str, Path]:
+    """method -> its seed-0 cell file."""
+    cells = {}
+    for path in sorted((out / "cells" / SCENARIO).glob("*/seed0.json")):
+        method = path.parent.name.rsplit("-", 1)[0]
+        cells[method] = path
+    return cells
+
+
+def fingerprint(paths) -> dict[str, tuple[int, bytes]]:
+    return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in paths}
+
+
+def record_calls(monkeypatch, calls: list[str], methods=METHODS) -> None:
+    """Wrap each method's registered run function so that a call is recorded."""
+    for name in methods:
+        entry = methods_base._METHODS[name]
+
+        def run(model, splits, config, ctx, _name=name, _run=entry.run):
+            calls.append(_name)
+            return _run(model, splits, config, ctx)
+
+        monkeypatch.setitem(methods_base._METHODS, name, dataclasses.replace(entry, run=run))
+
+
+def one_error_line(result, command: str = "bench") -> str:
+    code, _, stderr = result
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    assert lines[0].startswith(f"prunelora {command}: error:")
+    return lines[0]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    return write_yaml(tmp_path_factory.mktemp("bench-config") / "reduced.yaml", reduced_demo())
+
+
+@pytest.fixture(scope="module")
+def finished(run_cli, config_file, tmp_path_factory):
+    """The reduced demo, run once for the module: (out, rc, stdout, stderr, calls). Never modify
+    `out`: copy it (`bench_copy`)."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    calls: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        record_calls(mp, calls)
+        code, stdout, stderr = run_as_command(run_cli, mp, *bench_args(config_file, out))
+    return out, code, stdout, stderr, calls
+
+
+@pytest.fixture(scope="module")
+def bench_out(finished) -> Path:
+    out, code, _, stderr, _ = finished
+    assert code == 0, stderr
+    return out
+
+
+@pytest.fixture
+def bench_copy(bench_out, tmp_path) -> Path:
+    """A private copy of the finished bench (file times preserved) that a test may resume or damage."""
+    return Path(shutil.copytree(bench_out, tmp_path / "out"))
+
+
+# --------------------------------------------------------------------------- a full run
+
+
+def test_bench_runs_every_cell_once(finished):
+    out, code, stdout, stderr, calls = finished
+    assert code == 0, stderr
+    assert sorted(calls) == sorted(METHODS)
+    for method in METHODS:
+        assert f"{SCENARIO} {method} seed 0: running" in stdout
+    assert "done earlier" not in stdout
+    assert f"report: {out / 'report.md'}" in stdout
+
+
+def test_bench_writes_every_output(bench_out):
+    for name in ("results.csv", "results.json", "report.md", "bench.json"):
+        assert (bench_out / name).is_file(), name
+    for kind in ("metrics", "losses", "frontier"):
+        png = bench_out / "plots" / f"{SCENARIO}-{kind}.png"
+        assert png.is_file(), png
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    assert sorted(cell_files(bench_out)) == sorted(METHODS)
+    stamp = json.loads((bench_out / "bench.json").read_text())
+    assert stamp["identity"] == BenchConfig.from_dict(reduced_demo()).identity()
+    assert stamp["config"]["seeds"] == [0]
+    assert not list(bench_out.rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_results_csv(bench_out):
+    columns, rows = read_csv(bench_out / "results.csv")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    assert not missing, f"results.csv lacks {missing}"
+    assert columns[:3] == ["scenario", "method", "seed"]
+    assert len(rows) == len(METHODS)  # one per method x seed
+    assert sorted((r["scenario"], r["method"], r["seed"]) for r in rows) == \
+        sorted((SCENARIO, m, "0") for m in METHODS)
+    for row in rows:
+        for column in REQUIRED_COLUMNS:
+            assert row[column] != "", (row["method"], column)
+        for column, text in row.items():
+            if column in TEXT_COLUMNS or text == "":
+                continue
+            value = float(text)
+            assert math.isfinite(value), (row["method"], column, text)
+    by_method = {r["method"]: r for r in rows}
+    assert float(by_method["retrain"]["Avg.Gap"]) == 0.0
+    assert float(by_method["retrain"]["time_ratio"]) == 1.0
+    for method in METHODS:
+        row = by_method[method]
+        for rate in ("UA", "RA", "TA", "FA", "MIA"):
+            assert 0.0 <= float(row[rate]) <= 100.0
+        assert float(row["Avg.Gap"]) >= 0.0
+        assert float(row["wall_time_s"]) > 0 and float(row["time_ratio"]) > 0
+        assert float(row["throughput"]) > 0 and float(row["trainable_params"]) > 0
+    for method in ("prune-finetune", "prunelora"):  # 50% structured pruning of every conv
+        assert float(by_method[method]["sparsity"]) > 0.3
+    assert float(by_method["finetune"]["sparsity"]) == 0.0
+    # LoRA trains an adapter (and the head), far fewer parameters than the whole model
+    assert float(by_method["lora"]["trainable_params"]) < float(by_method["finetune"]["trainable_params"])
+
+
+def test_results_json_matches_the_csv(bench_out):
+    rows = json.loads((bench_out / "results.json").read_text())
+    _, csv_rows = read_csv(bench_out / "results.csv")
+    assert [(r["method"], r["seed"]) for r in rows] == [(r["method"], int(r["seed"])) for r in csv_rows]
+    for row, csv_row in zip(rows, csv_rows, strict=True):
+        for key, value in row.items():
+            if key not in TEXT_COLUMNS:
+                assert float(csv_row[key]) == pytest.approx(value), (row["method"], key)
+
+
+def test_cells_hold_rows_and_losses(bench_out):
+    rows = {r["method"]: r for r in json.loads((bench_out / "results.json").read_text())}
+    for method, path in cell_files(bench_out).items():
+        payload = json.loads(path.read_text())
+        assert payload["row"]["method"] == method
+        assert payload["row"]["UA"] == rows[method]["UA"]
+        assert set(payload["mia"]) == set(ATTACKS)
+        assert payload["losses"]["forget"] and payload["losses"]["test"]
+        assert payload["record"]["method"]["name"] == method
+
+
+def test_report(bench_out, config_file):
+    report = (bench_out / "report.md").read_text()
+    assert report.startswith("# prunelora benchmark: demo-reduced")
+    main_table = report.split("| method | UA |", 1)[1].split("\n\n", 1)[0]
+    for method in METHODS:
+        assert f"\n| {method} |" in main_table, method
+    assert main_table.count("\n| ") == len(METHODS)
+    assert "To reproduce:" in report
+    command = report.split("To reproduce:", 1)[1].split("```", 2)[1].strip()
+    assert command == f"prunelora bench --config {config_file} --out {bench_out} --no-progress"
+    for kind in ("metrics", "losses", "frontier"):
+        assert f"(plots/{SCENARIO}-{kind}.png)" in report
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_rerun_recomputes_nothing(run_cli, monkeypatch, config_file, bench_copy):
+    cells = cell_files(bench_copy)
+    before = fingerprint(cells.values())
+    csv_before = (bench_copy / "results.csv").read_bytes()
+    calls: list[str] = []
+    record_calls(monkeypatch, calls)
+    code, stdout, stderr = run_as_command(run_cli, monkeypatch, *bench_args(config_file, bench_copy))
+    assert code == 0, stderr
+    assert calls == []
+    assert "original: reusing" in stdout
+    for method in METHODS:
+        assert f"{SCENARIO} {method} seed 0: done earlier, reusing" in stdout
+    assert ": running" not in stdout
+    assert fingerprint(cells.values()) == before
+    assert (bench_copy / "results.csv").read_bytes() == csv_before
+
+
+def test_rerun_after_losing_one_cell_recomputes_only_it(run_cli, monkeypatch, config_file, bench_copy):
+    cells = cell_files(bench_copy)
+    lost = cells.pop("lora")
+    lost_row = json.loads(lost.read_text())["row"]
+    lost.unlink()
+    before = fingerprint(cells.values())
+    calls: list[str] = []
+    record_calls(monkeypatch, calls)
+    code, stdout, stderr = run_as_command(run_cli, monkeypatch, *bench_args(config_file, bench_copy))
+    assert code == 0, stderr
+    assert calls == ["lora"]
+    assert f"{SCENARIO} lora seed 0: running" in stdout
+    for method in cells:
+        assert f"{SCENARIO} {method} seed 0: done earlier, reusing" in stdout
+    assert fingerprint(cells.values()) == before
+    assert lost.is_file()
+    new_row = json.loads(lost.read_text())["row"]
+    for key in ("UA", "RA", "TA", "MIA", "Avg.Gap", "trainable_params"):  # seeded: the same numbers
+        assert new_row[key] == pytest.approx(lost_row[key]), key
+    _, rows = read_csv(bench_copy / "results.csv")
+    assert len(rows) == len(METHODS)
+
+
+def test_interrupted_run_keeps_finished_cells_and_resumes(run_cli, monkeypatch, config_file, tmp_path):
+    out = tmp_path / "out"
+    entry = methods_base._METHODS["lora"]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setitem(methods_base._METHODS, "lora", dataclasses.replace(entry, run=interrupted))
+        code, stdout, stderr = run_as_command(run_cli, mp, *bench_args(config_file, out))
+    assert code == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    done = cell_files(out)
+    assert sorted(done) == sorted(METHODS[:3])  # retrain, finetune, prune-finetune finished
+    assert not (out / "results.csv").exists()  # no report from a partial run
+    assert not list(out.rglob("*.tmp*"))
+    before = fingerprint(done.values())
+
+    calls: list[str] = []
+    record_calls(monkeypatch, calls)
+    code, stdout, stderr = run_as_command(run_cli, monkeypatch, *bench_args(config_file, out))
+    assert code == 0, stderr
+    assert calls == ["lora", "prunelora"]
+    assert "original: reusing" in stdout
+    for method in METHODS[:3]:
+        assert f"{SCENARIO} {method} seed 0: done earlier, reusing" in stdout
+    assert fingerprint(done.values()) == before
+    assert sorted(cell_files(out)) == sorted(METHODS)
+    _, rows = read_csv(out / "results.csv")
+    assert len(rows) == len(METHODS)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_out_holding_another_configuration_is_refused_then_overwritten(run_cli, tmp_path, bench_copy,
+                                                                        snapshot):
+    other = reduced_demo()
+    other["train"]["epochs"] = 2  # a different original: a different bench
+    config = write_yaml(tmp_path / "other.yaml", other)
+    before = snapshot(bench_copy)
+    line = one_error_line(run_cli(*bench_args(config, bench_copy, "--methods", "retrain")))
+    assert str(bench_copy) in line and "--overwrite" in line
+    assert snapshot(bench_copy) == before
+
+    code, stdout, stderr = run_cli(*bench_args(config, bench_copy, "--methods", "retrain", "--overwrite"))
+    assert code == 0, stderr
+    stamp = json.loads((bench_copy / "bench.json").read_text())
+    assert stamp["identity"] == BenchConfig.from_dict(other).identity()
+    assert stamp["identity"] != json.loads(before["bench.json"])["identity"]
+    assert sorted(cell_files(bench_copy)) == ["retrain"]  # the old cells are gone
+    _, rows = read_csv(bench_copy / "results.csv")
+    assert [r["method"] for r in rows] == ["retrain"]
+    assert len(list((bench_copy / "cache").glob("original-*"))) == 1
+
+
+def test_same_configuration_with_other_seeds_and_methods_is_accepted(run_cli, tmp_path, bench_copy):
+    """Seeds and the method list are not part of a bench's identity: a subset reuses its cells."""
+    data = reduced_demo()
+    data["methods"] = {"finetune": {"steps": 2}}
+    config = write_yaml(tmp_path / "subset.yaml", data)
+    before = fingerprint(cell_files(bench_copy).values())
+    code, stdout, stderr = run_cli(*bench_args(config, bench_copy))
+    assert code == 0, stderr
+    assert "finetune seed 0: done earlier" in stdout
+    assert fingerprint(p for p in map(Path, before)) == before
+
+
+def test_out_that_is_a_checkpoint_is_refused(run_cli, config_file, checkpoint_copy, snapshot):
+    before = snapshot(checkpoint_copy)
+    line = one_error_line(run_cli(*bench_args(config_file, checkpoint_copy)))
+    assert str(checkpoint_copy) in line and "--overwrite" in line
+    assert snapshot(checkpoint_copy) == before
+
+
+def test_unknown_key_in_the_bench_yaml(run_cli, tmp_path):
+    data = reduced_demo()
+    data["epochz"] = 3
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    out = tmp_path / "out"
+    line = one_error_line(run_cli(*bench_args(config, out)))
+    assert "'epochz'" in line
+    assert not out.exists()
+
+
+def test_unknown_key_in_a_method(run_cli, tmp_path):
+    data = reduced_demo()
+    data["methods"]["lora"]["lora_rnak"] = 4
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    line = one_error_line(run_cli(*bench_args(config, tmp_path / "out")))
+    assert "'lora_rnak'" in line
+
+
+def test_unknown_method_on_the_command_line(run_cli, config_file, tmp_path):
+    out = tmp_path / "out"
+    line = one_error_line(run_cli(*bench_args(config_file, out, "--methods", "nosuchmethod")))
+    assert "nosuchmethod" in line
+    assert not out.exists()
+
+
+def test_missing_config_file(run_cli, tmp_path):
+    line = one_error_line(run_cli(*bench_args(tmp_path / "absent.yaml", tmp_path / "out")))
+    assert "absent.yaml" in line
+
+
+def test_bench_needs_config_and_out(run_cli, config_file):
+    code, _, stderr = run_cli("bench", "--config", config_file)
+    assert code == 2 and "--out" in stderr
+
+
+def test_non_integer_seeds_are_one_line(run_cli, config_file, tmp_path):
+    one_error_line(run_cli(*bench_args(config_file, tmp_path / "out", "--seeds", "x")))
+
+
+def test_reproduce_command_follows_main_argv(run_cli, monkeypatch, config_file, bench_copy):
+    monkeypatch.setattr(sys, "argv", ["some-other-program", "--flag"])
+    code, _, stderr = run_cli(*bench_args(config_file, bench_copy))
+    assert code == 0, stderr
+    report = (bench_copy / "report.md").read_text()
+    assert f"prunelora bench --config {config_file} --out {bench_copy}" in report
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def test_demo_help(run_cli):
+    code, stdout, stderr = run_cli("demo", "--help")
+    assert code == 0, stderr
+    for flag in ("--out", "--seeds", "--methods", "--overwrite", "--no-progress"):
+        assert flag in stdout
+
+
+def test_demo_config_resolves_and_validates():
+    path = preset_path("demo-digits")
+    assert path == CONFIG_DIR / "demo-digits.yaml" and path.is_file()
+    config = BenchConfig.from_file(path)
+    assert config.dataset == "digits"
+    assert tuple(config.methods) == METHODS
+    assert config.seeds == [0, 1, 2]
+    # the reduced copy the tests run differs from the demo only in its budgets, not its shape
+    reduced = BenchConfig.from_dict(reduced_demo())
+    assert (reduced.dataset, reduced.model, reduced.scenarios, reduced.mia) == \
+        (config.dataset, config.model, config.scenarios, config.mia)
+
+
+def test_demo_refuses_bad_input_before_training(run_cli, checkpoint_copy, tmp_path, snapshot):
+    before = snapshot(checkpoint_copy)
+    one_error_line(run_cli("demo", "--out", checkpoint_copy, "--no-progress"), command="demo")
+    assert snapshot(checkpoint_copy) == before
+    out = tmp_path / "demo"
+    line = one_error_line(run_cli("demo", "--out", out, "--methods", "nosuchmethod"), command="demo")
+    assert "nosuchmethod" in line and not out.exists()

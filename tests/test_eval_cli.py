@@ -1,0 +1,175 @@
+"""`prunelora eval`, run in-process on an unlearned model, its retrain reference and the original."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from prunelora.checkpoint import META
+from prunelora.evaluation.metrics import ATTACKS
+
+
+def _ok(result) -> str:
+    code, stdout, stderr = result
+    assert code == 0, stderr
+    return stdout
+
+
+def _one_error_line(result) -> str:
+    code, _, stderr = result
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("prunelora eval: error:")
+    return lines[0]
+
+
+def _row(stdout: str, key: str) -> float | None:
+    """The value in the eval table's row `key` (rich draws `│ key │ value │`)."""
+    match = re.search(rf"│\s*{re.escape(key)}\s*│\s*([^│\s]+)\s*│", stdout)
+    if match is None:
+        return None
+    text = match.group(1)
+    return float("nan") if text == "–" else float(text.replace(",", ""))
+
+
+def _meta(folder: Path) -> dict:
+    return json.loads((folder / META).read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(run_cli, checkpoint_dir, tmp_path_factory) -> dict[str, Path]:
+    """C (the session's original), U (prunelora, 2 steps, class 3) and R (retrain, class 3)."""
+    root = tmp_path_factory.mktemp("eval")
+    unlearned, retrained = root / "U", root / "R"
+    _ok(run_cli("unlearn", "--checkpoint", checkpoint_dir, "--forget-class", "3", "--method", "prunelora",
+                "--steps", "2", "--out", unlearned, "--no-progress"))
+    _ok(run_cli("retrain", "--checkpoint", checkpoint_dir, "--forget-class", "3", "--out", retrained,
+                "--no-progress"))
+    return {"C": checkpoint_dir, "U": unlearned, "R": retrained, "root": root}
+
+
+@pytest.fixture(scope="module")
+def u_vs_r(run_cli, runs) -> tuple[str, dict]:
+    report = runs["root"] / "u-vs-r.json"
+    stdout = _ok(run_cli("eval", runs["U"], "--reference", runs["R"], "--json", report))
+    return stdout, json.loads(report.read_text())
+
+
+def test_eval_prints_the_metrics(u_vs_r):
+    stdout, _ = u_vs_r
+    for key in ("UA", "RA", "TA", "FA", "MIA", "Avg.Gap", "MIA-loss-lr-acc", "params", "throughput"):
+        value = _row(stdout, key)
+        assert value is not None, f"no {key} row in:\n{stdout}"
+        assert math.isfinite(value), key
+    assert "forget class 3" in stdout
+
+
+def test_eval_json(u_vs_r, runs, class3_splits):
+    _, payload = u_vs_r
+    assert payload["checkpoint"] == str(runs["U"])
+    assert payload["reference"] == str(runs["R"])
+    assert payload["forget"] == _meta(runs["U"])["forget"]
+    metrics = payload["metrics"]
+    for key in ("UA", "RA", "TA", "FA", "MIA", "Avg.Gap", "params", "throughput", "size_mb",
+                "wall_time_s", "peak_memory_mb", "trainable_params", "time_ratio"):
+        assert key in metrics, key
+        assert isinstance(metrics[key], (int, float)) and math.isfinite(metrics[key]), key
+    assert 0 <= metrics["Avg.Gap"] <= 100
+    assert metrics["time_ratio"] == pytest.approx(
+        _meta(runs["U"])["cost"]["wall_time_s"] / _meta(runs["R"])["cost"]["wall_time_s"])
+    assert set(payload["mia"]) == set(ATTACKS)
+    for attack, res in payload["mia"].items():
+        assert res["attack"] == attack
+        assert 0 <= res["attack_accuracy"] <= 100
+        assert res["efficacy"] == metrics[f"MIA-{attack}"]
+        assert res["n_members"] == res["n_nonmembers"] > 0
+        assert res["n_heldout"] > 0
+        assert res["n_forget"] == len(class3_splits.forget)
+
+
+def test_eval_agrees_with_the_metrics_saved_at_unlearning(u_vs_r, runs):
+    """Two code paths (split_metrics when saving, evaluate() here) measure the same model alike."""
+    _, payload = u_vs_r
+    saved = _meta(runs["U"])["metrics"]
+    for key in ("UA", "RA", "TA", "FA", "val"):
+        assert payload["metrics"][key] == pytest.approx(saved[key], abs=1e-3), key
+
+
+def test_gap_against_a_reference_computed_by_hand(u_vs_r, run_cli, runs):
+    _, payload = u_vs_r
+    ref_file = runs["root"] / "r.json"
+    _ok(run_cli("eval", runs["R"], "--json", ref_file))
+    ref = json.loads(ref_file.read_text())["metrics"]
+    ours = payload["metrics"]
+    expected = sum(abs(ours[k] - ref[k]) for k in ("UA", "RA", "TA", "MIA")) / 4
+    assert ours["Avg.Gap"] == pytest.approx(expected)
+
+
+def test_retrain_against_itself_has_zero_gap(run_cli, runs):
+    report = runs["root"] / "r-vs-r.json"
+    stdout = _ok(run_cli("eval", runs["R"], "--reference", runs["R"], "--json", report))
+    assert json.loads(report.read_text())["metrics"]["Avg.Gap"] == 0.0
+    assert _row(stdout, "Avg.Gap") == 0.0
+
+
+def test_reference_that_is_not_a_retrain_is_refused(run_cli, runs):
+    report = runs["root"] / "refused.json"
+    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["C"], "--json", report))
+    assert "not a retrain" in line
+    assert not report.exists()
+    line = _one_error_line(run_cli("eval", runs["R"], "--reference", runs["U"]))
+    assert "not a retrain" in line
+
+
+def test_reference_for_another_forget_set_is_refused(run_cli, runs):
+    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["R"], "--forget-class", "5"))
+    assert "different set" in line
+
+
+def test_original_needs_a_forget_set(run_cli, runs):
+    line = _one_error_line(run_cli("eval", runs["C"]))
+    assert "--forget-class" in line and "forgot nothing" in line
+
+
+def test_original_with_a_forget_class(run_cli, runs):
+    report = runs["root"] / "c.json"
+    stdout = _ok(run_cli("eval", runs["C"], "--forget-class", "3", "--json", report))
+    payload = json.loads(report.read_text())
+    assert payload["reference"] is None
+    assert "Avg.Gap" not in payload["metrics"]
+    assert payload["forget"]["classes"] == [3]
+    for key in ("UA", "RA", "TA", "MIA"):
+        assert math.isfinite(_row(stdout, key)), key
+
+
+def test_original_against_its_retrain(run_cli, runs):
+    """The original judged on class 3 against the retrain: the usual 'before' row of a table."""
+    report = runs["root"] / "c-vs-r.json"
+    _ok(run_cli("eval", runs["C"], "--forget-class", "3", "--reference", runs["R"], "--json", report))
+    assert math.isfinite(json.loads(report.read_text())["metrics"]["Avg.Gap"])
+
+
+def test_missing_checkpoint_is_one_line(run_cli, runs):
+    line = _one_error_line(run_cli("eval", runs["root"] / "absent"))
+    assert "absent" in line
+    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["root"] / "absent"))
+    assert "absent" in line
+
+
+def test_same_indices_from_another_file_are_the_same_forget_set(run_cli, runs, class3_splits):
+    indices = "\n".join(str(int(i)) for i in class3_splits.forget_indices[:20]) + "\n"
+    first, second = runs["root"] / "a-idx.txt", runs["root"] / "b-idx.txt"
+    first.write_text(indices)
+    second.write_text(indices)
+    unlearned, retrained = runs["root"] / "U-idx", runs["root"] / "R-idx"
+    _ok(run_cli("unlearn", "--checkpoint", runs["C"], "--forget-indices", first, "--method", "finetune",
+                "--steps", "2", "--out", unlearned, "--no-progress"))
+    _ok(run_cli("retrain", "--checkpoint", runs["C"], "--forget-indices", second, "--out", retrained,
+                "--no-progress"))
+    _ok(run_cli("eval", unlearned, "--reference", retrained))
