@@ -70,6 +70,16 @@ class ImageDataset(Dataset):
             self.std.flatten().tolist(), self.augment if augment is None else augment,
         )
 
+    def with_targets(self, targets: torch.Tensor) -> ImageDataset:
+        """The same images with other labels (e.g. random wrong labels for the forget set)."""
+        return ImageDataset(self.images, targets, self.mean.flatten().tolist(), self.std.flatten().tolist(),
+                            self.augment)
+
+    def concat(self, other: ImageDataset) -> ImageDataset:
+        """This dataset followed by `other` (same normalisation; augmentation of this one)."""
+        return ImageDataset(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]),
+                            self.mean.flatten().tolist(), self.std.flatten().tolist(), self.augment)
+
     def _transform(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().div_(255.0)
         if self.augment:

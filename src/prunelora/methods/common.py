@@ -1,9 +1,11 @@
-"""Option groups and steps shared by the pruning and LoRA methods."""
+"""Option groups, forgetting objectives and steps shared by the methods."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from prunelora.adapters import (
@@ -13,11 +15,63 @@ from prunelora.adapters import (
     merge_lora,
     trainable_parameters,
 )
-from prunelora.data import Splits
+from prunelora.data import ImageDataset, Splits
+from prunelora.data.splits import make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
 from prunelora.pruning import bake_masks, prune, recalibrate_batchnorm
 from prunelora.training import fit
+
+OBJECTIVES = ("retain", "random-label", "neggrad-plus")
+
+
+def cycle(dataset: ImageDataset, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled batches of `dataset` (a new seeded order each pass)."""
+    epoch = 0
+    while True:
+        yield from make_loader(dataset, batch_size=batch_size, shuffle=True, seed=seed + epoch)
+        epoch += 1
+
+
+def random_wrong_labels(targets: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A uniformly random label different from each true one (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, num_classes, (len(targets),), generator=gen)
+    return (targets + shift) % num_classes
+
+
+def random_label_dataset(splits: Splits, seed: int) -> ImageDataset:
+    """D_r plus D_f relabelled with random wrong labels (Golatkar et al. 2020; SalUn's RL)."""
+    forget = splits.forget.with_targets(random_wrong_labels(splits.forget.targets, splits.num_classes, seed))
+    return splits.retain.concat(forget)
+
+
+def neggrad_plus_loss(splits: Splits, alpha: float, batch_size: int, seed: int, device):
+    """`loss(model, x_r, y_r) = alpha * CE(D_r batch) - (1 - alpha) * CE(D_f batch)` (Kurmanji et al. 2023).
+
+    Iterated over D_r; each step also draws the next batch of the (cycled) forget set.
+    """
+    forget_batches = cycle(splits.forget, batch_size, seed)
+    criterion = nn.CrossEntropyLoss()
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xf, yf = next(forget_batches)
+        return alpha * criterion(model(x), y) - (1 - alpha) * criterion(model(xf.to(device)), yf.to(device))
+
+    return loss_fn
+
+
+def objective_data(objective: str, splits: Splits, alpha: float, batch_size: int, seed: int, device):
+    """(dataset to iterate, loss_fn or None for plain cross-entropy) of a forgetting objective."""
+    if objective == "retain":
+        return splits.retain, None
+    if len(splits.forget) == 0:
+        raise InvalidInputError(f"objective {objective!r} needs forget samples, but the forget set is empty")
+    if objective == "random-label":
+        return random_label_dataset(splits, seed), None
+    if objective == "neggrad-plus":
+        return splits.retain, neggrad_plus_loss(splits, alpha, batch_size, seed, device)
+    raise InvalidInputError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
 
 
 def _as_tuple(value) -> tuple[str, ...]:
@@ -80,12 +134,18 @@ class LoraOptions(MethodConfig):
                             types=self.lora_types, pattern=self.lora_pattern, train_head=self.train_head)
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
-                   masks: dict | None = None, keep_sparsity: bool = True) -> tuple[nn.Module, dict]:
-        """Add adapters, train them (and the head) on D_r, merge. Returns (plain model, record)."""
+                   masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
+                   alpha: float = 0.99) -> tuple[nn.Module, dict]:
+        """Add adapters, train them (and the head) with `objective` (default: on D_r), merge.
+
+        Returns (plain model, record).
+        """
+        dataset, loss_fn = objective_data(objective, splits, alpha, self.batch_size, self.seed, ctx.device)
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity)
         trainable = trainable_parameters(peft_model)
-        result = fit(peft_model, splits.retain, self.train_config(), freeze_batchnorm=self.bn_mode == "freeze",
-                     device=ctx.device, progress=ctx.progress, description=description)
+        result = fit(peft_model, dataset, self.train_config(), loss_fn=loss_fn,
+                     freeze_batchnorm=self.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
+                     description=description)
         bake_masks(peft_model)  # write the row masks into lora_B: same function, plain adapter tensors
         ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)

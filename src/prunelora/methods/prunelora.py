@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prunelora.errors import InvalidInputError
 from prunelora.methods.base import register_method
-from prunelora.methods.common import LoraOptions, PruneOptions
+from prunelora.methods.common import OBJECTIVES, LoraOptions, PruneOptions
 
 
 @dataclass
@@ -20,13 +21,27 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
     alpha=16, dropout 0.1 on every conv, head trainable, Adam lr 1e-3, 5 epochs.
 
     `keep_sparsity=False` merges the dense update like the reference code (for the ablation).
+    `objective`: what the adapters are trained on — `retain` (the paper: D_r only),
+    `random-label` (D_r plus D_f with random wrong labels) or `neggrad-plus`
+    (`alpha`·CE(D_r) − (1 − `alpha`)·CE(D_f)). No published toolkit combines pruning, LoRA and a
+    forgetting loss; the default stays the paper's.
     """
 
     keep_sparsity: bool = True
+    objective: str = "retain"
+    alpha: float = 0.99
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise InvalidInputError(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if not 0.0 < self.alpha < 1.0:
+            raise InvalidInputError(f"alpha {self.alpha} is outside (0, 1)")
+        super().__post_init__()
 
 
 @register_method("prunelora", PruneLoRAConfig, "prune, then LoRA on D_r, then a sparsity-preserving merge (the paper)")
 def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     # Bake the zeros into the (frozen) base weights: peft merges into `weight` directly.
     masks = config.prune_model(model, splits, ctx, bake=True)
-    return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity)
+    return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
+                             objective=config.objective, alpha=config.alpha)
