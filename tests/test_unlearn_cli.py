@@ -34,11 +34,14 @@ def _one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_methods_lists_the_five(run_cli):
+def test_methods_lists_every_registered_method(run_cli):
+    from prunelora.methods import list_methods
+
     code, stdout, stderr = run_cli("methods")
     assert code == 0, stderr
     lines = stdout.splitlines()
-    assert [line.split()[0] for line in lines] == list(METHODS)
+    assert [line.split()[0] for line in lines] == list(list_methods())
+    assert set(METHODS) <= set(list_methods())
     assert all(len(line.split()) > 2 for line in lines)  # each with its summary
 
 
