@@ -168,8 +168,14 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         check_output_dir(out, rid, overwrite)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta)
     record = result.record
+    model_meta = meta["model"]
+    if result.artifacts.get("architecture"):  # physically pruned: store the smaller modules to rebuild it
+        from prunelora.pruning import merge_architecture
+
+        model_meta = {**model_meta, "pruned": merge_architecture(model_meta.get("pruned"),
+                                                                 result.artifacts["architecture"])}
     out_meta = {
-        "kind": "retrain" if method == "retrain" else "unlearned", "run_id": rid, "model": meta["model"],
+        "kind": "retrain" if method == "retrain" else "unlearned", "run_id": rid, "model": model_meta,
         "dataset": meta["dataset"], "forget": forget.to_dict(),
         "recipe": meta.get("recipe"), "seed": getattr(config, "seed", None),
         "method": record["method"], "metrics": split_metrics(result.model, splits, device),

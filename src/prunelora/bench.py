@@ -30,6 +30,7 @@ from prunelora.errors import InvalidInputError, MissingFileError
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.metrics import ATTACKS
 from prunelora.training import TrainConfig
+from prunelora.training.distributed import barrier, broadcast_from_main, is_main_process
 
 
 @dataclass
@@ -180,6 +181,25 @@ class BenchConfig:
                                                       "scenarios", "mia")})
 
 
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
+    """Create `out`, clearing a different configuration's results when `overwrite`; else the problem."""
+    stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
+    if out.exists() and any(out.iterdir()) and (stamp is None or stamp.get("identity") != ident):
+        if not overwrite:
+            return (f"output directory {str(out)!r} holds another run (a different configuration or not a bench); "
+                    "choose another --out or pass --overwrite")
+        for name in ("cache", "cells", "plots"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("bench.json", "results.csv", "results.json", "report.md"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    return None
+
+
 def _cell_key(method: str, options: dict) -> str:
     return f"{method}-{run_id(options)[:8]}"
 
@@ -199,19 +219,12 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     """
     out = Path(out)
     ident = config.identity()
-    stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
-    if out.exists() and any(out.iterdir()):
-        if stamp is None or stamp.get("identity") != ident:
-            if not overwrite:
-                raise InvalidInputError(
-                    f"output directory {str(out)!r} holds another run (a different configuration or not a bench); "
-                    "choose another --out or pass --overwrite"
-                )
-            for name in ("cache", "cells", "plots"):
-                shutil.rmtree(out / name, ignore_errors=True)
-            for name in ("bench.json", "results.csv", "results.json", "report.md"):
-                (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    # The main process decides and prepares the directory; every process learns the verdict.
+    problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
+    if problem:
+        raise InvalidInputError(problem)
+    if not is_main_process():
+        log = _silent
     atomic_write_text(out / "bench.json", json.dumps({"identity": ident, "config": config.to_dict()}, indent=2))
 
     recipe = TrainConfig.from_dict(config.train)
@@ -316,9 +329,12 @@ def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, devi
 
     start = time.perf_counter()
     rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log)
-    original_meta = read_meta(original_checkpoint(out))
-    report = write_report(Path(out), rows, payloads, config.to_dict(), original_meta, command,
-                          elapsed_s=time.perf_counter() - start)
+    report = Path(out) / "report.md"
+    if is_main_process():
+        original_meta = read_meta(original_checkpoint(out))
+        write_report(Path(out), rows, payloads, config.to_dict(), original_meta, command,
+                     elapsed_s=time.perf_counter() - start)
+    barrier()
     return rows, report
 
 

@@ -39,9 +39,24 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
+def atomic_write_text(path: str | os.PathLike, text: str, *, collective: bool = True) -> None:
+    """Write text to `path` through a temporary file in the same folder and a rename.
+
+    `collective` (every process calls this): under several processes only the main one writes and
+    the others wait until it has. Code that already runs on the main process alone (the report
+    writer) passes `collective=False`.
+    """
+    from prunelora.training.distributed import barrier, is_main_process
+
+    if not collective:
+        _write_text(Path(path), text)
+        return
+    if is_main_process():
+        _write_text(Path(path), text)
+    barrier()
+
+
+def _write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -84,7 +99,13 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, An
 
     Both files are fully written to temporary names before either is renamed into place, so a
     failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact.
+    Under several processes only the main one writes; the others wait until it has.
     """
+    from prunelora.training.distributed import barrier, is_main_process
+
+    if not is_main_process():
+        barrier()
+        return Path(out)
     if "model" not in meta or "name" not in meta["model"]:
         raise ValueError("meta must describe the model: {'model': {'name': ..., 'num_classes': ...}}")
     out = Path(out)
@@ -105,6 +126,7 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, An
     finally:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+    barrier()
     return out
 
 
@@ -178,11 +200,17 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 
 def build_model_from_meta(meta: dict) -> nn.Module:
+    """The registry model meta.json names; a physically pruned one gets its stored smaller modules
+    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again."""
     from prunelora.models import create_model
+    from prunelora.pruning.physical import rebuild_pruned
 
     m = meta["model"]
-    return create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],
-                        image_size=m["image_size"], **m.get("kwargs", {}))
+    model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],
+                         image_size=m["image_size"], **m.get("kwargs", {}))
+    if m.get("pruned"):
+        rebuild_pruned(model, m["pruned"])
+    return model
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +49,7 @@ def _add_forget(p: argparse.ArgumentParser) -> None:
 
 
 def _add_recipe(p: argparse.ArgumentParser) -> None:
+    from prunelora.training.distributed import MIXED_PRECISION
     from prunelora.training.loop import OPTIMIZERS, SCHEDULES
 
     g = p.add_argument_group("training recipe")
@@ -63,6 +65,8 @@ def _add_recipe(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
     g.add_argument("--augment", action="store_true", help="random crop + flip (32x32 colour data)")
+    g.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no",
+                   help="bf16 or fp16 autocast on a GPU; the CPU always trains in fp32 (default: %(default)s)")
 
 
 def _add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
@@ -105,7 +109,7 @@ def recipe_from_args(args: argparse.Namespace):
         epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_fraction=args.warmup_fraction, grad_clip=args.grad_clip, label_smoothing=args.label_smoothing,
-        augment=args.augment, seed=args.seed,
+        augment=args.augment, seed=args.seed, mixed_precision=args.mixed_precision,
     )
 
 
@@ -324,6 +328,10 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    from prunelora.training.distributed import is_main_process
+
+    if not is_main_process():  # under a distributed launcher, one process speaks for all
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
     parser, subparsers = build_parser()
     command = next((a for a in argv if a in subparsers), "")
     try:

@@ -142,15 +142,21 @@ def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
+    from prunelora.training.distributed import barrier, is_main_process
+
+    out = Path(out)
+    if not is_main_process():
+        barrier()
+        return out
     warnings.warn(
         "saving the LoRA adapter alone: the original base weights plus this adapter still contain the "
         "information that was to be forgotten; ship the merged model to honour a deletion request",
         UserWarning, stacklevel=2,
     )
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in snapshot.state.items()}, str(out / "adapter_model.safetensors"))
     snapshot.config.save_pretrained(str(out))
+    barrier()
     return out
 
 

@@ -15,6 +15,7 @@ from torch import nn
 from prunelora.data import Splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
+from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
 GAP_KEYS = ("UA", "RA", "TA", "MIA")
@@ -47,6 +48,23 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"params": total, "nonzero_params": nonzero}
 
 
+def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass of one image (`sample[:1]`), counted by
+    Torch-Pruning's op counter (convs, linears, norms, attention; element-wise ops are ~free).
+
+    Physically pruned models count fewer; mask-pruned ones count the same (zeros still multiply).
+    """
+    from torch_pruning.utils import op_counter
+
+    from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    # The counter matches module types exactly and forgets its custom table after each count.
+    op_counter.CUSTOM_MODULES_MAPPING = {PrunedAttention: pruned_attention_macs_hook}
+    macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    return int(macs)
+
+
 @torch.no_grad()
 def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int = 256, repeats: int = 5,
                          device: torch.device | str | None = None) -> float:
@@ -71,7 +89,8 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
 
 def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
-             throughput: bool = True, device: str | None = None, keep_losses: int = 2000) -> Evaluation:
+             throughput: bool = True, macs: bool = True, device: str | None = None,
+             keep_losses: int = 2000) -> Evaluation:
     """All metrics of DESIGN.md §2 for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -80,6 +99,8 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
     `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA.
+    Cost of the model itself: `params`, `nonzero_params`, `macs` (multiply-accumulates per image),
+    `throughput` (CPU/GPU images per second at batch 256) and `size_mb` (on disk).
     """
     outputs = {part: predict(model, getattr(splits, part), device=device)
                for part in ("forget", "retain", "test_retain", "test_forget", "val")}
@@ -92,8 +113,10 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     }
     mia: dict[str, dict] = {}
     if len(splits.forget) and attacks:
-        results = mia_all(outputs["retain"], outputs["test_retain"], outputs["forget"], attacks=attacks,
-                          seed=mia_seed, max_samples=mia_max_samples)
+        # Fitted once, by the main process, on the outputs gathered from every process.
+        results = broadcast_from_main(
+            mia_all(outputs["retain"], outputs["test_retain"], outputs["forget"], attacks=attacks,
+                    seed=mia_seed, max_samples=mia_max_samples) if is_main_process() else None)
         for name, res in results.items():
             mia[name] = res.to_dict()
             m[f"MIA-{name}"] = res.efficacy
@@ -101,8 +124,12 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
         m["MIA"] = m.get("MIA-confidence-svc", float("nan"))
     m.update({k: float(v) for k, v in parameter_counts(model).items()})
     m["sparsity"] = 1.0 - m["nonzero_params"] / m["params"] if m["params"] else 0.0
+    if macs and len(splits.retain):
+        m["macs"] = float(count_macs(model, splits.retain[0][0].unsqueeze(0)))
     if throughput and len(splits.retain):
-        m["throughput"] = inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
+        m["throughput"] = broadcast_from_main(
+            inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
+            if is_main_process() else None)
     m["size_mb"] = serialized_size_mb(model)
     if reference is not None:
         m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")

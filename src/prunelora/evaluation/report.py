@@ -78,8 +78,8 @@ def write_results(rows: list[dict], out: Path) -> None:
     writer.writeheader()
     for row in rows:
         writer.writerow(row)
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float) + "\n")
+    atomic_write_text(out / "results.csv", buffer.getvalue(), collective=False)
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float) + "\n", collective=False)
 
 
 def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
@@ -162,7 +162,7 @@ def machine_description() -> str:
 
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
                  command: str, elapsed_s: float | None = None) -> Path:
-    """results.csv, results.json, plots/*.png and report.md from the finished cells."""
+    """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,5 +229,5 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
                 first_seed_losses[method] = payload["losses"]
         _plot_losses({m: first_seed_losses[m] for m in methods if m in first_seed_losses}, scenario, out / hist)
         lines += [f"![metrics]({bars})", "", f"![quality vs cost]({front})", "", f"![losses]({hist})", ""]
-    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n", collective=False)
     return out / "report.md"

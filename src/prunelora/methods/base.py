@@ -36,6 +36,7 @@ class MethodConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"
     bn_mode: str = "update"
+    mixed_precision: str = "no"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -51,7 +52,8 @@ class MethodConfig:
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size,
                            optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, schedule=self.schedule, seed=self.seed)
+                           weight_decay=self.weight_decay, schedule=self.schedule, seed=self.seed,
+                           mixed_precision=self.mixed_precision)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

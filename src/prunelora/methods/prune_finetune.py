@@ -1,7 +1,9 @@
 """Prune + fine-tune: prune, then train all parameters on D_r with the masks kept applied.
 
 The reference code removed the pruning masks before fine-tuning, so the pruned weights regrew.
-Here the masks stay on (parametrizations) during training and are baked in afterwards.
+Here the masks stay on (parametrizations) during training and are baked in afterwards. With
+`prune_mode="physical"` the pruned channels are removed instead: the smaller model is fine-tuned
+and nothing can regrow.
 """
 
 from __future__ import annotations
@@ -22,5 +24,5 @@ class PruneFinetuneConfig(PruneOptions):
 def prune_finetune(model, splits, config: PruneFinetuneConfig, ctx):
     config.prune_model(model, splits, ctx, bake=False)
     record = full_finetune(model, splits, config, ctx, "prune-finetune")
-    bake_masks(model)
+    bake_masks(model)  # nothing to bake after physical pruning
     return model, record

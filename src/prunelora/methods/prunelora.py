@@ -3,13 +3,19 @@
 The forget set is never trained on: forgetting comes from pruning plus adapting to D_r only.
 Unlike the reference code, the merge keeps every pruned weight exactly zero (`keep_sparsity`),
 BatchNorm statistics are recalibrated on D_r after pruning (`bn_recalibrate`), and the saved
-result is a plain merged model.
+result is a plain merged model. With `prune_mode="physical"` the pruned channels are removed
+instead, LoRA adapts the smaller model, and no masks are needed afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
+from torch import nn
+
+from prunelora.adapters.lora import lora_targets
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import register_method
 from prunelora.methods.common import OBJECTIVES, LoraOptions, PruneOptions
@@ -43,5 +49,31 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
 def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     # Bake the zeros into the (frozen) base weights: peft merges into `weight` directly.
     masks = config.prune_model(model, splits, ctx, bake=True)
+    if config.prune_mode == "physical":
+        config = _lora_on_pruned_attention(model, config)
     return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
                              objective=config.objective, alpha=config.alpha)
+
+
+def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig) -> PruneLoRAConfig:
+    """LoRA on `mha` also means an attention that physical pruning turned into a `PrunedAttention`
+    (which peft cannot wrap as a whole): there the adapters go on its q/k/v/out linears, which are
+    called in its forward. Returns `config` with the same targets named explicitly."""
+    from prunelora.pruning import PrunedAttention
+    from prunelora.pruning.masks import compile_pattern
+
+    if "mha" not in config.lora_types:
+        return config
+    regex = compile_pattern(model, config.lora_pattern)
+    pruned = [name for name, m in model.named_modules()
+              if isinstance(m, PrunedAttention) and name != "head" and (regex is None or regex.search(name))]
+    if not pruned:
+        return config
+    try:
+        targets = lora_targets(model, config.lora_types, config.lora_pattern)
+    except InvalidInputError:  # every targeted attention was pruned
+        targets = []
+    targets += [f"{name}.{proj}" for name in pruned for proj in ("q_proj", "k_proj", "v_proj", "out_proj")]
+    pattern = "^(?:" + "|".join(re.escape(t) for t in sorted(set(targets))) + ")$"
+    return dataclasses.replace(config, lora_types=tuple(dict.fromkeys((*config.lora_types, "linear"))),
+                               lora_pattern=pattern)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 
@@ -18,6 +19,17 @@ from torch import nn
 
 from prunelora.data.splits import make_loader
 from prunelora.errors import InvalidInputError
+from prunelora.training.distributed import (
+    MIXED_PRECISION,
+    accelerator,
+    gather_in_order,
+    is_distributed,
+    is_main_process,
+    process_device,
+    rank,
+    uses_accelerate,
+    world_size,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -44,6 +56,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     seed: int = 0
+    mixed_precision: str = "no"  # bf16 | fp16 on a GPU; the CPU always trains in fp32
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -64,6 +77,8 @@ class TrainConfig:
             raise InvalidInputError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise InvalidInputError(f"gradient clip {self.grad_clip} must be > 0")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise InvalidInputError(f"mixed precision {self.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,6 +173,13 @@ def fit(
     `freeze_batchnorm` keeps BatchNorm running statistics fixed (BN layers in eval mode).
     """
     device = resolve_device(device)
+    # On the CPU, mixed precision is ignored: fp32 keeps CPU runs exact and repeatable.
+    precision = config.mixed_precision if device.type == "cuda" else "no"
+    acc = accelerator(precision, cpu=device.type == "cpu") if uses_accelerate(device, precision) else None
+    if acc is not None:
+        device = acc.device
+        if config.batch_size % world_size():
+            raise InvalidInputError(f"batch size {config.batch_size} is not divisible by the {world_size()} processes")
     model.to(device).train()
     if freeze_batchnorm:
         for module in model.modules():
@@ -173,6 +195,13 @@ def fit(
         def loss_fn(m, x, y):
             return criterion(m(x), y)
     trained = [p for g in optimizer.param_groups for p in g["params"]]
+    runner = model  # what computes the loss: the model itself, or its DDP / autocast wrapper
+    if acc is not None:
+        # each process gets 1/N of every global batch; gradients are averaged across processes
+        runner, optimizer, loader = acc.prepare(model, optimizer, loader)
+        # DDP's notice about 1x1-conv gradient strides is about speed, not correctness
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    progress = progress and is_main_process()
 
     history: list[dict] = []
     step, epoch = 0, 0
@@ -183,16 +212,22 @@ def fit(
             loss_sum, seen = 0.0, 0
             for x, y in loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss = loss_fn(model, x, y)
+                loss = loss_fn(runner, x, y)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"{description}: loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
                         f"lower the learning rate (now {config.lr}) or set a gradient clip"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if acc is not None:
+                    acc.backward(loss)
+                else:
+                    loss.backward()
                 if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(trained, config.grad_clip)
+                    if acc is not None:
+                        acc.clip_grad_norm_(trained, config.grad_clip)
+                    else:
+                        nn.utils.clip_grad_norm_(trained, config.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 if after_step is not None:
@@ -246,19 +281,27 @@ class _progress:
 @torch.no_grad()
 def predict(model: nn.Module, dataset, batch_size: int = 512,
             device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and targets of `dataset` in eval mode (on the CPU)."""
-    device = resolve_device(device)
+    """Logits and targets of `dataset` in eval mode (on the CPU).
+
+    Under several processes each predicts its share of the samples and the shares are gathered,
+    so every process returns the full, ordered result.
+    """
+    device = process_device(resolve_device(device))
     model.to(device)
     was_training = model.training
     model.eval()
+    indices = torch.arange(rank(), len(dataset), world_size()) if is_distributed() else None
+    shard = dataset.subset(indices) if indices is not None else dataset
     logits, targets = [], []
-    for x, y in make_loader(dataset, batch_size=batch_size):
+    for x, y in make_loader(shard, batch_size=batch_size):
         logits.append(model(x.to(device)).float().cpu())
         targets.append(y)
     model.train(was_training)
-    if not logits:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(logits), torch.cat(targets)
+    out_logits = torch.cat(logits) if logits else torch.empty(0, 0)
+    out_targets = torch.cat(targets) if targets else torch.empty(0, dtype=torch.long)
+    if indices is not None:
+        out_logits, out_targets = gather_in_order(indices, out_logits, out_targets)
+    return out_logits, out_targets
 
 
 def accuracy_on(model: nn.Module, dataset, device: str | torch.device | None = None) -> float:

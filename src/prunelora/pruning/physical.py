@@ -1,0 +1,404 @@
+"""Physical structured pruning: pruned channels and heads are removed, so the model gets smaller.
+
+Masks (masks.py) zero weights; the model keeps its shape, its size and its speed. Here the same
+structured Ln criterion at the same amount selects output channels (convs, linears) or attention
+heads, and they are cut out of the tensors:
+
+- Channels go through Torch-Pruning's dependency graph (DepGraph): cutting a conv's output
+  channel also cuts its BatchNorm, the next layer's input, every conv added to it in a residual
+  sum, and the classifier's input after the pooled feature map. Coupled layers form one group;
+  a group keeps `round((1 - amount) * C)` channels chosen by the mean over its layers of each
+  output channel's Ln norm (for an uncoupled layer, exactly the channels mask pruning keeps).
+- The head's outputs (classes) are never cut.
+- Attention heads: `nn.MultiheadAttention` cannot hold fewer heads than its width (its q/k/v
+  width is its embedding width), so an attention that loses heads becomes a `PrunedAttention`
+  with q/k/v/out `nn.Linear` projections, importance = Ln norm of a head's q, k and v rows.
+  Groups that would narrow the token width of a transformer (its residual stream) are left
+  alone: for a ViT, pruning removes heads and MLP hidden units.
+
+The pruned architecture is described as plain JSON (`{"modules": {name: spec}}`, one spec per
+module whose shape changed) for meta.json; `rebuild_pruned` re-creates those modules on a
+registry model, without running the pruning again, so that a checkpoint loads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+from torch.nn import functional as F
+
+from prunelora.errors import CheckpointError, InvalidInputError
+from prunelora.pruning.masks import LAYER_TYPES, _check_amount, compile_pattern
+
+ARCHITECTURE_FORMAT = 1
+
+
+# ------------------------------------------------------------------------- attention with fewer heads
+
+
+class PrunedAttention(nn.Module):
+    """Multi-head attention whose q/k/v width is `num_heads * head_dim`, not the token width.
+
+    A drop-in for `nn.MultiheadAttention` in the models here (same call, same result with all
+    heads kept). The projections are `nn.Linear` modules that are called, so LoRA can adapt them.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = True) -> None:
+        super().__init__()
+        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, head_dim
+        self.dropout, self.batch_first = dropout, batch_first
+        inner = num_heads * head_dim
+        self.q_proj = nn.Linear(embed_dim, inner, bias=bias)
+        self.k_proj = nn.Linear(embed_dim, inner, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
+
+    @classmethod
+    def from_multihead(cls, mha: nn.MultiheadAttention) -> PrunedAttention:
+        """The same function as `mha`, with its packed q/k/v split into three linears."""
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise InvalidInputError("physical head pruning supports MultiheadAttention without kdim/vdim, "
+                                    "bias_k/bias_v or add_zero_attn")
+        bias = mha.in_proj_bias is not None
+        new = cls(mha.embed_dim, mha.num_heads, mha.head_dim, mha.dropout, bias, mha.batch_first)
+        new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
+        with torch.no_grad():
+            for i, proj in enumerate((new.q_proj, new.k_proj, new.v_proj)):
+                proj.weight.copy_(mha.in_proj_weight.chunk(3)[i])
+                if bias:
+                    proj.bias.copy_(mha.in_proj_bias.chunk(3)[i])
+            new.out_proj.weight.copy_(mha.out_proj.weight)
+            if bias:
+                new.out_proj.bias.copy_(mha.out_proj.bias)
+        new.train(mha.training)
+        return new
+
+    def head_importance(self, norm: int = 2) -> torch.Tensor:
+        """Per head: the Ln norm of its q, k and v rows taken together."""
+        rows = torch.cat([p.weight.detach().view(self.num_heads, -1) for p in (self.q_proj, self.k_proj, self.v_proj)],
+                         dim=1)
+        return rows.norm(p=norm, dim=1)
+
+    @torch.no_grad()
+    def keep_heads(self, heads: Sequence[int]) -> None:
+        """Keep only `heads` (indices, in this order): rows of q/k/v, columns of the out projection."""
+        index = torch.tensor(list(heads), dtype=torch.long, device=self.q_proj.weight.device)
+        rows = (index[:, None] * self.head_dim + torch.arange(self.head_dim, device=index.device)).flatten()
+        for proj in (self.q_proj, self.k_proj, self.v_proj):
+            proj.weight = nn.Parameter(proj.weight.index_select(0, rows))
+            if proj.bias is not None:
+                proj.bias = nn.Parameter(proj.bias.index_select(0, rows))
+            proj.out_features = len(rows)
+        self.out_proj.weight = nn.Parameter(self.out_proj.weight.index_select(1, rows))
+        self.out_proj.in_features = len(rows)
+        self.num_heads = len(index)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if key_padding_mask is not None or attn_mask is not None or is_causal:
+            raise InvalidInputError("PrunedAttention takes no attention masks")
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        batch, length, _ = query.shape
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, h*d) -> (B, h, L, d)
+            return x.view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.q_proj(query)), heads(self.k_proj(key)), heads(self.v_proj(value))
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:  # the explicit path, as nn.MultiheadAttention returns the weights
+            weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(self.head_dim), dim=-1)
+            out = F.dropout(weights, p, self.training) @ v
+            weights = weights.mean(dim=1) if average_attn_weights else weights
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        out = self.out_proj(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
+        return (out if self.batch_first else out.transpose(0, 1)), weights
+
+
+def pruned_attention_macs_hook(module: PrunedAttention, inputs, output) -> None:
+    """Torch-Pruning op-counter hook: multiply-accumulates of a `PrunedAttention` call, counted
+    like its counter for `nn.MultiheadAttention` (projections, scores, softmax, weighted sum)."""
+    query, key = inputs[0], inputs[1]
+    batch_dim, len_dim = (0, 1) if module.batch_first else (1, 0)
+    q_len, k_len = query.shape[len_dim], key.shape[len_dim]
+    inner, width, heads = module.num_heads * module.head_dim, module.embed_dim, module.num_heads
+    bias = module.q_proj.bias is not None
+    macs = q_len * inner  # scaling q
+    macs += (q_len + 2 * k_len) * width * inner + (q_len + 2 * k_len) * inner * bias
+    macs += heads * (2 * q_len * k_len * module.head_dim + q_len * k_len)
+    macs += q_len * inner * width + q_len * width * bias
+    module.__flops__ += int(macs * query.shape[batch_dim])
+
+
+# ------------------------------------------------------------------------- architecture description
+
+
+def _conv_spec(m: nn.Conv2d) -> dict:
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride), "padding": m.padding if isinstance(m.padding, str) else list(m.padding),
+            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None,
+            "padding_mode": m.padding_mode}
+
+
+def _bn_spec(m: nn.modules.batchnorm._BatchNorm) -> dict:
+    return {"num_features": m.num_features, "eps": m.eps, "momentum": m.momentum, "affine": m.affine,
+            "track_running_stats": m.track_running_stats}
+
+
+_SPECS: dict[type[nn.Module], Callable[[nn.Module], dict]] = {
+    nn.Conv2d: _conv_spec,
+    nn.BatchNorm1d: _bn_spec,
+    nn.BatchNorm2d: _bn_spec,
+    nn.Linear: lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},
+    nn.LayerNorm: lambda m: {"normalized_shape": list(m.normalized_shape), "eps": m.eps,
+                             "elementwise_affine": m.elementwise_affine, "bias": m.bias is not None},
+    nn.MultiheadAttention: lambda m: {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "dropout": m.dropout,
+                                      "bias": m.in_proj_bias is not None, "batch_first": m.batch_first},
+    PrunedAttention: lambda m: {"embed_dim": m.embed_dim, "num_heads": m.num_heads, "head_dim": m.head_dim,
+                                "dropout": m.dropout, "bias": m.q_proj.bias is not None,
+                                "batch_first": m.batch_first},
+}
+_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {
+    "Conv2d": lambda s: nn.Conv2d(s["in_channels"], s["out_channels"], tuple(s["kernel_size"]), tuple(s["stride"]),
+                                  s["padding"] if isinstance(s["padding"], str) else tuple(s["padding"]),
+                                  tuple(s["dilation"]), s["groups"], s["bias"], s["padding_mode"]),
+    "BatchNorm1d": lambda s: nn.BatchNorm1d(s["num_features"], s["eps"], s["momentum"], s["affine"],
+                                            s["track_running_stats"]),
+    "BatchNorm2d": lambda s: nn.BatchNorm2d(s["num_features"], s["eps"], s["momentum"], s["affine"],
+                                            s["track_running_stats"]),
+    "Linear": lambda s: nn.Linear(s["in_features"], s["out_features"], s["bias"]),
+    "LayerNorm": lambda s: nn.LayerNorm(tuple(s["normalized_shape"]), s["eps"], s["elementwise_affine"],
+                                        bias=s["bias"]),
+    "MultiheadAttention": lambda s: nn.MultiheadAttention(s["embed_dim"], s["num_heads"], s["dropout"], s["bias"],
+                                                          batch_first=s["batch_first"]),
+    "PrunedAttention": lambda s: PrunedAttention(s["embed_dim"], s["num_heads"], s["head_dim"], s["dropout"],
+                                                 s["bias"], s["batch_first"]),
+}
+_LEAVES = (nn.MultiheadAttention, PrunedAttention)  # their children follow from their own spec
+
+
+def module_specs(model: nn.Module) -> dict[str, dict]:
+    """`{name: {"type": ..., constructor arguments}}` of every module whose shape pruning can change."""
+    specs: dict[str, dict] = {}
+    leaf_prefixes: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(p + ".") for p in leaf_prefixes):
+            continue
+        describe = _SPECS.get(type(module))
+        if describe is not None:
+            specs[name] = {"type": type(module).__name__, **describe(module)}
+        if isinstance(module, _LEAVES):
+            leaf_prefixes.append(name)
+    return specs
+
+
+def merge_architecture(previous: dict | None, changes: dict) -> dict:
+    """The description after `changes` were applied to a model already pruned as `previous`."""
+    return {"format": ARCHITECTURE_FORMAT,
+            "modules": {**((previous or {}).get("modules") or {}), **changes.get("modules", {})}}
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), leaf, new)
+
+
+def rebuild_pruned(model: nn.Module, architecture: dict) -> nn.Module:
+    """Re-create, on a freshly built registry model, each module the description lists, with its
+    stored shape (weights uninitialised in meaning: load the checkpoint's state next)."""
+    modules = architecture.get("modules") if isinstance(architecture, dict) else None
+    if not isinstance(modules, dict):
+        raise CheckpointError("meta.json model.pruned has no 'modules' table")
+    for name in sorted(modules, key=lambda n: n.count(".")):  # parents before children
+        spec = dict(modules[name])
+        kind = spec.pop("type", None)
+        if kind not in _BUILDERS:
+            raise CheckpointError(f"meta.json model.pruned: module {name!r} has type {kind!r}; "
+                                  f"rebuildable types: {', '.join(_BUILDERS)}")
+        try:
+            _replace(model, name, _BUILDERS[kind](spec))
+        except AttributeError:
+            raise CheckpointError(f"meta.json model.pruned names module {name!r}, which the model lacks") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"meta.json model.pruned: module {name!r} has a bad spec ({exc})") from None
+    return model
+
+
+# ------------------------------------------------------------------------- importance and pruning
+
+
+class GroupLnImportance:
+    """Per channel of a DepGraph group: the mean, over the group's convs/linears whose outputs are
+    cut, of that output channel's Ln norm (mask pruning's `LnImportance`, shared by coupled layers)."""
+
+    def __init__(self, n: int = 2) -> None:
+        if n not in (1, 2):
+            raise InvalidInputError(f"norm n={n} is not 1 or 2")
+        self.n = n
+
+    @torch.no_grad()
+    def __call__(self, group) -> torch.Tensor:
+        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+        scores = torch.zeros(len(group[0].idxs))
+        layers = 0
+        for i, (dep, idxs) in enumerate(group):
+            if dep.handler not in out_fns:
+                continue
+            norms = dep.target.module.weight.detach()[idxs].flatten(1).norm(p=self.n, dim=1)
+            scores.index_add_(0, torch.tensor(group[i].root_idxs), norms.float().cpu())
+            layers += 1
+        return scores / max(layers, 1)
+
+
+class _AttentionWidth(tp.BasePruningFunc):
+    """Lets DepGraph trace through a `PrunedAttention`; its token width is never cut (see module doc)."""
+
+    def prune_out_channels(self, layer, idxs):
+        raise InvalidInputError("the token width of an attention is not pruned physically")
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer):
+        return layer.embed_dim
+
+    def get_in_channels(self, layer):
+        return layer.embed_dim
+
+
+@dataclass
+class PhysicalPruning:
+    """What `physical_prune` did: the architecture change (for meta.json), the kept output channel
+    (or head) indices of every layer it cut, and the selected layers it could not cut."""
+
+    architecture: dict
+    kept: dict[str, list[int]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def kept_count(channels: int, amount: float) -> int:
+    """Channels (or heads) left of `channels` at `amount`: round((1 - amount) * C), at least one."""
+    return max(1, round((1.0 - amount) * channels))
+
+
+def _selected_names(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str) -> set[str]:
+    bad = [t for t in types if t not in LAYER_TYPES]
+    if bad:
+        raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    wanted = tuple(cls for t in types for cls in LAYER_TYPES[t]) + ((PrunedAttention,) if "mha" in types else ())
+    regex = compile_pattern(model, pattern)
+    names = {name for name, module in model.named_modules()
+             if isinstance(module, wanted) and not (name == head_name or name.startswith(head_name + "."))
+             and (regex is None or regex.search(name))}
+    if not names:
+        raise InvalidInputError(f"no layer of type {'/'.join(types)} matches pattern {pattern!r} (the head is excluded)")
+    return names
+
+
+def _prune_channel_groups(model: nn.Module, amount: float, selected: set[str], example_inputs: torch.Tensor,
+                          importance: Callable, head: nn.Module | None, result: PhysicalPruning,
+                          cut: set[str]) -> None:
+    name_of = {module: name for name, module in model.named_modules()}
+    # DepGraph traces through autograd: every parameter must take part in the graph. Pruned
+    # parameters are new tensors, so their flags are restored by name afterwards.
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs, customized_pruners={PrunedAttention: _AttentionWidth()}, verbose=False)
+        attention = (nn.MultiheadAttention, PrunedAttention, nn.Parameter)
+        # Score every group on the original weights first (as mask pruning does), then cut: cutting
+        # one group narrows the inputs of the next, which must not change what that one keeps.
+        plan = []
+        for group in graph.get_all_groups(ignored_layers=[head] if head is not None else [],
+                                          root_module_types=(nn.Conv2d, nn.Linear)):
+            targets = [dep.target.module for dep, _ in group]
+            outputs = [name_of.get(dep.target.module) for dep, _ in group
+                       if graph.is_out_channel_pruning_fn(dep.handler)]
+            if not selected.intersection(outputs) or any(isinstance(t, attention) for t in targets):
+                continue  # not asked for, or the token width of a transformer
+            cut.update(n for n in outputs if n is not None)
+            channels = len(group[0].idxs)
+            drop = channels - kept_count(channels, amount)
+            scores = importance(group)
+            if scores is None:  # a criterion that cannot score this group (Torch-Pruning's convention)
+                continue
+            order = torch.sort(scores, stable=True).indices  # ties broken by index, as in mask pruning
+            kept = sorted(order[drop:].tolist())
+            result.kept.update({n: kept for n in outputs if n is not None})
+            if drop > 0:
+                plan.append((group[0].dep.target.module, group[0].dep.handler, sorted(order[:drop].tolist())))
+        for root, handler, idxs in plan:  # channel indices of one group are untouched by another's cut
+            graph.get_pruning_group(root, handler, idxs).prune()
+    finally:
+        for name, p in model.named_parameters():
+            p.requires_grad_(flags.get(name, True))
+
+
+def _prune_heads(model: nn.Module, amount: float, selected: set[str], norm: int, result: PhysicalPruning,
+                 cut: set[str]) -> None:
+    for name, module in list(model.named_modules()):
+        if name not in selected or not isinstance(module, (nn.MultiheadAttention, PrunedAttention)):
+            continue
+        cut.add(name)
+        heads = module.num_heads
+        keep = kept_count(heads, amount)
+        result.kept[name] = list(range(heads))
+        if keep == heads:
+            continue
+        attn = PrunedAttention.from_multihead(module) if isinstance(module, nn.MultiheadAttention) else module
+        order = torch.sort(attn.head_importance(norm).cpu(), stable=True).indices
+        result.kept[name] = sorted(order[heads - keep:].tolist())
+        attn.keep_heads(result.kept[name])
+        _replace(model, name, attn)
+
+
+def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
+                   pattern: str | None = None, include_head: bool = False, *, example_inputs: torch.Tensor,
+                   importance: Callable | None = None, head_name: str = "head") -> PhysicalPruning:
+    """Remove, in place, the channels (and heads) that structured Ln pruning at `amount` selects.
+
+    `types`/`pattern` select layers as in `prune` (masks); a selected conv or linear has its output
+    channels cut together with every layer coupled to them (see the module doc), a selected
+    `MultiheadAttention` loses heads. `example_inputs`: one input batch, for tracing.
+    `importance(group) -> scores` may replace the group Ln norm (e.g. a Torch-Pruning criterion).
+    Returns the architecture change for meta.json (see `rebuild_pruned`).
+    """
+    _check_amount(amount)
+    if norm not in (1, 2):
+        raise InvalidInputError(f"norm n={norm} is not 1 or 2")
+    if include_head:
+        raise InvalidInputError("physical pruning never removes the head's outputs (whole classes): "
+                                "include_head must be False")
+    selected = _selected_names(model, types, pattern, head_name)
+    before = module_specs(model)
+    was_training = model.training
+    device = next(model.parameters()).device
+    head = model.get_submodule(head_name) if hasattr(model, head_name) else None
+    result = PhysicalPruning(architecture={})
+    cut: set[str] = set()
+    if any(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules() if n in selected):
+        _prune_channel_groups(model, amount, selected, example_inputs.to(device), importance or GroupLnImportance(norm),
+                              head, result, cut)
+    _prune_heads(model, amount, selected, norm, result, cut)
+    model.train(was_training)  # tracing left it in eval mode
+    result.skipped = sorted(selected - cut)
+    if not cut:
+        raise InvalidInputError(
+            f"physical pruning can cut none of the selected layers ({', '.join(sorted(selected)[:4])}...): their "
+            "outputs are the token width of a transformer; select attention heads (mha) or MLP hidden layers")
+    after = module_specs(model)
+    result.architecture = {"format": ARCHITECTURE_FORMAT,
+                           "modules": {n: s for n, s in after.items() if before.get(n) != s}}
+    return result
