@@ -26,7 +26,7 @@ import yaml
 from prunelora.api import run_id, train
 from prunelora.checkpoint import atomic_write_text, load_checkpoint, read_meta, save_checkpoint
 from prunelora.data import ForgetSpec, build_splits, load_dataset
-from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.errors import InvalidInputError
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.metrics import ATTACKS
 from prunelora.training import TrainConfig
@@ -85,16 +85,9 @@ class BenchConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> BenchConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"bench config {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InvalidInputError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise InvalidInputError(f"{path} must be a mapping")
-        return cls.from_dict(data, str(path))
+        from prunelora.cli import read_yaml_mapping
+
+        return cls.from_dict(read_yaml_mapping(path, "bench config"), str(path))
 
     def validate(self, source: str = "config") -> None:
         from prunelora.models import list_models

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from prunelora.errors import InvalidInputError, PruneLoRAError
+from prunelora.errors import InvalidInputError, MissingFileError, PruneLoRAError
 
 EXIT_USAGE = 2
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
@@ -297,17 +297,23 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
-    """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
+def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
+    """A YAML file holding a mapping (an empty file is an empty mapping); one clear line otherwise."""
     file = Path(path)
     if not file.is_file():
-        raise InvalidInputError(f"--config {path!r} does not exist")
+        raise MissingFileError(f"{label} {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise InvalidInputError(f"--config {path!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise InvalidInputError(f"{label} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise InvalidInputError(f"--config {path!r} must be a mapping of option names to values")
+        raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
+    return data
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
+    data = read_yaml_mapping(path, "--config")
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "preset")}
     defaults = {}
     for key, value in data.items():

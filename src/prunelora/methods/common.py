@@ -158,7 +158,7 @@ class LoraOptions(MethodConfig):
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
                    masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
-                   alpha: float = 0.99) -> tuple[nn.Module, dict]:
+                   alpha: float = 0.95) -> tuple[nn.Module, dict]:
         """Add adapters, train them (and the head) with `objective` (default: on D_r), merge.
 
         Returns (plain model, record).

@@ -35,7 +35,7 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
 
     keep_sparsity: bool = True
     objective: str = "retain"
-    alpha: float = 0.99
+    alpha: float = 0.95  # the neggrad-plus method's default (Kurmanji et al.)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
