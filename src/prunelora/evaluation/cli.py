@@ -46,7 +46,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, "–" if isinstance(value, float) and math.isnan(value) else f"{value:,.2f}")
+        if isinstance(value, float) and math.isnan(value):
+            text = "–"
+        elif key in ("params", "nonzero_params", "macs", "trainable_params"):
+            text = f"{value:,.0f}"  # counts
+        else:
+            text = f"{value:,.2f}"
+        table.add_row(key, text)
     Console().print(table)
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "forget": spec.to_dict(), "metrics": metrics, "mia": result.mia,
