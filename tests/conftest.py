@@ -100,3 +100,15 @@ def _state_dicts_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 def state_dicts_equal() -> Callable[[dict, dict], bool]:
     """True when two state dicts have the same keys and bit-identical tensors."""
     return _state_dicts_equal
+
+
+@pytest.fixture(scope="session")
+def fraction_splits(digits: DatasetBundle) -> Splits:
+    """Sample-wise forgetting: a random 10% of train (seed 1). Read-only."""
+    return build_splits(digits, ForgetSpec(kind="fraction", fraction=0.1, seed=1), val_fraction=0.1, seed=0)
+
+
+@pytest.fixture(params=["class", "fraction"])
+def splits(request, class3_splits: Splits, fraction_splits: Splits) -> Splits:
+    """Both forget kinds in turn: class 3, then a random 10% of train."""
+    return class3_splits if request.param == "class" else fraction_splits

@@ -15,7 +15,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunelora.checkpoint import META
-from prunelora.data import ForgetSpec, build_splits
 from prunelora.errors import InvalidInputError
 from prunelora.methods import get_method, list_methods, unlearn
 from prunelora.methods.l1_sparse import l1_weight
@@ -24,17 +23,6 @@ from prunelora.training.loop import accuracy_on, predict
 # name -> needs_forget_samples
 METHODS = {"ga": True, "neggrad-plus": True, "random-label": True, "l1-sparse": False}
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def fraction_splits(digits):
-    """Sample-wise forgetting: a random 10% of train (seed 1)."""
-    return build_splits(digits, ForgetSpec(kind="fraction", fraction=0.1, seed=1), val_fraction=0.1, seed=0)
-
-
-@pytest.fixture(params=["class", "fraction"])
-def splits(request, class3_splits, fraction_splits):
-    return class3_splits if request.param == "class" else fraction_splits
 
 
 def run(method: str, model: nn.Module, splits, **options):

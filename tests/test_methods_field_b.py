@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelora.data import ForgetSpec, build_splits
 from prunelora.errors import InvalidInputError
 from prunelora.methods import get_method, list_methods, unlearn
 from prunelora.training.loop import accuracy_on, predict
@@ -24,17 +23,6 @@ METHODS = ("salun", "scrub", "ssd")
 FAST = {"salun": {"steps": 3}, "scrub": {"steps": 2}, "ssd": {}}
 FAST_STEPS = {"salun": 3, "scrub": 10, "ssd": 0}
 CLI_BUDGET = {"salun": ("--steps", "2"), "scrub": ("--steps", "1"), "ssd": ()}
-
-
-@pytest.fixture(scope="module")
-def fraction_splits(digits):
-    """Sample-wise forgetting: a random 10% of train (seed 1)."""
-    return build_splits(digits, ForgetSpec(kind="fraction", fraction=0.1, seed=1), val_fraction=0.1, seed=0)
-
-
-@pytest.fixture(params=["class", "fraction"])
-def splits(request, class3_splits, fraction_splits):
-    return class3_splits if request.param == "class" else fraction_splits
 
 
 def run(method: str, model: nn.Module, splits, **options):

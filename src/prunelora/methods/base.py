@@ -19,7 +19,6 @@ from torch import nn
 from prunelora.data import Splits
 from prunelora.errors import InvalidInputError
 from prunelora.training import TrainConfig, resolve_device, seed_everything
-from prunelora.training.loop import OPTIMIZERS, SCHEDULES
 from prunelora.training.memory import PeakMemory
 
 
@@ -42,11 +41,8 @@ class MethodConfig:
     def __post_init__(self) -> None:
         if self.bn_mode not in ("update", "freeze"):
             raise InvalidInputError(f"bn_mode {self.bn_mode!r} is not 'update' or 'freeze'")
-        if self.optimizer not in OPTIMIZERS:
-            raise InvalidInputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise InvalidInputError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        # the training recipe validates the rest (epochs, steps, lr, batch size, weight decay)
+        # the training recipe validates the rest, with the same messages (optimizer, schedule,
+        # epochs, steps, lr, batch size, weight decay, mixed precision)
         self.train_config()
 
     def train_config(self) -> TrainConfig:

@@ -195,12 +195,17 @@ def bake_masks(model: nn.Module) -> None:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
+def weight_at(model: nn.Module, key: str) -> torch.Tensor:
+    """The weight a mask key (`module.param`, as `PrunedParam.key` builds it) names."""
+    module_name, param = key.rsplit(".", 1) if "." in key else ("", key)
+    return getattr(model.get_submodule(module_name), param)
+
+
 def multiply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
     """Set pruned weights to exactly zero again (after a merge that may have refilled them)."""
     with torch.no_grad():
         for key, mask in masks.items():
-            module_name, param = key.rsplit(".", 1) if "." in key else ("", key)
-            weight = getattr(model.get_submodule(module_name), param)
+            weight = weight_at(model, key)
             weight.mul_(mask.to(weight.device))
 
 
@@ -229,8 +234,7 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
     """
     layers = {}
     for key in masks or {}:
-        module_name, param = key.rsplit(".", 1) if "." in key else ("", key)
-        weight = getattr(model.get_submodule(module_name), param).detach()
+        weight = weight_at(model, key).detach()
         layers[key] = {
             "params": weight.numel(),
             "zero_fraction": (weight == 0).float().mean().item(),
