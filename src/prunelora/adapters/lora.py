@@ -1,4 +1,12 @@
-"""LoRA through peft: target selection, the sparsity-preserving delta, and the merge.
+"""LoRA: target selection, the sparsity-preserving delta, and the merge.
+
+Two backends. `peft` (the default) wraps each target in peft's LoRA layer: the adapter is a
+second, low-rank path `x -> B(A(dropout(x)))` beside the frozen layer. `weight` adds the
+low-rank update to the weight itself, `W0 + s·B@A` (a `torch.nn.utils.parametrize`
+parametrization), so each layer still runs one convolution or matmul. On a 2-core CPU, a
+ResNet-8 step at batch 128 costs 217 ms with peft's conv LoRA (134 ms without its dropout)
+and 77 ms with the weight form, against 92 ms for full fine-tuning (`benchmarks/lora_speed.py`).
+The weight form has no input to drop, so it requires `dropout=0`.
 
 Sparsity is preserved by construction: for a layer whose output channels were pruned, the LoRA
 update's rows for those channels are masked (a parametrization on `lora_B.weight`), so the trained
@@ -19,7 +27,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import LAYER_TYPES, compile_pattern, multiply_masks
+from prunelora.pruning.masks import LAYER_TYPES, bake_masks, compile_pattern, multiply_masks
+
+LORA_BACKENDS = ("peft", "weight")
 
 
 @dataclass
@@ -30,8 +40,14 @@ class LoraSettings:
     types: tuple[str, ...] = ("conv",)
     pattern: str | None = None
     train_head: bool = True
+    backend: str = "peft"
 
     def __post_init__(self) -> None:
+        if self.backend not in LORA_BACKENDS:
+            raise InvalidInputError(f"LoRA backend {self.backend!r} is not one of {', '.join(LORA_BACKENDS)}")
+        if self.backend == "weight" and self.dropout:
+            raise InvalidInputError(f"LoRA dropout {self.dropout} needs the peft backend: the weight form "
+                                    "(W0 + s·B@A) has no layer input to drop; set lora_dropout to 0")
         if self.rank < 1:
             raise InvalidInputError(f"LoRA rank {self.rank} must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
@@ -78,14 +94,72 @@ def _channel_rows(mask: torch.Tensor) -> torch.Tensor:
     return (mask.flatten(1) != 0).any(dim=1).to(mask.dtype)
 
 
+class LoraWeight(nn.Module):
+    """The weight-form LoRA update as a parametrization: `W -> W + scale·(rows⊙B)@A`.
+
+    `A` is (rank, fan_in) and starts like peft's (Kaiming-uniform), `B` is (out, rank) and
+    starts at zero, so the adapted model starts as the original. `rows` (1 per output channel
+    that may change) keeps pruned channels at exactly zero.
+    """
+
+    def __init__(self, weight: torch.Tensor, rank: int, scale: float, rows: torch.Tensor | None = None) -> None:
+        super().__init__()
+        out_features, fan_in = weight.shape[0], weight[0].numel()
+        self.lora_A = nn.Parameter(torch.empty(rank, fan_in, device=weight.device, dtype=weight.dtype))
+        nn.init.kaiming_uniform_(self.lora_A, a=5 ** 0.5)
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank, device=weight.device, dtype=weight.dtype))
+        self.scale = scale
+        self.register_buffer("rows", rows.to(weight.device, weight.dtype) if rows is not None else None)
+
+    def delta(self) -> torch.Tensor:
+        b = self.lora_B if self.rows is None else self.lora_B * self.rows.view(-1, 1)
+        return self.scale * (b @ self.lora_A)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.delta().view_as(weight)
+
+
+def _adapted_weights(model: nn.Module, targets: list[str]) -> list[tuple[str, nn.Module, str]]:
+    """(module name, module, parameter name) of every weight the weight backend adapts."""
+    found = []
+    for name in targets:
+        module = model.get_submodule(name)
+        if isinstance(module, nn.MultiheadAttention):  # both projections, as peft's MHA layer does
+            found += [(name, module, "in_proj_weight"), (f"{name}.out_proj", module.out_proj, "weight")]
+        else:
+            found.append((name, module, "weight"))
+    return found
+
+
+def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str],
+                     masks: dict[str, torch.Tensor] | None) -> nn.Module:
+    for param in model.parameters():
+        param.requires_grad_(False)
+    scale = settings.alpha / settings.rank
+    for name, module, param_name in _adapted_weights(model, targets):
+        mask = (masks or {}).get(f"{name}.{param_name}")
+        rows = _channel_rows(mask) if mask is not None else None
+        weight = getattr(module, param_name)
+        parametrize.register_parametrization(module, param_name, LoraWeight(weight, settings.rank, scale, rows))
+    if settings.train_head:
+        for param in model.head.parameters():
+            param.requires_grad_(True)
+    model.lora_settings = settings  # how the snapshot names the adapters
+    return model
+
+
 def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Tensor] | None = None,
              keep_sparsity: bool = True):
-    """Wrap `model` in a peft LoRA model; only adapters (and the head, if `train_head`) train.
+    """Add LoRA adapters to `model`; only adapters (and the head, if `train_head`) train.
 
-    With `masks` and `keep_sparsity`, each adapter's update is masked on the pruned output
-    channels of its layer (and of both projections of a MultiheadAttention).
+    peft backend: returns a peft model wrapping `model`. weight backend: returns `model` itself,
+    its adapted weights parametrized. With `masks` and `keep_sparsity`, each adapter's update is
+    masked on the pruned output channels of its layer (and of both projections of a
+    MultiheadAttention).
     """
     targets = lora_targets(model, settings.types, settings.pattern)
+    if settings.backend == "weight":
+        return _add_weight_lora(model, settings, targets, masks if keep_sparsity else None)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets, modules_to_save=["head"] if settings.train_head else None,
                         bias="none")
@@ -112,7 +186,15 @@ def _mask_lora_updates(peft_model, masks: dict[str, torch.Tensor]) -> None:
 
 def merge_lora(peft_model, masks: dict[str, torch.Tensor] | None = None, keep_sparsity: bool = True) -> nn.Module:
     """Merge the adapters into a plain model; with `keep_sparsity`, pruned weights stay exactly zero."""
-    model = peft_model.merge_and_unload()
+    if hasattr(peft_model, "merge_and_unload"):
+        bake_masks(peft_model)  # write the row masks into lora_B: plain adapter tensors
+        model = peft_model.merge_and_unload()
+    else:  # weight backend: W0 + s·B@A becomes the weight
+        model = peft_model
+        bake_masks(model)
+        del model.lora_settings
+        for param in model.parameters():
+            param.requires_grad_(True)
     if masks and keep_sparsity:
         # Exact for structured masks already (the update was masked); for unstructured masks this
         # is where the zeros come back.
@@ -129,14 +211,45 @@ class AdapterSnapshot:
 
     @classmethod
     def of(cls, peft_model) -> AdapterSnapshot:
+        if not hasattr(peft_model, "peft_config"):  # weight backend
+            state = {}
+            for module_name, module in peft_model.named_modules():
+                for param_name, plist in getattr(module, "parametrizations", {}).items():
+                    for p in plist:
+                        if isinstance(p, LoraWeight):
+                            prefix = f"{module_name}.{param_name}" if module_name else param_name
+                            b = p.lora_B if p.rows is None else p.lora_B * p.rows.view(-1, 1)
+                            state[f"{prefix}.lora_A"] = p.lora_A.detach().cpu().clone()
+                            state[f"{prefix}.lora_B"] = b.detach().cpu().clone()
+            settings = peft_model.lora_settings
+            return cls(state, WeightLoraConfig(rank=settings.rank, alpha=settings.alpha,
+                                               targets=sorted({k.rsplit(".", 1)[0] for k in state})))
         from peft import get_peft_model_state_dict
 
+        bake_masks(peft_model)  # the row masks written into lora_B: plain adapter tensors
         state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
         return cls(state, peft_model.peft_config["default"])
 
 
+@dataclass
+class WeightLoraConfig:
+    """What a weight-form adapter file holds: `<layer>.<param>.lora_A/.lora_B`, and
+    `weight = weight + alpha/rank · lora_B @ lora_A` (reshaped to the weight's shape)."""
+
+    rank: int
+    alpha: float
+    targets: list[str]
+    backend: str = "weight"
+
+    def save_pretrained(self, out: str) -> None:
+        import json
+
+        (Path(out) / "adapter_config.json").write_text(json.dumps(self.__dict__, indent=2) + "\n")
+
+
 def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
-    """Save the adapter alone, in peft's format (adapter_model.safetensors + adapter_config.json).
+    """Save the adapter alone: adapter_model.safetensors + adapter_config.json (peft's format for
+    the peft backend; `WeightLoraConfig`'s keys for the weight backend).
 
     Warns: the original base weights plus this adapter still hold what was to be forgotten.
     """

@@ -19,7 +19,7 @@ from prunelora.data import ImageDataset, Splits
 from prunelora.data.splits import make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
-from prunelora.pruning import bake_masks, physical_prune, prune, recalibrate_batchnorm
+from prunelora.pruning import physical_prune, prune, recalibrate_batchnorm
 from prunelora.training import fit
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
@@ -146,6 +146,7 @@ class LoraOptions(MethodConfig):
     lora_types: tuple[str, ...] = ("conv",)
     lora_pattern: str | None = None
     train_head: bool = True
+    lora_backend: str = "peft"
 
     def __post_init__(self) -> None:
         self.lora_types = _as_tuple(self.lora_types)
@@ -154,7 +155,8 @@ class LoraOptions(MethodConfig):
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            types=self.lora_types, pattern=self.lora_pattern, train_head=self.train_head)
+                            types=self.lora_types, pattern=self.lora_pattern, train_head=self.train_head,
+                            backend=self.lora_backend)
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
                    masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
@@ -169,7 +171,6 @@ class LoraOptions(MethodConfig):
         result = fit(peft_model, dataset, self.train_config(), loss_fn=loss_fn,
                      freeze_batchnorm=self.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
                      description=description)
-        bake_masks(peft_model)  # write the row masks into lora_B: same function, plain adapter tensors
         ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
         return merged, {"cost": {"trainable_params": trainable, "steps": result.steps}, "history": result.history}

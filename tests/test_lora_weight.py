@@ -1,0 +1,170 @@
+"""The weight-form LoRA backend (W0 + s·B@A as a parametrization): same guarantees as peft's."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn.utils import parametrize
+
+from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, merge_lora, save_adapter
+from prunelora.errors import InvalidInputError
+from prunelora.models import create_model
+from prunelora.pruning import prune
+from prunelora.training import TrainConfig, fit
+
+VIT_LAST_ATTN = r"blocks\.{last}\.attn$"
+STEPS = TrainConfig(steps=4, batch_size=64, optimizer="adam", lr=1e-2, seed=0)
+
+
+def tiny_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("resnet8", 10, 1, 8, width=0.5)
+
+
+def tiny_vit() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("vit-tiny", 10, 1, 8, width=0.25, depth=2)
+
+
+def weight_settings(**kwargs) -> LoraSettings:
+    return LoraSettings(rank=4, alpha=8, dropout=0.0, backend="weight", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def small_train(digits):
+    return digits.train.subset(range(256))
+
+
+@pytest.fixture(scope="module")
+def batch(digits):
+    return digits.test[list(range(64))][0]
+
+
+def zero_channels(weight: torch.Tensor) -> int:
+    return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
+
+
+def test_adapted_model_starts_as_the_original_and_only_adapters_and_head_train(small_train, batch):
+    model = tiny_resnet().eval()
+    with torch.no_grad():
+        before_logits = model(batch)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    adapted = add_lora(model, weight_settings())
+    assert adapted is model  # no wrapper: the weights themselves are parametrized
+    with torch.no_grad():
+        torch.testing.assert_close(adapted.eval()(batch), before_logits, rtol=0, atol=0)
+    trainable = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    assert any(n.startswith("head.") for n in trainable)
+
+    fit(adapted, small_train, STEPS, progress=False)
+
+    for name, p in adapted.named_parameters():
+        if name.endswith(".original"):  # the frozen base weight under the parametrization
+            assert torch.equal(p, base[name.replace("parametrizations.", "").replace(".original", "")])
+    lora_b = [p for n, p in adapted.named_parameters() if n.endswith("lora_B")]
+    assert lora_b and all(p.abs().sum() > 0 for p in lora_b)
+
+
+@pytest.mark.parametrize("prune_first", [False, True])
+def test_merge_is_exact_and_keeps_the_zeros(small_train, batch, prune_first):
+    model = tiny_resnet()
+    masks = prune(model, 0.5, bake=True, types=("conv",)) if prune_first else None
+    adapted = add_lora(model, weight_settings(), masks=masks)
+    fit(adapted, small_train, STEPS, progress=False)
+    adapted.eval()
+    with torch.no_grad():
+        expected = adapted(batch)
+    merged = merge_lora(adapted, masks=masks).eval()
+    assert not any(parametrize.is_parametrized(m) for m in merged.modules())
+    assert set(merged.state_dict()) == set(tiny_resnet().state_dict())
+    with torch.no_grad():
+        assert (merged(batch) - expected).abs().max().item() <= 1e-5
+    for key, mask in (masks or {}).items():
+        module_name, param = key.rsplit(".", 1)
+        weight = getattr(merged.get_submodule(module_name), param)
+        assert zero_channels(weight) == zero_channels(mask) == round(0.5 * mask.shape[0])
+    assert all(p.requires_grad for p in merged.parameters())  # a plain model again
+
+
+def test_without_keep_sparsity_the_update_refills_pruned_channels(small_train):
+    model = tiny_resnet()
+    masks = prune(model, 0.5, bake=True, types=("conv",))
+    adapted = add_lora(model, weight_settings(), masks=masks, keep_sparsity=False)
+    fit(adapted, small_train, STEPS, progress=False)
+    merged = merge_lora(adapted, masks=masks, keep_sparsity=False)
+    refilled = [k for k, m in masks.items()
+                if zero_channels(merged.get_submodule(k.rsplit(".", 1)[0]).weight) < zero_channels(m)]
+    assert refilled
+
+
+def test_attention_lora_adapts_both_projections_and_merges_exactly(small_train, batch):
+    model = tiny_vit()
+    original = copy.deepcopy(model).eval()
+    adapted = add_lora(model, weight_settings(types=("mha",), pattern=VIT_LAST_ATTN))
+    attn = adapted.blocks[-1].attn
+    assert parametrize.is_parametrized(attn, "in_proj_weight")
+    assert parametrize.is_parametrized(attn.out_proj, "weight")
+    assert not parametrize.is_parametrized(adapted.blocks[0].attn)
+    fit(adapted, small_train, STEPS, progress=False)
+    adapted.eval()
+    with torch.no_grad():
+        expected = adapted(batch)
+        assert not torch.allclose(expected, original(batch), atol=1e-4)  # the adapter really runs
+    merged = merge_lora(adapted).eval()
+    assert isinstance(merged.blocks[-1].attn, nn.MultiheadAttention)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(batch), expected, rtol=0, atol=1e-5)
+
+
+def test_weight_backend_refuses_dropout_and_unknown_backends():
+    with pytest.raises(InvalidInputError, match=r"dropout 0.1 needs the peft backend"):
+        LoraSettings(dropout=0.1, backend="weight")
+    with pytest.raises(InvalidInputError, match=r"backend 'fast' is not one of peft, weight"):
+        LoraSettings(backend="fast")
+
+
+def test_adapter_export_of_the_weight_backend(small_train, tmp_path):
+    model = tiny_resnet()
+    masks = prune(model, 0.5, bake=True, types=("conv",))
+    base = copy.deepcopy(model)
+    adapted = add_lora(model, weight_settings(), masks=masks)
+    fit(adapted, small_train, STEPS, progress=False)
+    snapshot = AdapterSnapshot.of(adapted)
+    merged = merge_lora(adapted, masks=masks)
+    with pytest.warns(UserWarning, match="still contain the information"):
+        out = save_adapter(snapshot, tmp_path / "adapter")
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["backend"] == "weight" and config["rank"] == 4 and config["alpha"] == 8
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    convs = [n for n, m in base.named_modules() if isinstance(m, nn.Conv2d)]
+    assert config["targets"] == sorted(f"{n}.weight" for n in convs)
+    # the file and the base weights give the merged weights (the head and BatchNorm statistics,
+    # trained too, are not adapters)
+    for target in config["targets"]:
+        module_name, param = target.rsplit(".", 1)
+        weight = getattr(base.get_submodule(module_name), param)
+        delta = config["alpha"] / config["rank"] * tensors[f"{target}.lora_B"] @ tensors[f"{target}.lora_A"]
+        assert delta.abs().sum() > 0
+        torch.testing.assert_close(getattr(merged.get_submodule(module_name), param),
+                                   weight + delta.view_as(weight), rtol=0, atol=1e-6)
+
+
+def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
+    from prunelora.methods import unlearn
+
+    result = unlearn(trained.model, class3_splits, "prunelora", steps=3, lora_backend="weight",
+                     lora_dropout=0.0, progress=False)
+    model = result.model
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    for key, mask in result.artifacts["masks"].items():
+        module_name, param = key.rsplit(".", 1)
+        assert zero_channels(getattr(model.get_submodule(module_name), param)) == zero_channels(mask) > 0
+    adapters = sum(t.numel() for t in result.artifacts["adapter"].state.values())
+    head = sum(p.numel() for p in model.head.parameters())
+    assert result.record["cost"]["trainable_params"] == adapters + head
