@@ -18,6 +18,8 @@ from prunelora.data import (
     list_datasets,
     load_dataset,
     make_loader,
+    stratified_indices,
+    stratified_subset,
 )
 from prunelora.data.datasets import random_crop_flip
 from prunelora.errors import InvalidInputError, MissingFileError
@@ -344,6 +346,56 @@ def test_fraction_is_seeded(digits):
     assert torch.equal(same, build_splits(digits, spec).forget_indices)
     other = build_splits(digits, ForgetSpec(kind="fraction", fraction=0.1, seed=2)).forget_indices
     assert not torch.equal(same, other)
+
+
+# --------------------------------------------------------------------------- stratified train subsets
+
+
+@pytest.mark.parametrize("size", [10, 137, 500, DIGITS_TRAIN])
+def test_stratified_subset_is_proportional_to_the_classes(digits, size):
+    idx = stratified_indices(digits.train.targets, size, seed=0)
+    assert len(idx) == size == len(set(idx.tolist()))
+    assert torch.equal(idx, idx.sort().values)  # sorted: the subset keeps the dataset's order
+    counts = torch.bincount(digits.train.targets[idx], minlength=10).double()
+    proportional = torch.bincount(digits.train.targets, minlength=10).double() * size / DIGITS_TRAIN
+    assert ((counts - proportional).abs() < 1.0).all(), (counts, proportional)
+    subset = stratified_subset(digits.train, size, seed=0)
+    assert torch.equal(subset.images, digits.train.images[idx])
+    assert torch.equal(subset.targets, digits.train.targets[idx])
+
+
+def test_stratified_subset_of_a_balanced_set_is_equal_per_class():
+    targets = torch.arange(10).repeat_interleave(600)  # 10 classes x 600, like Fashion-MNIST / 10
+    counts = torch.bincount(targets[stratified_indices(targets, 2000, seed=3)], minlength=10)
+    assert counts.tolist() == [200] * 10
+    # 2005 = 10 x 200 + 5: the five extra images go to five classes, one each
+    counts = torch.bincount(targets[stratified_indices(targets, 2005, seed=3)], minlength=10)
+    assert sorted(counts.tolist()) == [200] * 5 + [201] * 5
+
+
+def test_stratified_subset_depends_on_the_seed_alone(digits):
+    first = stratified_indices(digits.train.targets, 300, seed=4)
+    assert torch.equal(first, stratified_indices(digits.train.targets, 300, seed=4))
+    other = stratified_indices(digits.train.targets, 300, seed=5)
+    assert not torch.equal(first, other)
+    # another seed picks other images, but as many of each class
+    assert torch.equal(torch.bincount(digits.train.targets[first]), torch.bincount(digits.train.targets[other]))
+    a, b = stratified_subset(digits.train, 300, seed=4), stratified_subset(digits.train, 300, seed=4)
+    assert torch.equal(a.images, b.images) and torch.equal(a.targets, b.targets)
+
+
+@pytest.mark.parametrize("size", [0, 9, DIGITS_TRAIN + 1, 2.5, "100", True])
+def test_stratified_subset_refuses_a_bad_size(digits, size):
+    with pytest.raises(InvalidInputError) as info:
+        stratified_subset(digits.train, size, seed=0)
+    message = str(info.value)
+    assert "\n" not in message
+    assert repr(size) in message and f"[10, {DIGITS_TRAIN}]" in message
+
+
+def test_stratified_subset_refuses_a_bad_seed(digits):
+    with pytest.raises(InvalidInputError, match="seed 'x'"):
+        stratified_subset(digits.train, 100, seed="x")
 
 
 def test_forget_class_outside_range(digits):

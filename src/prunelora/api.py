@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,7 +14,14 @@ from typing import Any
 from torch import nn
 
 from prunelora.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
-from prunelora.data import DatasetBundle, ForgetSpec, Splits, build_splits, load_dataset
+from prunelora.data import (
+    DatasetBundle,
+    ForgetSpec,
+    Splits,
+    build_splits,
+    load_dataset,
+    stratified_subset,
+)
 from prunelora.errors import InvalidInputError
 from prunelora.models import create_model
 from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device, seed_everything
@@ -40,9 +48,27 @@ def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> 
             "image_size": bundle.image_size, "kwargs": dict(kwargs or {})}
 
 
-def dataset_record(bundle: DatasetBundle, data_dir, val_fraction: float, split_seed: int) -> dict:
+def dataset_record(bundle: DatasetBundle, data_dir, val_fraction: float, split_seed: int,
+                   train_subset: dict | None = None) -> dict:
     return {**bundle.describe(), "data_dir": str(data_dir) if data_dir else None,
-            "val_fraction": val_fraction, "split_seed": split_seed}
+            "val_fraction": val_fraction, "split_seed": split_seed, "train_subset": train_subset}
+
+
+def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBundle:
+    """`bundle` with its train set cut to the stratified subset `{"size", "seed"}`; test is kept.
+
+    `subset` is what meta.json records under `dataset.train_subset` (None: the whole train set).
+    Its `of`, when recorded, is the full train size, which the dataset loaded now must match.
+    """
+    if not subset:
+        return bundle
+    of = subset.get("of")
+    if of is not None and of != len(bundle.train):
+        raise InvalidInputError(
+            f"the checkpoint was trained on a subset of the {of} training images of {bundle.name}, but the "
+            f"{bundle.name} found now has {len(bundle.train)}; pass --data-dir with the original's data"
+        )
+    return dataclasses.replace(bundle, train=stratified_subset(bundle.train, subset["size"], subset.get("seed", 0)))
 
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
@@ -72,21 +98,29 @@ def train(
     progress: bool = True,
     kind: str = "original",
     extra_meta: dict | None = None,
+    train_subset: int | None = None,
+    subset_seed: int = 0,
 ) -> RunResult:
     """Train `model` from scratch on `dataset` (minus its validation split and any forget set).
 
     With `forget` this is exact unlearning: a model trained only on D_r. When `out` is given the
     result is saved as a checkpoint directory; an `out` holding a different run is refused.
+    `train_subset` first cuts the train set to that many images, stratified by class and chosen
+    by `subset_seed` (the validation split is then carved from the subset; the test set is whole).
+    The checkpoint records it, so unlearning and evaluation rebuild the same data.
     """
     config = config or TrainConfig()
     bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment)
+    subset = None if train_subset is None else {"size": train_subset, "seed": subset_seed}
+    full_train_size = len(bundle.train)
+    bundle = apply_train_subset(bundle, subset)
     spec = model_spec(model, bundle, model_kwargs)
     seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
     identity = {"kind": kind, "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
                 "forget": forget.to_dict() if forget else None, "val_fraction": val_fraction,
-                **(extra_meta or {})}
+                **({"train_subset": subset} if subset else {}), **(extra_meta or {})}
     rid = run_id(identity)
     if out is not None:
         check_output_dir(out, rid, overwrite)  # refuse before spending any time training
@@ -98,7 +132,8 @@ def train(
         metrics["test"] = accuracy_on(net, bundle.test, device)
     meta = {
         "kind": kind, "run_id": rid, "model": spec,
-        "dataset": dataset_record(bundle, data_dir, val_fraction, 0),
+        "dataset": dataset_record(bundle, data_dir, val_fraction, 0,
+                                  None if subset is None else {**subset, "of": full_train_size}),
         "forget": forget.to_dict() if forget else None,
         "recipe": config.to_dict(), "seed": config.seed, "metrics": metrics,
         "cost": {"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
@@ -112,12 +147,16 @@ def train(
 
 def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
                         download: bool = False) -> tuple[nn.Module, dict, DatasetBundle, Splits]:
-    """Load an original checkpoint, its dataset (from meta.json) and the splits for `forget`."""
+    """Load an original checkpoint, its dataset (from meta.json) and the splits for `forget`.
+
+    The dataset is rebuilt as the original saw it: the same train subset (if any), val split and seed.
+    """
     model, meta = load_checkpoint(checkpoint)
     ds = meta["dataset"]
     recipe = meta.get("recipe") or {}
     bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
                           augment=bool(recipe.get("augment", False)))
+    bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
     if bundle.num_classes != meta["model"]["num_classes"]:
         raise InvalidInputError(
             f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "

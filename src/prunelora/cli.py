@@ -137,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.dataset, args.model, recipe_from_args(args), model_kwargs=_parse_kv(args.model_arg, "--model-arg"),
                    data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
+                   train_subset=args.train_subset, subset_seed=args.subset_seed,
                    out=args.out, overwrite=args.overwrite, device=_device(args), progress=not args.no_progress)
     _print_metrics(result.meta, result.path)
     return 0
@@ -170,7 +171,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     table.add_row("kind", str(meta.get("kind")))
     table.add_row("model", f"{m['name']} {m.get('kwargs') or ''} ({m['num_classes']} classes, "
                   f"{m['in_channels']}x{m['image_size']}x{m['image_size']})")
-    table.add_row("dataset", meta["dataset"]["name"])
+    subset = meta["dataset"].get("train_subset")
+    table.add_row("dataset", meta["dataset"]["name"] + (f" (train subset of {subset['size']} images, seed "
+                                                        f"{subset.get('seed', 0)})" if subset else ""))
     if meta.get("forget"):
         from prunelora.data import ForgetSpec
 
@@ -225,6 +228,9 @@ def _setup_train(p):
     p.add_argument("--model", default="resnet20", help="model name (see `prunelora models`) (default: %(default)s)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument, e.g. width=2 (repeatable)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for validation")
+    p.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="train on N images of the train set, stratified by class (default: all)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed choosing the --train-subset (default: %(default)s)")
     _add_recipe(p)
     _add_common(p)
 

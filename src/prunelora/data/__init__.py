@@ -8,9 +8,16 @@ from prunelora.data.datasets import (
     load_dataset,
     register_dataset,
 )
-from prunelora.data.splits import ForgetSpec, Splits, build_splits, make_loader
+from prunelora.data.splits import (
+    ForgetSpec,
+    Splits,
+    build_splits,
+    make_loader,
+    stratified_indices,
+    stratified_subset,
+)
 
 __all__ = [
     "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits",
-    "list_datasets", "load_dataset", "make_loader", "register_dataset",
+    "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
 ]

@@ -86,9 +86,52 @@ class ForgetSpec:
         return f"{len(self.indices)} listed training records" + (f" from {self.source}" if self.source else "")
 
 
+def stratified_indices(targets: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    """`size` sorted indices into `targets`, each class in proportion to its share, chosen by `seed`.
+
+    Per-class counts are the proportional quotas rounded by largest remainder (ties to the lower
+    class), so each is within one of `size * share`; a balanced set gets equal counts. The same
+    `(size, seed)` always gives the same indices.
+    """
+    n = len(targets)
+    classes = torch.unique(targets)
+    if isinstance(size, bool) or not isinstance(size, int) or not len(classes) <= size <= n:
+        raise InvalidInputError(
+            f"train subset size {size!r} is not an integer in [{len(classes)}, {n}] "
+            f"(at least the number of classes, at most the {n} training images)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InvalidInputError(f"train subset seed {seed!r} is not an integer")
+    counts = torch.stack([(targets == c).sum() for c in classes])
+    quotas = counts.double() * size / n
+    take = quotas.floor().long()
+    # the records still missing go to the classes with the largest remainders (lower class first)
+    extra = torch.sort(take.double() - quotas, stable=True).indices[: size - int(take.sum())]
+    take[extra] += 1
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    for c, k in zip(classes.tolist(), take.tolist(), strict=True):
+        idx = (targets == c).nonzero().flatten()
+        parts.append(idx[torch.randperm(len(idx), generator=gen)[:k]])
+    return torch.cat(parts).sort().values
+
+
+def stratified_subset(dataset: ImageDataset, size: int, seed: int = 0) -> ImageDataset:
+    """A seeded, class-stratified subset of `size` records of `dataset`, in the dataset's order.
+
+    How a benchmark runs on a stated part of a large training set (e.g. 20,000 of Fashion-MNIST's
+    60,000 training images: 2,000 per class). See `stratified_indices`.
+    """
+    return dataset.subset(stratified_indices(dataset.targets, size, seed))
+
+
 @dataclass
 class Splits:
-    """The datasets every method and metric works on. Indices refer to the original train set."""
+    """The datasets every method and metric works on.
+
+    Indices refer to the training set the original model was given: the dataset's train set, or
+    its stratified train subset when the original was trained on one (see `stratified_subset`).
+    """
 
     forget: ImageDataset
     retain: ImageDataset

@@ -160,6 +160,20 @@ def machine_description() -> str:
             f"torch threads {torch.get_num_threads()}, {gpu}")
 
 
+SPLIT_NAMES = {"forget": "D_f", "retain": "D_r", "val": "val", "test_retain": "test-retain",
+               "test_forget": "test-forget"}
+
+
+def _subset_line(original_meta: dict) -> list[str]:
+    """The Setup line saying the original was trained on a train subset (none when it was not)."""
+    subset = (original_meta.get("dataset") or {}).get("train_subset")
+    if not subset:
+        return []
+    of = f" of {subset['of']:,}" if subset.get("of") else ""
+    return [f"- training set: a class-stratified subset of {subset['size']:,}{of} training images (seed "
+            f"{subset.get('seed', 0)}); validation is carved from it, the test set is whole"]
+
+
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
                  command: str, elapsed_s: float | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
@@ -177,6 +191,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
     lines += [
         "## Setup", "",
         f"- dataset: `{config['dataset']}`; model: `{config['model']}` {config.get('model_kwargs') or ''}",
+        *_subset_line(original_meta),
         f"- original: trained with `{json.dumps(config.get('train', {}))}` — test accuracy "
         f"{metrics.get('test', float('nan')):.2f}%, {original_meta.get('cost', {}).get('wall_time_s', float('nan')):.1f} s",
         f"- seeds: {sorted({r['seed'] for r in rows if r['method'] != 'retrain'})}; retrain seeds: "
@@ -196,7 +211,12 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds.", "",
     ]
     for scenario, methods in summary.items():
-        lines += [f"## Scenario `{scenario}`", "", markdown_table(methods), ""]
+        lines += [f"## Scenario `{scenario}`", ""]
+        sizes = next((p["sizes"] for (s, _, _), p in cells.items() if s == scenario and p.get("sizes")), None)
+        if sizes:
+            lines += ["Images: " + ", ".join(f"{SPLIT_NAMES[k]} {v:,}" for k, v in sizes.items() if k in SPLIT_NAMES)
+                      + ".", ""]
+        lines += [markdown_table(methods), ""]
         attack_cols = sorted({k for m in methods.values() for k in m if k.startswith("MIA-") and k.endswith("-acc")})
         if attack_cols:
             lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "
