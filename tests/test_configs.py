@@ -64,10 +64,12 @@ def test_bench_config_validates(path):
         spec = BenchConfig.scenario(scenario, str(path)).spec()
         assert spec.kind in ("class", "fraction", "indices")
     for method in config.methods:
-        assert method in list_methods(), f"{path.name}: unknown method {method!r}"
+        name = method.partition("@")[0]  # NAME@LABEL is a variant of NAME
+        assert name in list_methods(), f"{path.name}: unknown method {method!r}"
         options = config.method_options(method)
-        assert "preset" not in options  # a preset is resolved into its options
-        built = get_method(method).make_config(**options)
+        assert "preset" not in options and "scenarios" not in options  # resolved / bench-only
+        assert set(config.method_scenarios(method)) <= set(names)
+        built = get_method(name).make_config(**options)
         built_options = built.to_dict()
         for key, value in options.items():  # every option reached the method's config
             assert built_options[key] == value, (path.name, method, key)
@@ -83,7 +85,7 @@ def test_bench_config_presets_exist_and_match_the_method(path):
             continue
         data = _load(preset_path(preset))
         assert _kind(data) == "preset", f"{path.name}: {method} uses {preset!r}, which is not a method preset"
-        assert data["method"] == method
+        assert data["method"] == method.partition("@")[0]
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)

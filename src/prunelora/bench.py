@@ -8,13 +8,14 @@ command resumes where it stopped):
     bench.json                   the configuration and its identity hash
     cache/original-<hash>/       the original model (a checkpoint), reused while its recipe holds
     cache/<scenario>-retrain-seed<k>/   retrain checkpoints (the references)
-    cells/<scenario>/<method>-<options hash>/seed<k>.json   one finished (method, seed) cell
+    cells/<scenario>/<method key>-<options hash>/seed<k>.json   one finished (method, seed) cell
     results.csv, results.json, report.md, plots/*.png
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field, fields
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from prunelora.api import run_id, train
+from prunelora.api import apply_train_subset, run_id, train
 from prunelora.checkpoint import atomic_write_text, load_checkpoint, read_meta, save_checkpoint
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.errors import InvalidInputError
@@ -55,9 +56,41 @@ class Scenario:
         return ForgetSpec.from_index_file(self.forget_indices)
 
 
+METHOD_LABEL = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def split_method_key(key: str, source: str = "config") -> tuple[str, str | None]:
+    """A `methods` key -> (registered method name, variant label or None).
+
+    `NAME` is a method; `NAME@LABEL` is a variant of it with its own options (e.g. `prunelora@1ep`),
+    reported on its own row. `retrain` is the reference and has no variants.
+    """
+    from prunelora.methods import get_method, list_methods
+
+    name, at, label = str(key).partition("@")
+    if not at:
+        get_method(name)  # unknown: one line listing the accepted names
+        return name, None
+    if name not in list_methods():
+        raise InvalidInputError(f"{source}: unknown method {name!r} in the variant {key!r}; accepted: "
+                                f"{', '.join(list_methods())}")
+    if not METHOD_LABEL.fullmatch(label):
+        raise InvalidInputError(f"{source}: method variant {key!r} needs a label of letters, digits, '.', '_' "
+                                "or '-' after the '@' (e.g. prunelora@1ep)")
+    if name == "retrain":
+        raise InvalidInputError(f"{source}: method variant {key!r} is refused: retrain is the reference, "
+                                "it has no variants")
+    return name, label
+
+
 @dataclass
 class BenchConfig:
-    """A benchmark: one dataset and model, an original recipe, scenarios, seeds and methods."""
+    """A benchmark: one dataset and model, an original recipe, scenarios, seeds and methods.
+
+    `train_subset: {size: N, seed: S}` trains the original (and builds every split) on N training
+    images, stratified by class, chosen by S; null uses the whole train set. A `methods` key is a
+    method name or `NAME@LABEL`, a variant of that method with other options (see `split_method_key`).
+    """
 
     name: str = "bench"
     dataset: str = "digits"
@@ -66,6 +99,7 @@ class BenchConfig:
     model_kwargs: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     val_fraction: float = 0.1
+    train_subset: dict | None = None
     scenarios: list = field(default_factory=lambda: [{"name": "class3", "forget_class": 3}])
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     retrain_seeds: list | None = None
@@ -105,6 +139,7 @@ class BenchConfig:
             raise InvalidInputError(f"{source}: every scenario must be a mapping (name, forget_class, ...)")
         if any(opts is not None and not isinstance(opts, dict) for opts in self.methods.values()):
             raise InvalidInputError(f"{source}: the options of each method must be a mapping")
+        self.subset(source)
         try:
             TrainConfig.from_dict(self.train)  # raises on bad values
         except TypeError as exc:
@@ -123,7 +158,9 @@ class BenchConfig:
                 raise InvalidInputError(f"{source}: scenario {scenario.name!r} appears twice")
             names.add(scenario.name)
         for method in self.methods:
+            split_method_key(method, source)
             self.method_options(method)
+            self.method_scenarios(method, source)
         unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
@@ -149,29 +186,71 @@ class BenchConfig:
         scenario.spec()
         return scenario
 
+    def subset(self, source: str = "config") -> dict | None:
+        """`train_subset` checked and completed (`{"size": N, "seed": S}`), or None."""
+        if self.train_subset is None:
+            return None
+        value = self.train_subset
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{source}: train_subset must be a mapping {{size: N, seed: S}} or null, "
+                                    f"not {value!r}")
+        unknown = set(value) - {"size", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in train_subset; "
+                                    "accepted: seed, size")
+        size, seed = value.get("size"), value.get("seed", 0)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInputError(f"{source}: train_subset.size {size!r} must be a positive integer "
+                                    "(the number of training images)")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"{source}: train_subset.seed {seed!r} must be an integer")
+        return {"size": size, "seed": seed}
+
     def method_options(self, method: str) -> dict:
-        """A method's options: its preset's (if `preset: NAME`) overridden by the config's own."""
+        """A method's options (`method` is a key of `methods`, maybe `NAME@LABEL`): its preset's
+        (if `preset: NAME`) overridden by the config's own."""
         from prunelora.cli import preset_path
         from prunelora.methods import get_method
 
-        entry = get_method(method)
+        name, label = split_method_key(method)
+        entry = get_method(name)
         options = dict(self.methods.get(method) or {})
+        options.pop("scenarios", None)  # where it runs, not how (see `method_scenarios`)
         preset = options.pop("preset", None)
         if preset is not None:
             loaded = yaml.safe_load(preset_path(preset).read_text())
-            if loaded.get("method", method) != method:
-                raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {method!r}")
+            if loaded.get("method", name) != name:
+                raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {name!r}")
             options = {k: v for k, v in loaded.items() if k != "method"} | options
-        entry.make_config(**options)  # validates names and values
+        try:
+            entry.make_config(**options)  # validates names and values
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{method}: {exc}" if label else str(exc)) from None
         return options
+
+    def method_scenarios(self, method: str, source: str = "config") -> list[str]:
+        """The scenarios a method runs in: all, or its own `scenarios: [names]` (e.g. a budget
+        sweep run only where it tells something)."""
+        names = [s["name"] for s in self.scenarios]
+        chosen = (self.methods.get(method) or {}).get("scenarios")
+        if chosen is None:
+            return names
+        if not isinstance(chosen, list) or not chosen or any(c not in names for c in chosen):
+            raise InvalidInputError(f"{source}: {method}: scenarios {chosen!r} must be a non-empty list of "
+                                    f"this config's scenarios ({', '.join(names)})")
+        return chosen
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def identity(self) -> str:
         """What the cached original and the cells depend on (not the seeds or the method list)."""
-        return run_id({k: getattr(self, k) for k in ("dataset", "model", "model_kwargs", "train", "val_fraction",
-                                                      "scenarios", "mia")})
+        payload = {k: getattr(self, k) for k in ("dataset", "model", "model_kwargs", "train", "val_fraction",
+                                                  "scenarios", "mia")}
+        subset = self.subset()
+        if subset is not None:  # only when set: benches without one keep their identity
+            payload["train_subset"] = subset
+        return run_id(payload)
 
 
 def _silent(*args, **kwargs) -> None:
@@ -212,6 +291,11 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     """
     out = Path(out)
     ident = config.identity()
+    recipe = TrainConfig.from_dict(config.train)
+    subset = config.subset()
+    # loaded first, so that a train subset the dataset cannot give writes nothing
+    bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment),
+                                subset)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -220,8 +304,6 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         log = _silent
     atomic_write_text(out / "bench.json", json.dumps({"identity": ident, "config": config.to_dict()}, indent=2))
 
-    recipe = TrainConfig.from_dict(config.train)
-    bundle = load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment)
     original_dir = out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
@@ -230,7 +312,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         log(f"original: training {config.model} on {config.dataset}")
         result = train(config.dataset, config.model, recipe, model_kwargs=config.model_kwargs,
                        data_dir=config.data_dir, val_fraction=config.val_fraction, device=device,
-                       progress=progress)
+                       progress=progress, train_subset=subset["size"] if subset else None,
+                       subset_seed=subset["seed"] if subset else 0)
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
     mia = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
@@ -255,8 +338,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         for row in rows:
             if row["scenario"] == scenario.name and row["method"] == "retrain":
                 row["Avg.Gap"], row["time_ratio"] = 0.0, row["wall_time_s"] / retrain_wall
-        for method in config.methods:
-            if method == "retrain":
+        for method in config.methods:  # a key: a method name or NAME@LABEL
+            if split_method_key(method)[0] == "retrain" or scenario.name not in config.method_scenarios(method):
                 continue
             options = config.method_options(method)
             for i, seed in enumerate(config.seeds):
@@ -272,22 +355,26 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
               splits, reference: dict | None, mia: dict, device, progress: bool, log, cache_model: bool = False) -> dict:
-    """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload."""
+    """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload.
+
+    `method` is the config's key (maybe `NAME@LABEL`): it names the cell and the row's method.
+    """
     from prunelora.methods import get_method, unlearn
 
+    name, _ = split_method_key(method)
     cell = out / "cells" / scenario / _cell_key(method, options) / f"seed{seed}.json"
     done = _load_json(cell) if cell.is_file() else None
     if done is not None:
         log(f"{scenario} {method} seed {seed}: done earlier, reusing")
         return done
     log(f"{scenario} {method} seed {seed}: running")
-    config = get_method(method).make_config(**(options | {"seed": seed}))
-    result = unlearn(original, splits, method, config, device=device, progress=progress, original_meta=original_meta)
+    config = get_method(name).make_config(**(options | {"seed": seed}))
+    result = unlearn(original, splits, name, config, device=device, progress=progress, original_meta=original_meta)
     model_dir = None
     if cache_model:
         model_dir = out / "cache" / f"{scenario}-{method}-seed{seed}"
         save_checkpoint(result.model, model_dir, {
-            "kind": method, "model": original_meta["model"], "dataset": original_meta["dataset"],
+            "kind": name, "model": original_meta["model"], "dataset": original_meta["dataset"],
             "recipe": original_meta.get("recipe"), "forget": splits.spec.to_dict(), "seed": seed,
             "method": result.record["method"], "cost": result.record["cost"],
             "original": {"run_id": original_meta.get("run_id")}})
@@ -301,7 +388,7 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
         row["Avg.Gap"] = 0.0
     payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "record": {
         k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     cell.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
     return payload

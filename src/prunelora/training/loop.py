@@ -279,7 +279,7 @@ class _progress:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset, batch_size: int = 512,
+def predict(model: nn.Module, dataset, batch_size: int = 256,
             device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets of `dataset` in eval mode (on the CPU).
 

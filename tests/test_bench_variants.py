@@ -1,0 +1,170 @@
+"""Method variants in a bench (`NAME@LABEL`): one method at several budgets, each on its own row,
+cell and report line; refusals of unknown names, bad labels and variants of retrain."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prunelora.bench import BenchConfig, split_method_key
+from prunelora.cli import preset_path
+from prunelora.errors import InvalidInputError
+
+METHODS = ("retrain", "finetune", "finetune@e1")
+BATCH = 128  # finetune's default batch size
+
+
+def tiny_bench(methods: dict | None = None) -> dict:
+    return {"name": "variants", "dataset": "digits", "model": "resnet8", "train": {"steps": 2, "seed": 0},
+            "scenarios": [{"name": "class3", "forget_class": 3}], "seeds": [0],
+            "methods": methods if methods is not None else {"retrain": {}, "finetune": {"steps": 2},
+                                                            "finetune@e1": {"epochs": 1}},
+            "mia": {"attacks": ["confidence-svc"], "max_samples": 100}}
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def one_error_line(result) -> str:
+    code, _, stderr = result
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
+    assert "Traceback" not in stderr and lines[0].startswith("prunelora bench: error:")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(run_cli, tmp_path_factory):
+    """The tiny bench with `finetune` and `finetune@e1`, run once: (config, out, stdout)."""
+    folder = tmp_path_factory.mktemp("variants")
+    config, out = write_config(folder / "bench.yaml", tiny_bench()), folder / "out"
+    code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
+    assert code == 0, stderr
+    return config, out, stdout
+
+
+def test_a_variant_is_its_own_row_with_its_own_budget(finished):
+    _, out, stdout = finished
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in rows] == list(METHODS)
+    by_method = {r["method"]: r for r in rows}
+    cell = next((out / "cells" / "class3").glob("finetune@e1-*/seed0.json"))
+    retain = json.loads(cell.read_text())["sizes"]["retain"]
+    assert by_method["finetune"]["steps"] == 2
+    assert by_method["finetune@e1"]["steps"] == math.ceil(retain / BATCH) != 2  # one epoch of D_r
+    assert by_method["finetune@e1"]["UA"] != by_method["finetune"]["UA"] or \
+        by_method["finetune@e1"]["RA"] != by_method["finetune"]["RA"]
+    assert "class3 finetune@e1 seed 0: running" in stdout
+
+
+def test_a_variant_has_its_own_cell_run_by_its_method(finished):
+    _, out, _ = finished
+    cells = {p.parent.name.rsplit("-", 1)[0]: json.loads(p.read_text())
+             for p in (out / "cells" / "class3").glob("*/seed0.json")}
+    assert sorted(cells) == sorted(METHODS)
+    assert cells["finetune@e1"]["row"]["method"] == "finetune@e1"
+    assert cells["finetune@e1"]["record"]["method"]["name"] == "finetune"  # the registered method ran
+    assert cells["finetune@e1"]["record"]["method"]["config"]["epochs"] == 1
+    assert cells["finetune"]["record"]["method"]["config"]["steps"] == 2
+
+
+def test_the_report_and_the_summary_show_each_variant(finished):
+    _, out, stdout = finished
+    report = (out / "report.md").read_text()
+    table = report.split("| method | UA |", 1)[1].split("\n\n", 1)[0]
+    for method in METHODS:
+        assert f"\n| {method} |" in table, method
+    assert table.count("\n| ") == len(METHODS)
+    for kind in ("metrics", "losses", "frontier"):
+        assert (out / "plots" / f"class3-{kind}.png").is_file()
+    table_rows = [line.split()[0] for line in stdout.split("scenario class3", 1)[1].splitlines()[4:] if line.strip()]
+    assert table_rows[:len(METHODS)] == list(METHODS)  # the terminal summary, one row each
+
+
+def test_methods_override_takes_a_variant_and_reuses_its_cell(run_cli, finished):
+    config, out, _ = finished
+    cell = next((out / "cells" / "class3").glob("finetune@e1-*/seed0.json"))
+    before = cell.read_bytes()
+    code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress",
+                                   "--methods", "retrain,finetune@e1")
+    assert code == 0, stderr
+    assert "class3 finetune@e1 seed 0: done earlier, reusing" in stdout and ": running" not in stdout
+    assert cell.read_bytes() == before
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["retrain", "finetune@e1"]
+
+
+def test_a_variant_takes_a_preset_and_overrides_it():
+    config = BenchConfig.from_dict(tiny_bench({"prunelora@1ep": {"preset": "prunelora-digits-resnet", "epochs": 1}}))
+    preset = yaml.safe_load(preset_path("prunelora-digits-resnet").read_text())
+    options = config.method_options("prunelora@1ep")
+    assert options == {k: v for k, v in preset.items() if k != "method"} | {"epochs": 1}
+    assert preset.get("epochs") != 1
+
+
+def test_split_method_key():
+    assert split_method_key("finetune") == ("finetune", None)
+    assert split_method_key("prunelora@1ep") == ("prunelora", "1ep")
+    assert split_method_key("lora@r4.a-b_C") == ("lora", "r4.a-b_C")
+
+
+@pytest.mark.parametrize("key,named", [
+    ("nosuch@x", ["unknown method 'nosuch'", "'nosuch@x'", "finetune"]),
+    ("finetune@", ["'finetune@'", "label"]),
+    ("finetune@two words", ["'finetune@two words'", "label"]),
+    ("finetune@a@b", ["'finetune@a@b'", "label"]),
+    ("retrain@x", ["'retrain@x'", "retrain is the reference"]),
+])
+def test_a_bad_variant_key_is_refused(key, named):
+    with pytest.raises(InvalidInputError) as info:
+        BenchConfig.from_dict(tiny_bench({"retrain": {}, key: {}}), "b.yaml")
+    message = str(info.value)
+    assert message.startswith("b.yaml: ") and "\n" not in message
+    for text in named:
+        assert text in message
+
+
+def test_a_bad_option_of_a_variant_names_the_variant():
+    with pytest.raises(InvalidInputError, match=r"^finetune@e1: method 'finetune' does not take option 'lora_rank'"):
+        BenchConfig.from_dict(tiny_bench({"finetune@e1": {"lora_rank": 4}}))
+    with pytest.raises(InvalidInputError, match="preset 'prunelora-digits-resnet' is for method 'prunelora', not 'finetune'"):
+        BenchConfig.from_dict(tiny_bench({"finetune@p": {"preset": "prunelora-digits-resnet"}}))
+
+
+@pytest.mark.parametrize("methods,named", [("finetune,nosuch@x", "'nosuch'"), ("retrain@x", "'retrain@x'")])
+def test_a_bad_variant_on_the_command_line_writes_nothing(run_cli, tmp_path, methods, named):
+    config, out = write_config(tmp_path / "bench.yaml", tiny_bench()), tmp_path / "out"
+    line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress", "--methods", methods))
+    assert named in line
+    assert not out.exists()
+
+
+def test_a_method_restricted_to_some_scenarios_runs_only_there(tmp_path):
+    from prunelora.bench import run_bench
+
+    data = tiny_bench({"retrain": {}, "finetune": {"steps": 1},
+                       "finetune@e2": {"steps": 2, "scenarios": ["class3"]}})
+    data["scenarios"] = [{"name": "class3", "forget_class": 3}, {"name": "class5", "forget_class": 5}]
+    config = BenchConfig.from_dict(data)
+    assert config.method_scenarios("finetune") == ["class3", "class5"]
+    assert config.method_scenarios("finetune@e2") == ["class3"]
+    assert "scenarios" not in config.method_options("finetune@e2")  # not a method option
+    rows, _ = run_bench(config, tmp_path / "out", progress=False, log=lambda *a: None)
+    ran = sorted((r["scenario"], r["method"]) for r in rows)
+    assert ran == [("class3", "finetune"), ("class3", "finetune@e2"), ("class3", "retrain"),
+                   ("class5", "finetune"), ("class5", "retrain")]
+
+
+@pytest.mark.parametrize("scenarios", [["class9"], [], "class3"])
+def test_a_method_restricted_to_unknown_scenarios_is_refused(scenarios):
+    data = tiny_bench({"finetune": {"steps": 1, "scenarios": scenarios}})
+    with pytest.raises(InvalidInputError, match=r"finetune: scenarios .* must be a non-empty list of this "
+                                                 r"config's scenarios \(class3\)"):
+        BenchConfig.from_dict(data)
