@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Fashion-MNIST benchmark (issue 5): both architectures, class-wise ("Dress") and random-10%
+# forgetting, 3 seeds, every method against retrain, then the targets summary and the width sweep.
+# Writes benchmarks/results/<config>/ (report.md, results.csv/json, plots/). Resumable: rerun the
+# same command after an interruption and finished cells are reused. Extra arguments go to each
+# `prunelora bench` call (e.g. --seeds 0 for a quicker look).
+#
+# Needs /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist) or --data-dir.
+# Time on 2 CPU cores: see the "took ... s" line of each report. Run nothing else meanwhile: the
+# wall times are the measurements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make --no-print-directory .venv/.installed >/dev/null
+BIN=.venv/bin
+start=$(date +%s)
+for config in fashion-mnist-resnet8 fashion-mnist-vit-tiny; do
+  "$BIN/prunelora" bench --config "configs/$config.yaml" --out "benchmarks/results/$config" --no-progress "$@"
+done
+"$BIN/python" benchmarks/fashion_mnist_summary.py
+if [ "${SKIP_WIDTH:-0}" != 1 ]; then
+  "$BIN/python" benchmarks/width_sweep.py --no-progress
+fi
+echo "run_fashion_mnist.sh: $(( $(date +%s) - start )) s end to end"
