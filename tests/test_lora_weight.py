@@ -141,6 +141,7 @@ def test_adapter_export_of_the_weight_backend(small_train, tmp_path):
         out = save_adapter(snapshot, tmp_path / "adapter")
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["backend"] == "weight" and config["rank"] == 4 and config["alpha"] == 8
+    assert config["train_head"] is True
     tensors = load_file(str(out / "adapter_model.safetensors"))
     convs = [n for n, m in base.named_modules() if isinstance(m, nn.Conv2d)]
     assert config["targets"] == sorted(f"{n}.weight" for n in convs)
@@ -153,6 +154,19 @@ def test_adapter_export_of_the_weight_backend(small_train, tmp_path):
         assert delta.abs().sum() > 0
         torch.testing.assert_close(getattr(merged.get_submodule(module_name), param),
                                    weight + delta.view_as(weight), rtol=0, atol=1e-6)
+    # the trained head travels with the adapters
+    assert not torch.equal(tensors["head.weight"], base.head.weight)
+    assert torch.equal(tensors["head.weight"], merged.head.weight.detach())
+    assert torch.equal(tensors["head.bias"], merged.head.bias.detach())
+
+
+def test_the_merge_restores_which_parameters_were_trainable(small_train):
+    model = tiny_resnet()
+    model.bn1.weight.requires_grad_(False)  # e.g. a user who froze something before adapting
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    assert not all(before.values())
+    merged = merge_lora(add_lora(model, weight_settings()))
+    assert {n: p.requires_grad for n, p in merged.named_parameters()} == before
 
 
 def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
@@ -165,6 +179,8 @@ def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
     for key, mask in result.artifacts["masks"].items():
         module_name, param = key.rsplit(".", 1)
         assert zero_channels(getattr(model.get_submodule(module_name), param)) == zero_channels(mask) > 0
-    adapters = sum(t.numel() for t in result.artifacts["adapter"].state.values())
+    state = result.artifacts["adapter"].state
+    adapters = sum(t.numel() for k, t in state.items() if k.endswith(("lora_A", "lora_B")))
+    assert {k for k in state if not k.endswith(("lora_A", "lora_B"))} == {"head.weight", "head.bias"}
     head = sum(p.numel() for p in model.head.parameters())
     assert result.record["cost"]["trainable_params"] == adapters + head

@@ -133,6 +133,7 @@ def _adapted_weights(model: nn.Module, targets: list[str]) -> list[tuple[str, nn
 
 def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str],
                      masks: dict[str, torch.Tensor] | None) -> nn.Module:
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}  # restored at the merge
     for param in model.parameters():
         param.requires_grad_(False)
     scale = settings.alpha / settings.rank
@@ -140,11 +141,14 @@ def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str
         mask = (masks or {}).get(f"{name}.{param_name}")
         rows = _channel_rows(mask) if mask is not None else None
         weight = getattr(module, param_name)
+        if weight is None:  # an attention with separate q/k/v weights (kdim/vdim)
+            raise InvalidInputError(f"LoRA weight backend: {name} has no {param_name}; use lora_backend peft")
         parametrize.register_parametrization(module, param_name, LoraWeight(weight, settings.rank, scale, rows))
     if settings.train_head:
         for param in model.head.parameters():
             param.requires_grad_(True)
     model.lora_settings = settings  # how the snapshot names the adapters
+    model.lora_trainable = trainable
     return model
 
 
@@ -192,9 +196,10 @@ def merge_lora(peft_model, masks: dict[str, torch.Tensor] | None = None, keep_sp
     else:  # weight backend: W0 + s·B@A becomes the weight
         model = peft_model
         bake_masks(model)
-        del model.lora_settings
-        for param in model.parameters():
-            param.requires_grad_(True)
+        trainable = model.lora_trainable
+        del model.lora_settings, model.lora_trainable
+        for name, param in model.named_parameters():
+            param.requires_grad_(trainable.get(name, True))
     if masks and keep_sparsity:
         # Exact for structured masks already (the update was masked); for unstructured masks this
         # is where the zeros come back.
@@ -222,8 +227,11 @@ class AdapterSnapshot:
                             state[f"{prefix}.lora_A"] = p.lora_A.detach().cpu().clone()
                             state[f"{prefix}.lora_B"] = b.detach().cpu().clone()
             settings = peft_model.lora_settings
-            return cls(state, WeightLoraConfig(rank=settings.rank, alpha=settings.alpha,
-                                               targets=sorted({k.rsplit(".", 1)[0] for k in state})))
+            targets = sorted({k.rsplit(".", 1)[0] for k in state})
+            if settings.train_head:  # trained too: base weights + adapters alone would not rebuild the model
+                state |= {f"head.{k}": v.detach().cpu().clone() for k, v in peft_model.head.state_dict().items()}
+            return cls(state, WeightLoraConfig(rank=settings.rank, alpha=settings.alpha, targets=targets,
+                                               train_head=settings.train_head))
         from peft import get_peft_model_state_dict
 
         bake_masks(peft_model)  # the row masks written into lora_B: plain adapter tensors
@@ -233,12 +241,14 @@ class AdapterSnapshot:
 
 @dataclass
 class WeightLoraConfig:
-    """What a weight-form adapter file holds: `<layer>.<param>.lora_A/.lora_B`, and
-    `weight = weight + alpha/rank · lora_B @ lora_A` (reshaped to the weight's shape)."""
+    """What a weight-form adapter file holds: `<layer>.<param>.lora_A/.lora_B`, with
+    `weight = weight + alpha/rank · lora_B @ lora_A` (reshaped to the weight's shape), and the
+    trained head's tensors (`head.*`) when `train_head`."""
 
     rank: int
     alpha: float
     targets: list[str]
+    train_head: bool = True
     backend: str = "weight"
 
     def save_pretrained(self, out: str) -> None:

@@ -44,14 +44,18 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+_LIBC: list = []
+
+
 def release_free_memory() -> None:
     """Hand memory that Python and the C allocator hold but no longer use back to the system, so
     that RSS growth counts what a block allocates, not what earlier work left cached: without
     this, a run after another reuses the freed heap and appears to need almost nothing."""
     gc.collect()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)  # glibc; absent elsewhere
+        if not _LIBC:  # find_library runs ldconfig: once
+            _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"))
+        _LIBC[0].malloc_trim(0)  # glibc; absent elsewhere (musl, macOS)
     except (OSError, AttributeError):
         pass
 
