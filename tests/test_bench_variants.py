@@ -168,3 +168,33 @@ def test_a_method_restricted_to_unknown_scenarios_is_refused(scenarios):
     with pytest.raises(InvalidInputError, match=r"finetune: scenarios .* must be a non-empty list of this "
                                                  r"config's scenarios \(class3\)"):
         BenchConfig.from_dict(data)
+
+
+def test_retrain_cannot_be_restricted_to_some_scenarios():
+    data = tiny_bench({"retrain": {"scenarios": ["class3"]}, "finetune": {"steps": 1}})
+    with pytest.raises(InvalidInputError, match="retrain runs in every scenario"):
+        BenchConfig.from_dict(data)
+
+
+def test_methods_override_refuses_a_variant_the_config_does_not_define(run_cli, tmp_path):
+    config = write_config(tmp_path / "bench.yaml", tiny_bench())
+    line = one_error_line(run_cli("bench", "--config", config, "--out", tmp_path / "out",
+                                  "--methods", "retrain,finetune@e2"))
+    assert "'finetune@e2' is not in" in line and "finetune@e1" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_report_says_how_much_it_reused_and_what_the_runs_cost(run_cli, tmp_path):
+    config = write_config(tmp_path / "bench.yaml", tiny_bench())
+    out = tmp_path / "out"
+    assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
+    first = (out / "report.md").read_text()
+    assert "cells run" not in first  # everything ran in that invocation
+    rows = json.loads((out / "results.json").read_text())
+    original = json.loads(next(out.glob("cache/original-*/meta.json")).read_text())["cost"]["wall_time_s"]
+    total = sum(r["wall_time_s"] for r in rows) + original
+    assert f"evaluation excluded): {total:.0f} s" in first
+    assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
+    second = (out / "report.md").read_text()
+    assert f"(0 of {len(rows)} cells run, the others reused from an earlier invocation)" in second
+    assert f"evaluation excluded): {total:.0f} s" in second  # the measured runs, not the resume

@@ -235,6 +235,9 @@ class BenchConfig:
         chosen = (self.methods.get(method) or {}).get("scenarios")
         if chosen is None:
             return names
+        if method == "retrain":
+            raise InvalidInputError(f"{source}: retrain runs in every scenario (it is the reference); "
+                                    "remove its scenarios")
         if not isinstance(chosen, list) or not chosen or any(c not in names for c in chosen):
             raise InvalidInputError(f"{source}: {method}: scenarios {chosen!r} must be a non-empty list of "
                                     f"this config's scenarios ({', '.join(names)})")
@@ -284,10 +287,11 @@ def _load_json(path: Path) -> dict | None:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-              progress: bool = True, log=print) -> tuple[list[dict], dict]:
+              progress: bool = True, log=print, counts: dict | None = None) -> tuple[list[dict], dict]:
     """Run (or resume) the benchmark into `out`.
 
     Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
+    `counts["run"]`, when given, is incremented for every cell run now (not reused).
     """
     out = Path(out)
     ident = config.identity()
@@ -329,7 +333,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         for seed in retrain_seeds:
             payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
                                 if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, mia,
-                                device, progress, log, cache_model=True)
+                                device, progress, log, cache_model=True, counts=counts)
             payloads[(scenario.name, "retrain", seed)] = payload
             row = payload["row"]
             references[seed] = row
@@ -345,7 +349,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
             for i, seed in enumerate(config.seeds):
                 reference = references[retrain_seeds[i % len(retrain_seeds)]]
                 payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
-                                    reference, mia, device, progress, log)
+                                    reference, mia, device, progress, log, counts=counts)
                 payloads[(scenario.name, method, seed)] = payload
                 row = payload["row"]
                 row["time_ratio"] = row["wall_time_s"] / retrain_wall
@@ -354,19 +358,22 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
-              splits, reference: dict | None, mia: dict, device, progress: bool, log, cache_model: bool = False) -> dict:
+              splits, reference: dict | None, mia: dict, device, progress: bool, log, cache_model: bool = False,
+              counts: dict | None = None) -> dict:
     """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload.
 
     `method` is the config's key (maybe `NAME@LABEL`): it names the cell and the row's method.
     """
     from prunelora.methods import get_method, unlearn
 
+    counts = {} if counts is None else counts
     name, _ = split_method_key(method)
     cell = out / "cells" / scenario / _cell_key(method, options) / f"seed{seed}.json"
     done = _load_json(cell) if cell.is_file() else None
     if done is not None:
         log(f"{scenario} {method} seed {seed}: done earlier, reusing")
         return done
+    counts["run"] = counts.get("run", 0) + 1
     log(f"{scenario} {method} seed {seed}: running")
     config = get_method(name).make_config(**(options | {"seed": seed}))
     result = unlearn(original, splits, name, config, device=device, progress=progress, original_meta=original_meta)
@@ -408,12 +415,14 @@ def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, devi
     from prunelora.evaluation.report import write_report
 
     start = time.perf_counter()
-    rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log)
+    counts: dict = {}
+    rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log,
+                               counts=counts)
     report = Path(out) / "report.md"
     if is_main_process():
         original_meta = read_meta(original_checkpoint(out))
         write_report(Path(out), rows, payloads, config.to_dict(), original_meta, command,
-                     elapsed_s=time.perf_counter() - start)
+                     elapsed_s=time.perf_counter() - start, cells_run=counts.get("run", 0))
     barrier()
     return rows, report
 
@@ -434,6 +443,12 @@ def _bench_config_from_args(args) -> BenchConfig:
                 ) from None
     if args.methods:
         names = [m.strip() for m in args.methods.split(",") if m.strip()]
+        for name in names:
+            split_method_key(name, "--methods")  # an unknown method or a bad label first
+        unknown = [m for m in names if "@" in m and m not in config.methods]
+        if unknown:  # a typo would run the method's defaults under the variant's name
+            raise InvalidInputError(f"--methods: variant {unknown[0]!r} is not in {args.config}; its variants: "
+                                    f"{', '.join(m for m in config.methods if '@' in m) or 'none'}")
         overrides["methods"] = {m: config.methods.get(m, {}) for m in names}
     if args.data_dir:
         overrides["data_dir"] = args.data_dir

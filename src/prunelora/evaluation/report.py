@@ -105,8 +105,12 @@ def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path:
     import numpy as np
 
     methods = list(losses)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.0), squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
+    cols = min(len(methods), 6)
+    rows = -(-len(methods) // cols) if methods else 1
+    fig, axes = plt.subplots(rows, max(cols, 1), figsize=(3.2 * max(cols, 1), 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax, method in zip(list(axes.flat)[:len(methods)], methods, strict=True):
         forget, test = np.asarray(losses[method]["forget"]), np.asarray(losses[method]["test"])
         both = np.concatenate([forget, test]) if len(forget) + len(test) else np.zeros(1)
         bins = np.logspace(np.log10(max(both.min(), 1e-6)), np.log10(max(both.max(), 1e-5)), 30)
@@ -125,19 +129,26 @@ def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path:
 
 
 def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
-    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (error bars over seeds)."""
+    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (error bars over seeds).
+
+    Every method has its own colour and marker and is labelled next to its point: a benchmark
+    with variants has more methods than a colour cycle."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    markers = "os^DvP*Xh<>p"
+    colours = plt.get_cmap("tab20").colors
     for i, (method, metrics) in enumerate(summary.items()):
         x, xs = metrics.get("time_ratio", (float("nan"), 0))
         y, ys = metrics.get("Avg.Gap", (float("nan"), 0))
-        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt="o", color=f"C{i}", capsize=3, label=method)
+        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt=markers[i % len(markers)], color=colours[i % len(colours)],
+                    capsize=3, label=method)
+        ax.annotate(method, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5)
     ax.set_xscale("log")
     ax.set_xlabel("wall time / retrain's (log)")
     ax.set_ylabel("Avg.Gap to retrain (lower is better)")
     ax.set_title(f"{scenario}: quality vs cost")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -175,7 +186,7 @@ def _subset_line(original_meta: dict) -> list[str]:
 
 
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
-                 command: str, elapsed_s: float | None = None) -> Path:
+                 command: str, elapsed_s: float | None = None, cells_run: int | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
     import matplotlib
 
@@ -201,7 +212,13 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "- versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
     ]
     if elapsed_s is not None:
-        lines.append(f"- this invocation took {elapsed_s:.0f} s end to end")
+        ran = ""
+        if cells_run is not None and cells_run < len(rows):
+            ran = f" ({cells_run} of {len(rows)} cells run, the others reused from an earlier invocation)"
+        lines.append(f"- this invocation took {elapsed_s:.0f} s end to end{ran}")
+    trained = sum(r.get("wall_time_s", 0.0) for r in rows) + original_meta.get("cost", {}).get("wall_time_s", 0.0)
+    lines.append(f"- training and unlearning runs of this folder (the original and every cell, evaluation "
+                 f"excluded): {trained:.0f} s")
     lines += ["", "To reproduce:", "", "```", command, "```", ""]
     lines += [
         "## Metrics", "",
