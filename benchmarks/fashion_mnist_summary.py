@@ -41,6 +41,8 @@ def by_method(rows: list[dict], scenario: str) -> dict[str, list[dict]]:
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
@@ -77,7 +79,8 @@ def summarize(config: str, rows: list[dict], method: str, baseline: str) -> list
         else:
             cells += ["—", "—"]
         verdict = []
-        verdict.append("gap ✓" if gap[0] <= TARGETS["gap"] else "gap ✗")
+        if scenario.startswith("class"):  # the gap target is set for class-wise forgetting
+            verdict.append("gap ✓" if gap[0] <= TARGETS["gap"] else "gap ✗")
         verdict.append("time ✓" if t_retrain[0] <= TARGETS["time_vs_retrain"] else "time ✗")
         if baseline in methods:
             mem = paired_ratio(ours, methods[baseline], "peak_memory_mb")[0]
@@ -101,7 +104,9 @@ def main() -> None:
     lines = ["# Fashion-MNIST: issue 5's targets, measured", "",
              f"Targets: Avg.Gap <= {TARGETS['gap']} (class-wise), wall time <= {TARGETS['time_vs_retrain']:.0%} of "
              f"retrain's, peak memory <= {TARGETS['memory_vs_finetune']:.0%} of `{args.baseline}`'s and wall time "
-             f"below it at the same budget. Ratios are per seed, then mean ± std over seeds.", "",
+             f"below it at the same budget. Ratios are per seed, then mean ± std over seeds. Memory is the "
+             "growth of the process's resident set during the unlearning run (on the CPU; data loading "
+             "included, evaluation excluded); time is its wall time.", "",
              f"| config | scenario | method | Avg.Gap | gap UA/RA/TA | time / retrain | memory / {args.baseline} | "
              f"time / {args.baseline} | targets |", "|---|---|---|---|---|---|---|---|---|"]
     for config in args.configs:

@@ -3,7 +3,8 @@
 # forgetting, 3 seeds, every method against retrain, then the targets summary and the width sweep.
 # Writes benchmarks/results/<config>/ (report.md, results.csv/json, plots/). Resumable: rerun the
 # same command after an interruption and finished cells are reused. Extra arguments go to each
-# `prunelora bench` call (e.g. --seeds 0 for a quicker look).
+# `prunelora bench` call (e.g. --seeds 0 for a quicker look, --data-dir DIR); the width sweep takes
+# --data-dir and --device from them. SKIP_WIDTH=1 skips the width sweep.
 #
 # Needs /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist) or --data-dir.
 # Time on 2 CPU cores: see the "took ... s" line of each report. Run nothing else meanwhile: the
@@ -18,6 +19,6 @@ for config in fashion-mnist-resnet8 fashion-mnist-vit-tiny; do
 done
 "$BIN/python" benchmarks/fashion_mnist_summary.py
 if [ "${SKIP_WIDTH:-0}" != 1 ]; then
-  "$BIN/python" benchmarks/width_sweep.py --no-progress
+  "$BIN/python" benchmarks/width_sweep.py --no-progress "$@"
 fi
 echo "run_fashion_mnist.sh: $(( $(date +%s) - start )) s end to end"

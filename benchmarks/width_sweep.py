@@ -30,15 +30,21 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--out", default="benchmarks/results/fashion-mnist-width")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    # run_fashion_mnist.sh passes its arguments on: the bench overrides other than these are
+    # about the two main configs (seeds, methods) and are ignored here
+    args, _ = parser.parse_known_args()
     base = BenchConfig.from_file(args.config)
+    if args.data_dir:
+        base = dataclasses.replace(base, data_dir=args.data_dir)
     out = Path(args.out)
     command = "python benchmarks/width_sweep.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for width in args.widths:
         config = dataclasses.replace(base, name=f"{base.name}-w{width:g}",
                                      model_kwargs=dict(base.model_kwargs, width=width))
         config.validate(args.config)
-        bench(config, out / f"w{width:g}", progress=not args.no_progress, command=command)
+        bench(config, out / f"w{width:g}", progress=not args.no_progress, command=command, device=args.device)
     lines = ["# PruneLoRA's gap to retrain against model width", "",
              f"Config `{args.config}` at width multipliers {', '.join(f'{w:g}' for w in args.widths)} "
              f"(channels 16·w, 32·w, 64·w); produced by `{command}`. One seed; gaps in points "
