@@ -112,3 +112,15 @@ def fraction_splits(digits: DatasetBundle) -> Splits:
 def splits(request, class3_splits: Splits, fraction_splits: Splits) -> Splits:
     """Both forget kinds in turn: class 3, then a random 10% of train."""
     return class3_splits if request.param == "class" else fraction_splits
+
+
+@pytest.fixture(scope="module")
+def small_train(digits: DatasetBundle):
+    """256 digits training images: a few optimizer steps take milliseconds."""
+    return digits.train.subset(range(256))
+
+
+@pytest.fixture(scope="module")
+def batch(digits: DatasetBundle) -> torch.Tensor:
+    """64 digits test images, as one input batch."""
+    return digits.test[list(range(64))][0]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig
 from prunelora.cli import CONFIG_DIR, preset_path
@@ -50,10 +51,6 @@ def reduced_demo() -> dict:
     return data
 
 
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
 
 def bench_args(config: Path, out: Path, *extra) -> tuple:
     return ("bench", "--config", config, "--out", out, "--no-progress", *extra)
@@ -89,15 +86,6 @@ def record_calls(monkeypatch, calls: list[str], methods=METHODS) -> None:
 
         monkeypatch.setitem(methods_base._METHODS, name, dataclasses.replace(entry, run=run))
 
-
-def one_error_line(result, command: str = "bench") -> str:
-    code, _, stderr = result
-    assert code == 2, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr
-    assert lines[0].startswith(f"prunelora {command}: error:")
-    return lines[0]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -315,7 +303,7 @@ def test_out_holding_another_configuration_is_refused_then_overwritten(run_cli, 
     other["train"]["epochs"] = 2  # a different original: a different bench
     config = write_yaml(tmp_path / "other.yaml", other)
     before = snapshot(bench_copy)
-    line = one_error_line(run_cli(*bench_args(config, bench_copy, "--methods", "retrain")))
+    line = one_error_line(run_cli(*bench_args(config, bench_copy, "--methods", "retrain")), "bench")
     assert str(bench_copy) in line and "--overwrite" in line
     assert snapshot(bench_copy) == before
 
@@ -344,7 +332,7 @@ def test_same_configuration_with_other_seeds_and_methods_is_accepted(run_cli, tm
 
 def test_out_that_is_a_checkpoint_is_refused(run_cli, config_file, checkpoint_copy, snapshot):
     before = snapshot(checkpoint_copy)
-    line = one_error_line(run_cli(*bench_args(config_file, checkpoint_copy)))
+    line = one_error_line(run_cli(*bench_args(config_file, checkpoint_copy)), "bench")
     assert str(checkpoint_copy) in line and "--overwrite" in line
     assert snapshot(checkpoint_copy) == before
 
@@ -354,7 +342,7 @@ def test_unknown_key_in_the_bench_yaml(run_cli, tmp_path):
     data["epochz"] = 3
     config = write_yaml(tmp_path / "bad.yaml", data)
     out = tmp_path / "out"
-    line = one_error_line(run_cli(*bench_args(config, out)))
+    line = one_error_line(run_cli(*bench_args(config, out)), "bench")
     assert "'epochz'" in line
     assert not out.exists()
 
@@ -363,19 +351,19 @@ def test_unknown_key_in_a_method(run_cli, tmp_path):
     data = reduced_demo()
     data["methods"]["lora"]["lora_rnak"] = 4
     config = write_yaml(tmp_path / "bad.yaml", data)
-    line = one_error_line(run_cli(*bench_args(config, tmp_path / "out")))
+    line = one_error_line(run_cli(*bench_args(config, tmp_path / "out")), "bench")
     assert "'lora_rnak'" in line
 
 
 def test_unknown_method_on_the_command_line(run_cli, config_file, tmp_path):
     out = tmp_path / "out"
-    line = one_error_line(run_cli(*bench_args(config_file, out, "--methods", "nosuchmethod")))
+    line = one_error_line(run_cli(*bench_args(config_file, out, "--methods", "nosuchmethod")), "bench")
     assert "nosuchmethod" in line
     assert not out.exists()
 
 
 def test_missing_config_file(run_cli, tmp_path):
-    line = one_error_line(run_cli(*bench_args(tmp_path / "absent.yaml", tmp_path / "out")))
+    line = one_error_line(run_cli(*bench_args(tmp_path / "absent.yaml", tmp_path / "out")), "bench")
     assert "absent.yaml" in line
 
 
@@ -385,7 +373,7 @@ def test_bench_needs_config_and_out(run_cli, config_file):
 
 
 def test_non_integer_seeds_are_one_line(run_cli, config_file, tmp_path):
-    one_error_line(run_cli(*bench_args(config_file, tmp_path / "out", "--seeds", "x")))
+    one_error_line(run_cli(*bench_args(config_file, tmp_path / "out", "--seeds", "x")), "bench")
 
 
 def test_reproduce_command_follows_main_argv(run_cli, monkeypatch, config_file, bench_copy):

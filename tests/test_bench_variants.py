@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import yaml
+from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig, split_method_key
 from prunelora.cli import preset_path
@@ -26,25 +26,13 @@ def tiny_bench(methods: dict | None = None) -> dict:
             "mia": {"attacks": ["confidence-svc"], "max_samples": 100}}
 
 
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def one_error_line(result) -> str:
-    code, _, stderr = result
-    assert code == 2, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr and lines[0].startswith("prunelora bench: error:")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def finished(run_cli, tmp_path_factory):
     """The tiny bench with `finetune` and `finetune@e1`, run once: (config, out, stdout)."""
     folder = tmp_path_factory.mktemp("variants")
-    config, out = write_config(folder / "bench.yaml", tiny_bench()), folder / "out"
+    config, out = write_yaml(folder / "bench.yaml", tiny_bench()), folder / "out"
     code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
     assert code == 0, stderr
     return config, out, stdout
@@ -140,8 +128,8 @@ def test_a_bad_option_of_a_variant_names_the_variant():
 
 @pytest.mark.parametrize("methods,named", [("finetune,nosuch@x", "'nosuch'"), ("retrain@x", "'retrain@x'")])
 def test_a_bad_variant_on_the_command_line_writes_nothing(run_cli, tmp_path, methods, named):
-    config, out = write_config(tmp_path / "bench.yaml", tiny_bench()), tmp_path / "out"
-    line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress", "--methods", methods))
+    config, out = write_yaml(tmp_path / "bench.yaml", tiny_bench()), tmp_path / "out"
+    line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress", "--methods", methods), "bench")
     assert named in line
     assert not out.exists()
 
@@ -177,15 +165,15 @@ def test_retrain_cannot_be_restricted_to_some_scenarios():
 
 
 def test_methods_override_refuses_a_variant_the_config_does_not_define(run_cli, tmp_path):
-    config = write_config(tmp_path / "bench.yaml", tiny_bench())
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench())
     line = one_error_line(run_cli("bench", "--config", config, "--out", tmp_path / "out",
-                                  "--methods", "retrain,finetune@e2"))
+                                  "--methods", "retrain,finetune@e2"), "bench")
     assert "'finetune@e2' is not in" in line and "finetune@e1" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_a_resumed_report_says_how_much_it_reused_and_what_the_runs_cost(run_cli, tmp_path):
-    config = write_config(tmp_path / "bench.yaml", tiny_bench())
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench())
     out = tmp_path / "out"
     assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
     first = (out / "report.md").read_text()

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cli_checks import one_error_line
 
 from prunelora.checkpoint import META
 from prunelora.evaluation.metrics import ATTACKS
@@ -18,15 +19,6 @@ def _ok(result) -> str:
     assert code == 0, stderr
     return stdout
 
-
-def _one_error_line(result) -> str:
-    code, _, stderr = result
-    assert code == 2, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr
-    assert lines[0].startswith("prunelora eval: error:")
-    return lines[0]
 
 
 def _row(stdout: str, key: str) -> float | None:
@@ -120,20 +112,20 @@ def test_retrain_against_itself_has_zero_gap(run_cli, runs):
 
 def test_reference_that_is_not_a_retrain_is_refused(run_cli, runs):
     report = runs["root"] / "refused.json"
-    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["C"], "--json", report))
+    line = one_error_line(run_cli("eval", runs["U"], "--reference", runs["C"], "--json", report), "eval")
     assert "not a retrain" in line
     assert not report.exists()
-    line = _one_error_line(run_cli("eval", runs["R"], "--reference", runs["U"]))
+    line = one_error_line(run_cli("eval", runs["R"], "--reference", runs["U"]), "eval")
     assert "not a retrain" in line
 
 
 def test_reference_for_another_forget_set_is_refused(run_cli, runs):
-    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["R"], "--forget-class", "5"))
+    line = one_error_line(run_cli("eval", runs["U"], "--reference", runs["R"], "--forget-class", "5"), "eval")
     assert "different set" in line
 
 
 def test_original_needs_a_forget_set(run_cli, runs):
-    line = _one_error_line(run_cli("eval", runs["C"]))
+    line = one_error_line(run_cli("eval", runs["C"]), "eval")
     assert "--forget-class" in line and "forgot nothing" in line
 
 
@@ -156,9 +148,9 @@ def test_original_against_its_retrain(run_cli, runs):
 
 
 def test_missing_checkpoint_is_one_line(run_cli, runs):
-    line = _one_error_line(run_cli("eval", runs["root"] / "absent"))
+    line = one_error_line(run_cli("eval", runs["root"] / "absent"), "eval")
     assert "absent" in line
-    line = _one_error_line(run_cli("eval", runs["U"], "--reference", runs["root"] / "absent"))
+    line = one_error_line(run_cli("eval", runs["U"], "--reference", runs["root"] / "absent"), "eval")
     assert "absent" in line
 
 

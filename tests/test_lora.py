@@ -51,16 +51,6 @@ CASES = {
 STEPS = TrainConfig(steps=4, batch_size=64, optimizer="adam", lr=1e-2, seed=0)
 
 
-@pytest.fixture(scope="module")
-def small_train(digits):
-    return digits.train.subset(range(256))
-
-
-@pytest.fixture(scope="module")
-def batch(digits):
-    return digits.test[list(range(64))][0]
-
-
 def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=None, steps=STEPS):
     """(peft model after a few training steps, masks or None)."""
     make, lora_kwargs, default_prune = CASES[case]

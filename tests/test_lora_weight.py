@@ -35,16 +35,6 @@ def weight_settings(**kwargs) -> LoraSettings:
     return LoraSettings(rank=4, alpha=8, dropout=0.0, backend="weight", **kwargs)
 
 
-@pytest.fixture(scope="module")
-def small_train(digits):
-    return digits.train.subset(range(256))
-
-
-@pytest.fixture(scope="module")
-def batch(digits):
-    return digits.test[list(range(64))][0]
-
-
 def zero_channels(weight: torch.Tensor) -> int:
     return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
 

@@ -58,11 +58,6 @@ def any_parametrized(model: nn.Module) -> bool:
     return any(parametrize.is_parametrized(m) for m in model.modules())
 
 
-@pytest.fixture(scope="module")
-def small_train(digits):
-    return digits.train.subset(range(256))
-
-
 # --------------------------------------------------------------------------- structured Ln
 
 

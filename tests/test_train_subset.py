@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from cli_checks import one_error_line, write_yaml
 
 from prunelora.api import load_for_unlearning, train, unlearn_checkpoint
 from prunelora.bench import BenchConfig, original_checkpoint
@@ -36,14 +36,6 @@ def same_data(a: Splits, b: Splits) -> bool:
         and torch.equal(getattr(a, part).targets, getattr(b, part).targets)
         for part in ("forget", "retain", "val", "test_retain", "test_forget"))
 
-
-def one_error_line(result, command: str) -> str:
-    code, stdout, stderr = result
-    assert code == 2, stderr
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr and lines[0].startswith(f"prunelora {command}: error:")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +147,9 @@ def tiny_bench(**extra) -> dict:
             "mia": {"attacks": ["confidence-svc"], "max_samples": 100}, **extra}
 
 
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
 
 def test_bench_on_a_subset_matches_unlearning_its_original(run_cli, tmp_path, digits):
-    config = write_config(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": SIZE, "seed": SEED}))
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": SIZE, "seed": SEED}))
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
     assert code == 0, stderr
@@ -182,7 +170,7 @@ def test_bench_on_a_subset_matches_unlearning_its_original(run_cli, tmp_path, di
 
 
 def test_bench_subset_larger_than_the_dataset_writes_nothing(run_cli, tmp_path):
-    config = write_config(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": 5000}))
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": 5000}))
     out = tmp_path / "out"
     line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress"), "bench")
     assert "5000" in line and f"[10, {DIGITS_TRAIN}]" in line

@@ -111,9 +111,12 @@ class LoraWeight(nn.Module):
         self.scale = scale
         self.register_buffer("rows", rows.to(weight.device, weight.dtype) if rows is not None else None)
 
+    def masked_B(self) -> torch.Tensor:
+        """`lora_B` with the rows of pruned output channels at zero."""
+        return self.lora_B if self.rows is None else self.lora_B * self.rows.view(-1, 1)
+
     def delta(self) -> torch.Tensor:
-        b = self.lora_B if self.rows is None else self.lora_B * self.rows.view(-1, 1)
-        return self.scale * (b @ self.lora_A)
+        return self.scale * (self.masked_B() @ self.lora_A)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight + self.delta().view_as(weight)
@@ -223,9 +226,8 @@ class AdapterSnapshot:
                     for p in plist:
                         if isinstance(p, LoraWeight):
                             prefix = f"{module_name}.{param_name}" if module_name else param_name
-                            b = p.lora_B if p.rows is None else p.lora_B * p.rows.view(-1, 1)
                             state[f"{prefix}.lora_A"] = p.lora_A.detach().cpu().clone()
-                            state[f"{prefix}.lora_B"] = b.detach().cpu().clone()
+                            state[f"{prefix}.lora_B"] = p.masked_B().detach().cpu().clone()
             settings = peft_model.lora_settings
             targets = sorted({k.rsplit(".", 1)[0] for k in state})
             if settings.train_head:  # trained too: base weights + adapters alone would not rebuild the model
