@@ -186,3 +186,19 @@ def test_a_resumed_report_says_how_much_it_reused_and_what_the_runs_cost(run_cli
     second = (out / "report.md").read_text()
     assert f"(0 of {len(rows)} cells run, the others reused from an earlier invocation)" in second
     assert f"evaluation excluded): {total:.0f} s" in second  # the measured runs, not the resume
+
+
+def test_undefined_metrics_are_written_as_empty_cells_and_json_null(tmp_path):
+    import csv
+
+    from prunelora.evaluation.report import write_results
+
+    rows = [{"scenario": "random10", "method": "finetune", "seed": 0, "UA": 3.0, "FA": float("nan")}]
+    write_results(rows, tmp_path)
+    text = (tmp_path / "results.json").read_text()
+    assert "NaN" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))[0]["FA"] is None
+    with open(tmp_path / "results.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["FA"] == "" and row["UA"] == "3.0"
+    assert math.isnan(rows[0]["FA"])  # the caller's rows are left as they were

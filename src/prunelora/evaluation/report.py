@@ -71,15 +71,24 @@ def markdown_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _defined(value):
+    """An undefined metric (NaN, e.g. FA when no test class was forgotten) as None."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def write_results(rows: list[dict], out: Path) -> None:
+    """results.csv and results.json; an undefined metric is an empty cell and a JSON null (JSON
+    has no NaN)."""
+    rows = [{k: _defined(v) for k, v in row.items()} for row in rows]
     columns = FIRST_COLUMNS + sorted({k for r in rows for k in r} - set(FIRST_COLUMNS))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(row)  # None is written as an empty cell
     atomic_write_text(out / "results.csv", buffer.getvalue(), collective=False)
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float) + "\n", collective=False)
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float, allow_nan=False) + "\n",
+                      collective=False)
 
 
 def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
