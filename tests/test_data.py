@@ -261,9 +261,12 @@ def test_spec_dict_round_trip(spec):
 
 
 @pytest.fixture
-def index_spec(tmp_path: Path) -> ForgetSpec:
+def index_spec(tmp_path: Path, digits) -> ForgetSpec:
+    """A deletion request naming five records the original trained on (none in validation)."""
+    val = set(build_splits(digits, None).val_indices.tolist())
+    trained = [i for i in range(DIGITS_TRAIN) if i not in val]
     path = tmp_path / "forget.txt"
-    path.write_text("\n".join(str(i) for i in (0, 3, 10, 500, 1346)) + "\n")
+    path.write_text("\n".join(str(i) for i in (trained[0], trained[3], trained[10], trained[500], trained[-1])) + "\n")
     return ForgetSpec.from_index_file(path)
 
 
@@ -288,15 +291,21 @@ def test_splits_partition_train(digits, index_spec, kind):
     assert forget and retain and val
     assert not forget & retain and not forget & val and not retain & val
     assert forget | retain | val == set(range(DIGITS_TRAIN))
-    # A record to forget is never used, not even for validation; val is otherwise unchanged.
-    assert val == set(base.val_indices.tolist()) - forget
+    # Validation is the original's, the same before and after unlearning; D_f is drawn from the
+    # records the original trained on (train minus val) only.
+    assert val == set(base.val_indices.tolist())
+    trained = set(range(DIGITS_TRAIN)) - val
+    assert forget <= trained
 
     targets = digits.train.targets
     if spec.kind == "class":
-        expected = set(torch.isin(targets, torch.tensor(spec.classes)).nonzero().flatten().tolist())
+        expected = set(torch.isin(targets, torch.tensor(spec.classes)).nonzero().flatten().tolist()) - val
         assert forget == expected
+        # |D_f| is the class's count among the original's training records, not in the whole train set
+        trained_targets = targets[sorted(trained)]
+        assert len(forget) == int(torch.isin(trained_targets, torch.tensor(spec.classes)).sum())
     elif spec.kind == "fraction":
-        assert len(forget) == round(0.1 * DIGITS_TRAIN) == 135
+        assert len(forget) == round(0.1 * len(trained)) == 121
     else:
         assert forget == set(spec.indices)
 
@@ -406,6 +415,23 @@ def test_forget_class_outside_range(digits):
 def test_forget_everything_is_refused(digits):
     with pytest.raises(InvalidInputError, match="whole training set"):
         build_splits(digits, ForgetSpec.from_classes(list(range(10))))
+
+
+def test_forget_index_in_validation_is_refused(digits):
+    held_out = int(build_splits(digits, None).val_indices[0])
+    with pytest.raises(InvalidInputError, match=rf"forget index {held_out} is in the original's validation split"):
+        build_splits(digits, ForgetSpec(kind="indices", indices=(held_out,)))
+
+
+def test_recorded_validation_indices_are_used(digits):
+    """A checkpoint's recorded validation split wins over recomputing it: the same records stay held out."""
+    recorded = list(range(0, DIGITS_TRAIN, 7))  # not what the seeded stratified draw gives
+    splits = build_splits(digits, ForgetSpec.from_classes(3), val_indices=recorded)
+    assert splits.val_indices.tolist() == recorded
+    assert not set(splits.forget_indices.tolist()) & set(recorded)
+    for bad in ([0, 0], [DIGITS_TRAIN], [-1]):
+        with pytest.raises(InvalidInputError, match="recorded validation indices"):
+            build_splits(digits, None, val_indices=bad)
 
 
 def test_forget_index_out_of_range(digits):

@@ -121,6 +121,28 @@ def test_forget_indices_file(run_cli, checkpoint_dir, tmp_path):
     assert meta["forget"]["source"] == str(indices)
 
 
+def test_forget_set_is_drawn_from_the_originals_training_records(run_cli, checkpoint_dir, tmp_path, digits):
+    """The original recorded the validation split it held out; a deletion request naming one of those
+    records is refused (the original never trained on it), and a class-wise D_f excludes them."""
+    val = _meta(checkpoint_dir)["dataset"]["val_indices"]
+    assert val and val == sorted(set(val))
+    indices = tmp_path / "delete-me.txt"
+    indices.write_text(f"{val[0]}\n")
+    out = tmp_path / "held-out"
+    line = _one_error_line(run_cli(*unlearn_args(checkpoint_dir, out, *fast("finetune"),
+                                                 forget=("--forget-indices", str(indices))))[2])
+    assert f"forget index {val[0]} is in the original's validation split" in line
+    assert not out.exists()
+
+    from prunelora.api import load_for_unlearning
+    from prunelora.data import ForgetSpec
+
+    _, _, _, splits = load_for_unlearning(checkpoint_dir, ForgetSpec.from_classes(3))
+    assert splits.val_indices.tolist() == val
+    trained = [i for i in range(len(digits.train)) if i not in set(val)]
+    assert len(splits.forget) == int((digits.train.targets[trained] == 3).sum())
+
+
 def test_save_adapter_writes_an_adapter_and_warns(run_cli, checkpoint_dir, tmp_path):
     out, adapter = tmp_path / "lora", tmp_path / "adapter"
     with pytest.warns(UserWarning, match="adapter alone"):

@@ -49,9 +49,15 @@ def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> 
 
 
 def dataset_record(bundle: DatasetBundle, data_dir, val_fraction: float, split_seed: int,
-                   train_subset: dict | None = None) -> dict:
-    return {**bundle.describe(), "data_dir": str(data_dir) if data_dir else None,
-            "val_fraction": val_fraction, "split_seed": split_seed, "train_subset": train_subset}
+                   train_subset: dict | None = None, val_indices=None) -> dict:
+    """meta.json's `dataset` entry. `val_indices`: the validation split the original held out
+    (indices into its training set), recorded so that every later forget set and evaluation uses
+    exactly the records the original did not train on."""
+    record = {**bundle.describe(), "data_dir": str(data_dir) if data_dir else None,
+              "val_fraction": val_fraction, "split_seed": split_seed, "train_subset": train_subset}
+    if val_indices is not None:
+        record["val_indices"] = [int(i) for i in val_indices]
+    return record
 
 
 def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBundle:
@@ -133,7 +139,8 @@ def train(
     meta = {
         "kind": kind, "run_id": rid, "model": spec,
         "dataset": dataset_record(bundle, data_dir, val_fraction, 0,
-                                  None if subset is None else {**subset, "of": full_train_size}),
+                                  None if subset is None else {**subset, "of": full_train_size},
+                                  val_indices=splits.val_indices.tolist()),
         "forget": forget.to_dict() if forget else None,
         "recipe": config.to_dict(), "seed": config.seed, "metrics": metrics,
         "cost": {"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
@@ -162,7 +169,8 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
             f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "
             f"{meta['model']['num_classes']}"
         )
-    splits = build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0))
+    splits = build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0),
+                          val_indices=ds.get("val_indices"))
     return model, meta, bundle, splits
 
 

@@ -328,7 +328,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     for scenario_data in config.scenarios:
         scenario = config.scenario(scenario_data)
         spec = scenario.spec()
-        splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0)
+        splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0,
+                              val_indices=original_meta["dataset"].get("val_indices"))
         references: dict[int, dict] = {}
         for seed in retrain_seeds:
             payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")

@@ -174,6 +174,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     subset = meta["dataset"].get("train_subset")
     table.add_row("dataset", meta["dataset"]["name"] + (f" (train subset of {subset['size']} images, seed "
                                                         f"{subset.get('seed', 0)})" if subset else ""))
+    val = meta["dataset"].get("val_indices")
+    if val is not None:
+        table.add_row("validation", f"{len(val)} held-out training records, never trained on and never "
+                      "forgotten (listed by --json under dataset.val_indices)")
     if meta.get("forget"):
         from prunelora.data import ForgetSpec
 

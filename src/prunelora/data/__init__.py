@@ -15,9 +15,10 @@ from prunelora.data.splits import (
     make_loader,
     stratified_indices,
     stratified_subset,
+    validation_indices,
 )
 
 __all__ = [
-    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits",
+    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "validation_indices",
     "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
 ]

@@ -166,28 +166,59 @@ def make_loader(dataset: ImageDataset, batch_size: int = 128, shuffle: bool = Fa
                       collate_fn=_identity_collate, drop_last=drop_last)
 
 
-def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: float = 0.1,
-                 seed: int = 0) -> Splits:
-    """Carve a seeded, stratified validation split out of train, then split the rest by `spec`.
+def validation_indices(targets: torch.Tensor, num_classes: int, val_fraction: float = 0.1,
+                       seed: int = 0) -> torch.Tensor:
+    """The seeded, stratified validation split of a training set: sorted indices into `targets`.
 
-    D_f and D_r partition train minus val. For class-wise forgetting the test set splits into
-    test-retain and test-forget; for sample-wise forgetting test-forget is empty. `spec=None`
-    (plain training) puts everything not in val into D_r.
+    Fixed when the original model is trained (and recorded in its meta.json): the original never
+    trains on these records, so they are never part of a forget set, and they stay the validation
+    set of every model unlearned from it.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise InvalidInputError(f"val fraction {val_fraction} is outside [0, 1)")
-    targets = bundle.train.targets
-    n = len(targets)
     gen = torch.Generator().manual_seed(seed)
-    # Stratified validation split: the same fraction of every class.
-    val_parts = []
-    for c in range(bundle.num_classes):
+    parts = []
+    for c in range(num_classes):
         idx = (targets == c).nonzero().flatten()
         take = int(round(len(idx) * val_fraction))
-        val_parts.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
-    val_idx = torch.cat(val_parts).sort().values if val_parts else torch.empty(0, dtype=torch.long)
+        parts.append(idx[torch.randperm(len(idx), generator=gen)[:take]])
+    return torch.cat(parts).sort().values if parts else torch.empty(0, dtype=torch.long)
+
+
+def _checked_val_indices(val_indices, n: int, name: str) -> torch.Tensor:
+    """Recorded validation indices as a sorted tensor, refused unless distinct and inside [0, n)."""
+    try:
+        idx = torch.as_tensor(list(val_indices), dtype=torch.long)
+    except (TypeError, ValueError, RuntimeError):
+        raise InvalidInputError("the recorded validation indices are not a list of integers") from None
+    if idx.ndim != 1 or (len(idx) and (idx.min() < 0 or idx.max() >= n)) or len(idx.unique()) != len(idx):
+        raise InvalidInputError(
+            f"the recorded validation indices are not distinct indices into the {n} training images of {name}"
+        )
+    return idx.sort().values
+
+
+def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: float = 0.1,
+                 seed: int = 0, val_indices=None) -> Splits:
+    """Split the training set into val, D_f and D_r, and the test set into test-retain / test-forget.
+
+    The validation split is the original's (`validation_indices(...)`, or `val_indices` as its
+    meta.json recorded them) and is the same before and after unlearning. D_f is drawn from the
+    original's training indices only (train minus val): a class-wise D_f is every training image of
+    the class the original trained on, a random fraction is that fraction of them, and an index file
+    naming a validation record (never trained on, so nothing to forget) is refused. D_r is the rest.
+    For class-wise forgetting the test set splits into test-retain and test-forget; for sample-wise
+    forgetting test-forget is empty. `spec=None` (plain training) puts all training indices in D_r.
+    """
+    targets = bundle.train.targets
+    n = len(targets)
+    if val_indices is None:
+        val_idx = validation_indices(targets, bundle.num_classes, val_fraction, seed)
+    else:
+        val_idx = _checked_val_indices(val_indices, n, bundle.name)
     in_val = torch.zeros(n, dtype=torch.bool)
     in_val[val_idx] = True
+    trained = ~in_val  # the records the original model was trained on
 
     forget_mask = torch.zeros(n, dtype=torch.bool)
     test_forget_mask = torch.zeros(len(bundle.test), dtype=torch.bool)
@@ -198,22 +229,27 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
                 raise InvalidInputError(
                     f"forget class {bad[0]} is outside [0, {bundle.num_classes}) for {bundle.name}"
                 )
-            forget_mask = torch.isin(targets, torch.tensor(spec.classes))
+            forget_mask = torch.isin(targets, torch.tensor(spec.classes)) & trained
             test_forget_mask = torch.isin(bundle.test.targets, torch.tensor(spec.classes))
         elif spec.kind == "fraction":
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed))
-            forget_mask[perm[: int(round(spec.fraction * n))]] = True
+            candidates = trained.nonzero().flatten()
+            perm = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(spec.seed))
+            forget_mask[candidates[perm[: int(round(spec.fraction * len(candidates)))]]] = True
         else:
             bad = [i for i in spec.indices if not 0 <= i < n]
             if bad:
                 raise InvalidInputError(
                     f"forget index {bad[0]} is outside the training set [0, {n}) of {bundle.name}"
                 )
+            held_out = [i for i in spec.indices if in_val[i]]
+            if held_out:
+                raise InvalidInputError(
+                    f"forget index {held_out[0]} is in the original's validation split, which it never trained "
+                    f"on; accepted: training indices in [0, {n}) outside the validation split "
+                    f"(meta.json lists them under dataset.val_indices)"
+                )
             forget_mask[torch.tensor(spec.indices, dtype=torch.long)] = True
-        # A record asked to be forgotten is never used, not even for validation.
-        in_val &= ~forget_mask
-        val_idx = in_val.nonzero().flatten()
-    retain_mask = ~forget_mask & ~in_val
+    retain_mask = trained & ~forget_mask
     forget_idx, retain_idx = forget_mask.nonzero().flatten(), retain_mask.nonzero().flatten()
     if spec is not None and len(forget_idx) == 0:
         raise InvalidInputError(f"the forget set ({spec.describe(bundle.classes)}) is empty")
