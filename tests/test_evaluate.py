@@ -263,3 +263,21 @@ def test_sparsity_counts_zeroed_weights():
     m = evaluate(Half(), _hand_splits(), attacks=(), throughput=False, device="cpu").metrics
     assert m["params"] == 4 and m["nonzero_params"] == 1
     assert m["sparsity"] == pytest.approx(0.75)
+
+
+def test_evaluation_never_sees_augmented_images(model, digits):
+    """With an augmenting recipe D_r keeps its random crops and flips for training, but every
+    prediction made for evaluation (RA, the attacks' members) uses the un-augmented view: two
+    evaluations of one model agree exactly, and equal those of the un-augmented splits."""
+    from prunelora.data import build_splits, load_dataset
+
+    augmented = load_dataset("digits")
+    augmented.train.augment = True  # what a bundle loaded with an augmenting recipe looks like
+    splits = build_splits(augmented, ForgetSpec.from_classes(3))
+    assert splits.retain.augment  # training still augments
+    first = evaluate(model, splits, device="cpu", throughput=False, macs=False)
+    second = evaluate(model, splits, device="cpu", throughput=False, macs=False)
+    plain = evaluate(model, build_splits(digits, ForgetSpec.from_classes(3)), device="cpu", throughput=False,
+                     macs=False)
+    for key in ("RA", "UA", "TA", "MIA", "MIA-loss-lr"):
+        assert first.metrics[key] == second.metrics[key] == plain.metrics[key], key

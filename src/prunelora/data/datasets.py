@@ -70,6 +70,17 @@ class ImageDataset(Dataset):
             self.std.flatten().tolist(), self.augment if augment is None else augment,
         )
 
+    def eval_view(self) -> ImageDataset:
+        """The same records without augmentation (tensors shared, nothing copied): what every
+        prediction made for evaluation sees, so that RA, the membership attacks' members and the
+        non-members are all scored on un-augmented images."""
+        if not self.augment:
+            return self
+        view = object.__new__(ImageDataset)
+        view.__dict__.update(self.__dict__)
+        view.augment = False
+        return view
+
     def with_targets(self, targets: torch.Tensor) -> ImageDataset:
         """The same images with other labels (e.g. random wrong labels for the forget set)."""
         return ImageDataset(self.images, targets, self.mean.flatten().tolist(), self.std.flatten().tolist(),

@@ -281,11 +281,13 @@ class _progress:
 @torch.no_grad()
 def predict(model: nn.Module, dataset, batch_size: int = 256,
             device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and targets of `dataset` in eval mode (on the CPU).
+    """Logits and targets of `dataset` in eval mode (on the CPU), on un-augmented images.
 
     Under several processes each predicts its share of the samples and the shares are gathered,
     so every process returns the full, ordered result.
     """
+    if hasattr(dataset, "eval_view"):
+        dataset = dataset.eval_view()  # a training split's random crops and flips never reach evaluation
     device = process_device(resolve_device(device))
     model.to(device)
     was_training = model.training
