@@ -39,12 +39,13 @@ def tiny_vit(seed: int = 0, depth: int = 2) -> nn.Module:
     return create_model("vit-tiny", 10, 1, 8, width=0.25, depth=depth)
 
 
-# (model factory, LoRA settings, pruning kwargs) per case; prune=None is plain LoRA.
+# (model factory, LoRA settings, pruning kwargs) per case; prune=None is plain LoRA. Attention is
+# adapted in the weight form whatever the backend, and takes no dropout.
 CASES = {
-    "resnet-lora": (tiny_resnet, dict(types=("conv",)), None),
-    "resnet-prunelora": (tiny_resnet, dict(types=("conv",)), dict(types=("conv",))),
-    "vit-lora": (tiny_vit, dict(types=("mha",), pattern=VIT_LAST_ATTN), None),
-    "vit-prunelora": (tiny_vit, dict(types=("mha",), pattern=VIT_LAST_ATTN),
+    "resnet-lora": (tiny_resnet, dict(types=("conv",), dropout=0.1), None),
+    "resnet-prunelora": (tiny_resnet, dict(types=("conv",), dropout=0.1), dict(types=("conv",))),
+    "vit-lora": (tiny_vit, dict(types=("mha",), pattern=VIT_LAST_ATTN, dropout=0.0), None),
+    "vit-prunelora": (tiny_vit, dict(types=("mha",), pattern=VIT_LAST_ATTN, dropout=0.0),
                       dict(types=("mha",), pattern=VIT_LAST_ATTN)),
 }
 
@@ -57,7 +58,7 @@ def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=Non
     prune_kwargs = default_prune if prune_kwargs is None else prune_kwargs
     model = make()
     masks = prune(model, 0.5, bake=True, **prune_kwargs) if prune_kwargs else None
-    peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1, **lora_kwargs), masks=masks,
+    peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, **lora_kwargs), masks=masks,
                           keep_sparsity=keep_sparsity)
     fit(peft_model, small_train, steps, progress=False)
     return peft_model, masks
@@ -73,7 +74,8 @@ def weight_of(model: nn.Module, key: str) -> torch.Tensor:
 
 
 def is_adapter_or_head(name: str) -> bool:
-    return "lora_" in name or ".modules_to_save." in name
+    # peft: adapters and the head's trainable copy (modules_to_save); weight form: lora_A/B and head.*
+    return "lora_" in name or ".modules_to_save." in name or name.startswith("head.")
 
 
 # --------------------------------------------------------------------------- (a) what trains
@@ -84,11 +86,11 @@ def test_only_adapters_and_head_change_during_training(case, small_train):
     make, lora_kwargs, prune_kwargs = CASES[case]
     model = make()
     masks = prune(model, 0.5, bake=True, **prune_kwargs) if prune_kwargs else None
-    peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.1, **lora_kwargs), masks=masks)
+    peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, **lora_kwargs), masks=masks)
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert trainable and all(is_adapter_or_head(n) for n in trainable)
-    assert any(".modules_to_save." in n for n in trainable)  # the head trains
+    assert any("lora_" not in n for n in trainable)  # the head trains
 
     fit(peft_model, small_train, STEPS, progress=False)
 
@@ -178,17 +180,57 @@ def test_lora_on_the_attention_module_changes_its_output(small_train):
     model = tiny_vit()
     original = copy.deepcopy(model.blocks[-1].attn).eval()
     dim = model.blocks[-1].norm1.normalized_shape[0]
-    peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.0, types=("mha",), pattern=VIT_LAST_ATTN))
-    fit(peft_model, small_train, STEPS, progress=False)
-    peft_model.eval()
-    attn = peft_model.get_base_model().blocks[-1].attn
-    assert type(attn).__module__.startswith("peft")  # wrapped as a whole module
+    adapted_model = add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.0, types=("mha",), pattern=VIT_LAST_ATTN))
+    fit(adapted_model, small_train, STEPS, progress=False)
+    adapted_model.eval()
+    attn = adapted_model.blocks[-1].attn
+    # both projections carry the update: the packed q/k/v and the out projection MHA reads directly
+    assert parametrize.is_parametrized(attn, "in_proj_weight") and parametrize.is_parametrized(attn.out_proj)
     trained, reference = _attention_outputs(attn, original, dim)
     assert not torch.allclose(trained, reference, atol=1e-4)
     # and the merged plain MultiheadAttention computes what the adapted one did
-    merged_attn = merge_lora(peft_model).blocks[-1].attn.eval()
+    merged_attn = merge_lora(adapted_model).blocks[-1].attn.eval()
     assert isinstance(merged_attn, nn.MultiheadAttention)
     torch.testing.assert_close(_attention_outputs(merged_attn, original, dim)[0], trained, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("prune_first", [False, True])
+def test_attention_lora_is_the_same_function_in_both_backends(prune_first, batch):
+    """Both backends compute W + (alpha/r)·B@A on attention (peft 0.21 itself would add the out_proj
+    update twice and ignore dropout), and the merged model is exactly W + (alpha/r)·B@A."""
+    def build(backend: str):
+        model = tiny_vit()
+        masks = prune(model, 0.5, bake=True, types=("mha",), pattern=VIT_LAST_ATTN) if prune_first else None
+        return add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.0, types=("mha",), pattern=VIT_LAST_ATTN,
+                                            backend=backend), masks=masks), masks
+
+    (via_peft, masks), (via_weight, _) = build("peft"), build("weight")
+    torch.manual_seed(3)
+    for model in (via_peft, via_weight):  # the same nonzero update in both
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))))
+    via_peft.eval(), via_weight.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(via_peft(batch), via_weight(batch), rtol=0, atol=1e-5)
+        expected = via_peft(batch)
+    attn = via_peft.blocks[-1].attn
+    deltas = {}
+    for param, owner in (("in_proj_weight", attn), ("weight", attn.out_proj)):
+        lora = owner.parametrizations[param][-1]
+        deltas[param] = 2.0 * (lora.masked_B() @ lora.lora_A).detach()  # alpha / r = 8 / 4
+        base = owner.parametrizations[param].original.detach()
+        if masks:
+            base = base * masks.get("blocks.1.attn.in_proj_weight" if param == "in_proj_weight"
+                                    else "blocks.1.attn.out_proj.weight", torch.ones_like(base))
+        deltas[param] = base + deltas[param]
+    merged = merge_lora(via_peft, masks=masks).eval()
+    torch.testing.assert_close(merged.blocks[-1].attn.in_proj_weight.detach(), deltas["in_proj_weight"], rtol=0,
+                               atol=1e-6)
+    torch.testing.assert_close(merged.blocks[-1].attn.out_proj.weight.detach(), deltas["weight"], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(batch), expected, rtol=0, atol=1e-5)
 
 
 def test_reference_defect_lora_on_out_proj_alone_never_runs(small_train):
@@ -234,6 +276,8 @@ def test_lora_targets_matching_nothing_is_refused(types, pattern):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(rank=0), "rank 0"), (dict(rank=-2), "rank -2"), (dict(dropout=1.0), "dropout 1.0"),
     (dict(dropout=-0.1), "dropout -0.1"), (dict(types=("attention",)), "'attention'"),
+    (dict(types=("mha",), dropout=0.1), "dropout 0.1 cannot apply to attention"),
+    (dict(types=("mha", "conv"), dropout=0.0), "mha.* cannot be combined"),
 ])
 def test_lora_settings_validation(kwargs, match):
     with pytest.raises(InvalidInputError, match=match):

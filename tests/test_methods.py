@@ -33,10 +33,10 @@ FAST = {
     "prunelora": {"steps": 3},
     "retrain": {},
 }
-VIT_OPTIONS = {
-    "lora": {"lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$"},
+VIT_OPTIONS = {  # attention takes no LoRA dropout (it is adapted as W + (alpha/r)·B@A)
+    "lora": {"lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$", "lora_dropout": 0.0},
     "prune-finetune": {"prune_types": ("mha", "linear"), "prune_pattern": r"blocks\.{last}\.(attn|mlp)"},
-    "prunelora": {"lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$",
+    "prunelora": {"lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$", "lora_dropout": 0.0,
                   "prune_types": ("mha", "linear"), "prune_pattern": r"blocks\.{last}\.(attn|mlp)"},
 }
 

@@ -277,7 +277,7 @@ def test_prunelora_physical_vit_preset_adapts_the_pruned_attention(class3_splits
     """LoRA on `mha` reaches an attention that lost heads through its q/k/v/out linears."""
     model = make("vit-tiny").eval()
     options = {"prune_types": VIT_PRESET["types"], "prune_pattern": VIT_PRESET["pattern"],
-               "lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$", "steps": 2}
+               "lora_types": ("mha",), "lora_pattern": r"blocks\.{last}\.attn$", "lora_dropout": 0.0, "steps": 2}
     result = unlearn(model, class3_splits, "prunelora", progress=False, prune_mode="physical", **options)
     base = copy.deepcopy(model)
     physical_prune(base, 0.5, **VIT_PRESET, example_inputs=example(1))

@@ -6,7 +6,9 @@ low-rank update to the weight itself, `W0 + s·B@A` (a `torch.nn.utils.parametri
 parametrization), so each layer still runs one convolution or matmul. On a 2-core CPU, a
 ResNet-8 step at batch 128 costs 217 ms with peft's conv LoRA (134 ms without its dropout)
 and 77 ms with the weight form, against 92 ms for full fine-tuning (`benchmarks/lora_speed.py`).
-The weight form has no input to drop, so it requires `dropout=0`.
+The weight form has no input to drop, so it requires `dropout=0`. Attention
+(`nn.MultiheadAttention`) is always adapted in the weight form: peft adds its out_proj update
+twice and ignores its dropout (see `LoraSettings.attention_in_weight_form`).
 
 Sparsity is preserved by construction: for a layer whose output channels were pruned, the LoRA
 update's rows for those channels are masked (a parametrization on `lora_B.weight`), so the trained
@@ -55,6 +57,25 @@ class LoraSettings:
         bad = [t for t in self.types if t not in LAYER_TYPES]
         if bad:
             raise InvalidInputError(f"LoRA layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+        if "mha" in self.types:
+            # Attention is always adapted in the weight form (see `attention_in_weight_form`).
+            if self.dropout:
+                raise InvalidInputError(
+                    f"LoRA dropout {self.dropout} cannot apply to attention (lora_types mha): attention is "
+                    "adapted as W + (alpha/r)·B@A, which has no layer input to drop (peft silently ignores it "
+                    "there); set lora_dropout to 0")
+            if self.backend == "peft" and set(self.types) != {"mha"}:
+                raise InvalidInputError(
+                    f"LoRA types {','.join(self.types)}: with the peft backend attention (mha) cannot be "
+                    "combined with other layer types; use lora_backend weight for all of them")
+
+    @property
+    def attention_in_weight_form(self) -> bool:
+        """True when the targets are attention modules, which are adapted in the weight form whatever
+        the backend. peft (0.21) adds an `nn.MultiheadAttention`'s out_proj update twice (W + 2·ΔW,
+        with the gradient through one copy) and ignores its dropout, so through peft the same recipe
+        would train another function than the weight backend's W + (alpha/r)·B@A."""
+        return "mha" in self.types
 
 
 def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str = "head") -> list[str]:
@@ -165,7 +186,7 @@ def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Te
     MultiheadAttention).
     """
     targets = lora_targets(model, settings.types, settings.pattern)
-    if settings.backend == "weight":
+    if settings.backend == "weight" or settings.attention_in_weight_form:
         return _add_weight_lora(model, settings, targets, masks if keep_sparsity else None)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets, modules_to_save=["head"] if settings.train_head else None,

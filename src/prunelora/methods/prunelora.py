@@ -73,7 +73,11 @@ def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig) -> Prun
         targets = lora_targets(model, config.lora_types, config.lora_pattern)
     except InvalidInputError:  # every targeted attention was pruned
         targets = []
+    intact = bool(targets)  # attentions the pattern names that kept all their heads
     targets += [f"{name}.{proj}" for name in pruned for proj in ("q_proj", "k_proj", "v_proj", "out_proj")]
     pattern = "^(?:" + "|".join(re.escape(t) for t in sorted(set(targets))) + ")$"
+    if not intact:
+        return dataclasses.replace(config, lora_types=("linear",), lora_pattern=pattern)
+    # intact attentions are adapted in the weight form (see LoraSettings): so are their pruned twins
     return dataclasses.replace(config, lora_types=tuple(dict.fromkeys((*config.lora_types, "linear"))),
-                               lora_pattern=pattern)
+                               lora_pattern=pattern, lora_backend="weight")
