@@ -174,3 +174,34 @@ def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
     assert {k for k in state if not k.endswith(("lora_A", "lora_B"))} == {"head.weight", "head.bias"}
     head = sum(p.numel() for p in model.head.parameters())
     assert result.record["cost"]["trainable_params"] == adapters + head
+
+
+@pytest.mark.parametrize("make,types", [(tiny_resnet, ("conv",)), (tiny_vit, ("mha",))])
+def test_unstructured_pruning_masks_the_update_weight_by_weight(make, types, small_train, batch):
+    """Unstructured masks: the update is masked element-wise while training, so the pruned weights
+    are zero in the model that trains, and the merged model is that same model (not a dense-trained
+    model zeroed only at the merge)."""
+    model = make()
+    pattern = VIT_LAST_ATTN if types == ("mha",) else None
+    masks = prune(model, 0.5, structured=False, types=types, pattern=pattern, bake=True)
+    adapted = add_lora(model, weight_settings(types=types, pattern=pattern), masks=masks)
+    fit(adapted, small_train, STEPS, progress=False)
+    adapted.eval()
+    for key, mask in masks.items():
+        module_name, param = key.rsplit(".", 1)
+        trained_weight = getattr(adapted.get_submodule(module_name), param).detach()
+        assert torch.equal(trained_weight[mask == 0], torch.zeros(int((mask == 0).sum()))), key
+    with torch.no_grad():
+        expected = adapted(batch)
+    merged = merge_lora(adapted, masks=masks).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(batch), expected, rtol=0, atol=1e-5)
+
+
+def test_unstructured_pruning_with_peft_lora_is_refused():
+    from prunelora.methods import get_method
+
+    with pytest.raises(InvalidInputError, match="unstructured pruning .* with LoRA through peft"):
+        get_method("prunelora").make_config(prune_structured=False)
+    config = get_method("prunelora").make_config(prune_structured=False, lora_backend="weight", lora_dropout=0.0)
+    assert not config.prune_structured

@@ -166,6 +166,8 @@ def test_save_adapter_writes_an_adapter_and_warns(run_cli, checkpoint_dir, tmp_p
     (("--method", "retrain", "--steps", "3"), "--steps"),
     (("--preset", "no-such-preset"), "'no-such-preset'"),
     (("--lora-rank", "eight"), "'eight'"),
+    (("--no-prune-structured", "--steps", "3"), "unstructured pruning (--no-prune-structured) with LoRA through peft"),
+    (("--method", "lora", "--lora-types", "mha", "--steps", "3"), "dropout 0.1 cannot apply to attention"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(extra, named, run_cli, checkpoint_dir, tmp_path, snapshot):
     before = snapshot(checkpoint_dir)

@@ -110,6 +110,12 @@ class _RowMask(nn.Module):
         return weight * self.rows.view(-1, *([1] * (weight.ndim - 1)))
 
 
+def _is_row_mask(mask: torch.Tensor) -> bool:
+    """True when every output channel is kept or pruned whole (structured pruning)."""
+    flat = mask.flatten(1)
+    return bool(((flat == flat[:, :1]).all()).item())
+
+
 def _channel_rows(mask: torch.Tensor) -> torch.Tensor:
     """1 for output channels that keep any weight, 0 for channels pruned whole."""
     return (mask.flatten(1) != 0).any(dim=1).to(mask.dtype)
@@ -120,10 +126,13 @@ class LoraWeight(nn.Module):
 
     `A` is (rank, fan_in) and starts like peft's (Kaiming-uniform), `B` is (out, rank) and
     starts at zero, so the adapted model starts as the original. `rows` (1 per output channel
-    that may change) keeps pruned channels at exactly zero.
+    that may change) keeps pruned channels at exactly zero. `elements` (the weight's own shape),
+    for unstructured pruning, masks the update weight by weight, so pruned weights stay zero while
+    training and the merged model is the trained one.
     """
 
-    def __init__(self, weight: torch.Tensor, rank: int, scale: float, rows: torch.Tensor | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, rank: int, scale: float, rows: torch.Tensor | None = None,
+                 elements: torch.Tensor | None = None) -> None:
         super().__init__()
         out_features, fan_in = weight.shape[0], weight[0].numel()
         self.lora_A = nn.Parameter(torch.empty(rank, fan_in, device=weight.device, dtype=weight.dtype))
@@ -131,13 +140,16 @@ class LoraWeight(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(out_features, rank, device=weight.device, dtype=weight.dtype))
         self.scale = scale
         self.register_buffer("rows", rows.to(weight.device, weight.dtype) if rows is not None else None)
+        self.register_buffer("elements", elements.to(weight.device, weight.dtype).reshape(out_features, fan_in)
+                             if elements is not None else None)
 
     def masked_B(self) -> torch.Tensor:
         """`lora_B` with the rows of pruned output channels at zero."""
         return self.lora_B if self.rows is None else self.lora_B * self.rows.view(-1, 1)
 
     def delta(self) -> torch.Tensor:
-        return self.scale * (self.masked_B() @ self.lora_A)
+        update = self.scale * (self.masked_B() @ self.lora_A)
+        return update if self.elements is None else update * self.elements
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight + self.delta().view_as(weight)
@@ -164,10 +176,13 @@ def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str
     for name, module, param_name in _adapted_weights(model, targets):
         mask = (masks or {}).get(f"{name}.{param_name}")
         rows = _channel_rows(mask) if mask is not None else None
+        # a mask that is not whole rows (unstructured pruning) masks the update weight by weight
+        elements = mask if mask is not None and not _is_row_mask(mask) else None
         weight = getattr(module, param_name)
         if weight is None:  # an attention with separate q/k/v weights (kdim/vdim)
             raise InvalidInputError(f"LoRA weight backend: {name} has no {param_name}; use lora_backend peft")
-        parametrize.register_parametrization(module, param_name, LoraWeight(weight, settings.rank, scale, rows))
+        parametrize.register_parametrization(module, param_name,
+                                             LoraWeight(weight, settings.rank, scale, rows, elements))
     if settings.train_head:
         for param in model.head.parameters():
             param.requires_grad_(True)

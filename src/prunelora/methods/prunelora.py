@@ -43,6 +43,14 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
         if not 0.0 < self.alpha < 1.0:
             raise InvalidInputError(f"alpha {self.alpha} is outside (0, 1)")
         super().__post_init__()
+        if not self.prune_structured and self.keep_sparsity and self.lora_backend == "peft" \
+                and "mha" not in self.lora_types:
+            # peft's adapter runs beside the layer (x -> B(A(x))): individual weights of its update
+            # cannot be held at zero while it trains, so the merge would ship another model.
+            raise InvalidInputError(
+                "unstructured pruning (--no-prune-structured) with LoRA through peft would train a dense update "
+                "and zero it only at the merge, shipping a model other than the one trained; use "
+                "--lora-backend weight (the update is masked weight by weight) or structured pruning")
 
 
 @register_method("prunelora", PruneLoRAConfig, "prune, then LoRA on D_r, then a sparsity-preserving merge (the paper)")
