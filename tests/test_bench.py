@@ -15,7 +15,7 @@ import pytest
 import yaml
 from cli_checks import one_error_line, write_yaml
 
-from prunelora.bench import BenchConfig
+from prunelora.bench import NOISE_FLOOR, BenchConfig
 from prunelora.cli import CONFIG_DIR, preset_path
 from prunelora.evaluation.metrics import ATTACKS
 from prunelora.methods import base as methods_base
@@ -130,9 +130,11 @@ def bench_copy(bench_out, tmp_path) -> Path:
 def test_bench_runs_every_cell_once(finished):
     out, code, stdout, stderr, calls = finished
     assert code == 0, stderr
-    assert sorted(calls) == sorted(METHODS)
+    # one more retrain (seed 1) than the config's one seed: the noise floor needs two
+    assert sorted(calls) == sorted((*METHODS, "retrain"))
     for method in METHODS:
         assert f"{SCENARIO} {method} seed 0: running" in stdout
+    assert f"{SCENARIO} retrain seed 1: running" in stdout
     assert "done earlier" not in stdout
     assert f"report: {out / 'report.md'}" in stdout
 
@@ -155,10 +157,14 @@ def test_results_csv(bench_out):
     columns, rows = read_csv(bench_out / "results.csv")
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     assert not missing, f"results.csv lacks {missing}"
-    assert columns[:3] == ["scenario", "method", "seed"]
-    assert len(rows) == len(METHODS)  # one per method x seed
+    assert columns[:4] == ["scenario", "method", "seed", "reference_seed"]
+    assert len(rows) == len(METHODS) + 1  # one per method x seed, and the noise floor
     assert sorted((r["scenario"], r["method"], r["seed"]) for r in rows) == \
-        sorted((SCENARIO, m, "0") for m in METHODS)
+        sorted([(SCENARIO, m, "0") for m in METHODS] + [(SCENARIO, NOISE_FLOOR, "1")])
+    # every row says which retrain it is compared with; the floor compares retrain 1 with retrain 0
+    assert {r["method"]: r["reference_seed"] for r in rows} == {**{m: "0" for m in METHODS}, NOISE_FLOOR: "0"}
+    floor = next(r for r in rows if r["method"] == NOISE_FLOOR)
+    assert 0 <= float(floor["Avg.Gap"]) < 50
     for row in rows:
         for column in REQUIRED_COLUMNS:
             assert row[column] != "", (row["method"], column)
@@ -211,7 +217,9 @@ def test_report(bench_out, config_file):
     main_table = report.split("| method | UA |", 1)[1].split("\n\n", 1)[0]
     for method in METHODS:
         assert f"\n| {method} |" in main_table, method
-    assert main_table.count("\n| ") == len(METHODS)
+    assert f"\n| {NOISE_FLOOR} |" in main_table
+    assert main_table.count("\n| ") == len(METHODS) + 1
+    assert "against the retrain of the same seed" in report and "Noise floor: two retrains" in report
     assert "To reproduce:" in report
     command = report.split("To reproduce:", 1)[1].split("```", 2)[1].strip()
     assert command == f"prunelora bench --config {config_file} --out {bench_out} --no-progress"
@@ -259,7 +267,7 @@ def test_rerun_after_losing_one_cell_recomputes_only_it(run_cli, monkeypatch, co
     for key in ("UA", "RA", "TA", "MIA", "Avg.Gap", "trainable_params"):  # seeded: the same numbers
         assert new_row[key] == pytest.approx(lost_row[key]), key
     _, rows = read_csv(bench_copy / "results.csv")
-    assert len(rows) == len(METHODS)
+    assert len(rows) == len(METHODS) + 1
 
 
 def test_interrupted_run_keeps_finished_cells_and_resumes(run_cli, monkeypatch, config_file, tmp_path):
@@ -291,7 +299,7 @@ def test_interrupted_run_keeps_finished_cells_and_resumes(run_cli, monkeypatch, 
     assert fingerprint(done.values()) == before
     assert sorted(cell_files(out)) == sorted(METHODS)
     _, rows = read_csv(out / "results.csv")
-    assert len(rows) == len(METHODS)
+    assert len(rows) == len(METHODS) + 1
 
 
 # --------------------------------------------------------------------------- bad input
@@ -314,7 +322,7 @@ def test_out_holding_another_configuration_is_refused_then_overwritten(run_cli, 
     assert stamp["identity"] != json.loads(before["bench.json"])["identity"]
     assert sorted(cell_files(bench_copy)) == ["retrain"]  # the old cells are gone
     _, rows = read_csv(bench_copy / "results.csv")
-    assert [r["method"] for r in rows] == ["retrain"]
+    assert [r["method"] for r in rows] == ["retrain", NOISE_FLOOR]
     assert len(list((bench_copy / "cache").glob("original-*"))) == 1
 
 
@@ -431,7 +439,7 @@ def test_every_registered_method_runs_in_a_bench_on_digits(run_cli, tmp_path):
     code, _, stderr = run_cli(*bench_args(config, tmp_path / "a"))
     assert code == 0, stderr
     rows = json.loads((tmp_path / "a" / "results.json").read_text())
-    assert sorted(r["method"] for r in rows) == sorted(list_methods())
+    assert sorted(r["method"] for r in rows) == sorted([*list_methods(), NOISE_FLOOR])
     assert all(math.isfinite(r[k]) for r in rows for k in ("UA", "RA", "TA", "MIA", "Avg.Gap"))
     # the same configuration in another directory gives the same numbers (seeded, repeatable)
     code, _, stderr = run_cli(*bench_args(config, tmp_path / "b"))

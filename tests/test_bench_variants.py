@@ -10,7 +10,7 @@ import pytest
 import yaml
 from cli_checks import one_error_line, write_yaml
 
-from prunelora.bench import BenchConfig, split_method_key
+from prunelora.bench import NOISE_FLOOR, BenchConfig, split_method_key
 from prunelora.cli import preset_path
 from prunelora.errors import InvalidInputError
 
@@ -41,7 +41,7 @@ def finished(run_cli, tmp_path_factory):
 def test_a_variant_is_its_own_row_with_its_own_budget(finished):
     _, out, stdout = finished
     rows = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in rows] == list(METHODS)
+    assert [r["method"] for r in rows] == [METHODS[0], NOISE_FLOOR, *METHODS[1:]]
     by_method = {r["method"]: r for r in rows}
     cell = next((out / "cells" / "class3").glob("finetune@e1-*/seed0.json"))
     retain = json.loads(cell.read_text())["sizes"]["retain"]
@@ -69,11 +69,11 @@ def test_the_report_and_the_summary_show_each_variant(finished):
     table = report.split("| method | UA |", 1)[1].split("\n\n", 1)[0]
     for method in METHODS:
         assert f"\n| {method} |" in table, method
-    assert table.count("\n| ") == len(METHODS)
+    assert table.count("\n| ") == len(METHODS) + 1  # and the noise floor
     for kind in ("metrics", "losses", "frontier"):
         assert (out / "plots" / f"class3-{kind}.png").is_file()
     table_rows = [line.split()[0] for line in stdout.split("scenario class3", 1)[1].splitlines()[4:] if line.strip()]
-    assert table_rows[:len(METHODS)] == list(METHODS)  # the terminal summary, one row each
+    assert table_rows[:len(METHODS) + 1] == [METHODS[0], NOISE_FLOOR, *METHODS[1:]]  # the terminal summary
 
 
 def test_methods_override_takes_a_variant_and_reuses_its_cell(run_cli, finished):
@@ -86,7 +86,7 @@ def test_methods_override_takes_a_variant_and_reuses_its_cell(run_cli, finished)
     assert "class3 finetune@e1 seed 0: done earlier, reusing" in stdout and ": running" not in stdout
     assert cell.read_bytes() == before
     rows = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in rows] == ["retrain", "finetune@e1"]
+    assert [r["method"] for r in rows] == ["retrain", NOISE_FLOOR, "finetune@e1"]
 
 
 def test_a_variant_takes_a_preset_and_overrides_it():
@@ -147,7 +147,7 @@ def test_a_method_restricted_to_some_scenarios_runs_only_there(tmp_path):
     rows, _ = run_bench(config, tmp_path / "out", progress=False, log=lambda *a: None)
     ran = sorted((r["scenario"], r["method"]) for r in rows)
     assert ran == [("class3", "finetune"), ("class3", "finetune@e2"), ("class3", "retrain"),
-                   ("class5", "finetune"), ("class5", "retrain")]
+                   ("class3", NOISE_FLOOR), ("class5", "finetune"), ("class5", "retrain"), ("class5", NOISE_FLOOR)]
 
 
 @pytest.mark.parametrize("scenarios", [["class9"], [], "class3"])
@@ -178,13 +178,14 @@ def test_a_resumed_report_says_how_much_it_reused_and_what_the_runs_cost(run_cli
     assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
     first = (out / "report.md").read_text()
     assert "cells run" not in first  # everything ran in that invocation
-    rows = json.loads((out / "results.json").read_text())
+    cells = [json.loads(p.read_text())["row"] for p in out.glob("cells/*/*/seed*.json")]
+    assert len(cells) == len(METHODS) + 1  # and a second retrain for the noise floor
     original = json.loads(next(out.glob("cache/original-*/meta.json")).read_text())["cost"]["wall_time_s"]
-    total = sum(r["wall_time_s"] for r in rows) + original
+    total = sum(r["wall_time_s"] for r in cells) + original
     assert f"evaluation excluded): {total:.0f} s" in first
     assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
     second = (out / "report.md").read_text()
-    assert f"(0 of {len(rows)} cells run, the others reused from an earlier invocation)" in second
+    assert f"(0 of {len(cells)} cells run, the others reused from an earlier invocation)" in second
     assert f"evaluation excluded): {total:.0f} s" in second  # the measured runs, not the resume
 
 
@@ -202,3 +203,17 @@ def test_undefined_metrics_are_written_as_empty_cells_and_json_null(tmp_path):
         row = next(csv.DictReader(f))
     assert row["FA"] == "" and row["UA"] == "3.0"
     assert math.isnan(rows[0]["FA"])  # the caller's rows are left as they were
+
+
+def test_the_report_names_the_retrain_each_seed_is_compared_with():
+    from prunelora.evaluation.report import reference_text
+
+    def rows(pairs):
+        return [{"method": "retrain", "seed": 0, "reference_seed": 0}] + [
+            {"method": "finetune", "seed": seed, "reference_seed": ref} for seed, ref in pairs]
+
+    assert reference_text(rows([(0, 0), (1, 1)])) == "the retrain of the same seed"
+    # retrain_seeds: [0] with seeds 0, 1, 2 is one reference, not "the same seed's retrain"
+    assert reference_text(rows([(0, 0), (1, 0), (2, 0)])) == "the retrain of seed 0 (one reference for every seed)"
+    assert reference_text(rows([(0, 0), (1, 1), (2, 0)])) == \
+        "the retrain of seed 0 for seed 0, 1 for seed 1, 0 for seed 2"

@@ -323,6 +323,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     mia = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
            "mia_seed": config.mia.get("seed", 0)}
     retrain_seeds = config.retrain_seeds or config.seeds
+    # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
+    floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario_data in config.scenarios:
@@ -331,31 +333,55 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0,
                               val_indices=original_meta["dataset"].get("val_indices"))
         references: dict[int, dict] = {}
-        for seed in retrain_seeds:
+        for seed in floor_seeds:
             payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
                                 if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, mia,
                                 device, progress, log, cache_model=True, counts=counts)
             payloads[(scenario.name, "retrain", seed)] = payload
             row = payload["row"]
             references[seed] = row
-            rows.append(row)
-        retrain_wall = sum(r["wall_time_s"] for r in references.values()) / len(references)
+            if seed in retrain_seeds:  # a retrain run for the noise floor alone shows only there
+                rows.append(row)
+        retrain_wall = sum(references[s]["wall_time_s"] for s in retrain_seeds) / len(retrain_seeds)
         for row in rows:
             if row["scenario"] == scenario.name and row["method"] == "retrain":
                 row["Avg.Gap"], row["time_ratio"] = 0.0, row["wall_time_s"] / retrain_wall
+                row["reference_seed"] = row["seed"]
+        for row in noise_floor_rows([references[s] for s in floor_seeds]):
+            row["time_ratio"] = row["wall_time_s"] / retrain_wall
+            rows.append(row)
         for method in config.methods:  # a key: a method name or NAME@LABEL
             if split_method_key(method)[0] == "retrain" or scenario.name not in config.method_scenarios(method):
                 continue
             options = config.method_options(method)
             for i, seed in enumerate(config.seeds):
-                reference = references[retrain_seeds[i % len(retrain_seeds)]]
+                reference_seed = retrain_seeds[i % len(retrain_seeds)]
+                reference = references[reference_seed]
                 payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
                                     reference, mia, device, progress, log, counts=counts)
                 payloads[(scenario.name, method, seed)] = payload
                 row = payload["row"]
                 row["time_ratio"] = row["wall_time_s"] / retrain_wall
+                row["reference_seed"] = reference_seed
                 rows.append(row)
     return rows, payloads
+
+
+NOISE_FLOOR = "retrain-vs-retrain"
+
+
+def noise_floor_rows(retrains: list[dict]) -> list[dict]:
+    """One row per pair of retrains of different seeds: the later one's metrics, its Avg.Gap
+    against the earlier one. Their mean is the noise floor of Avg.Gap: a method closer to its
+    retrain than two exact retrains are to each other is as good as retraining here."""
+    from prunelora.evaluation.metrics import avg_gap
+
+    out = []
+    for i, first in enumerate(retrains):
+        for second in retrains[i + 1:]:
+            gap = avg_gap(second, first) if "MIA" in first and "MIA" in second else float("nan")
+            out.append({**second, "method": NOISE_FLOOR, "reference_seed": first["seed"], "Avg.Gap": gap})
+    return out
 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,

@@ -21,7 +21,7 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
 PLOT_METRICS = ["UA", "RA", "TA", "MIA", "Avg.Gap", "time_ratio"]
-FIRST_COLUMNS = ["scenario", "method", "seed"]
+FIRST_COLUMNS = ["scenario", "method", "seed", "reference_seed"]
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -194,6 +194,20 @@ def _subset_line(original_meta: dict) -> list[str]:
             f"{subset.get('seed', 0)}); validation is carved from it, the test set is whole"]
 
 
+def reference_text(rows: list[dict]) -> str:
+    """Which retrain each seed's row was compared with, in words (for the report)."""
+    pairs = sorted({(r["seed"], r["reference_seed"]) for r in rows
+                    if r["method"] not in ("retrain", "retrain-vs-retrain") and "reference_seed" in r})
+    if not pairs:
+        return "the retrain"
+    if all(seed == ref for seed, ref in pairs):
+        return "the retrain of the same seed"
+    refs = sorted({ref for _, ref in pairs})
+    if len(refs) == 1:
+        return f"the retrain of seed {refs[0]} (one reference for every seed)"
+    return "the retrain of seed " + ", ".join(f"{ref} for seed {seed}" for seed, ref in pairs)
+
+
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
                  command: str, elapsed_s: float | None = None, cells_run: int | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
@@ -222,10 +236,11 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
     ]
     if elapsed_s is not None:
         ran = ""
-        if cells_run is not None and cells_run < len(rows):
-            ran = f" ({cells_run} of {len(rows)} cells run, the others reused from an earlier invocation)"
+        if cells_run is not None and cells_run < len(cells):
+            ran = f" ({cells_run} of {len(cells)} cells run, the others reused from an earlier invocation)"
         lines.append(f"- this invocation took {elapsed_s:.0f} s end to end{ran}")
-    trained = sum(r.get("wall_time_s", 0.0) for r in rows) + original_meta.get("cost", {}).get("wall_time_s", 0.0)
+    trained = sum(p["row"].get("wall_time_s", 0.0) for p in cells.values()) \
+        + original_meta.get("cost", {}).get("wall_time_s", 0.0)
     lines.append(f"- training and unlearning runs of this folder (the original and every cell, evaluation "
                  f"excluded): {trained:.0f} s")
     lines += ["", "To reproduce:", "", "```", command, "```", ""]
@@ -233,8 +248,10 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "## Metrics", "",
         "UA = 100·(1 − Acc(D_f)); RA = Acc(D_r); TA = Acc(test, retained classes); FA = Acc(test, forgotten "
         "classes); MIA-Eff = % of D_f that the `confidence-svc` membership attack calls non-member; "
-        "Avg.Gap = mean |method − retrain| over UA, RA, TA, MIA-Eff (the same seed's retrain); time = wall "
-        "time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds.", "",
+        f"Avg.Gap = mean |method − retrain| over UA, RA, TA, MIA-Eff, against {reference_text(rows)}; "
+        "time = wall time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds. "
+        "The `retrain-vs-retrain` row compares every pair of retrains of different seeds: its Avg.Gap is the "
+        "noise floor, against which every other gap is read.", "",
     ]
     for scenario, methods in summary.items():
         lines += [f"## Scenario `{scenario}`", ""]
@@ -258,13 +275,11 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
                     cells_text.append(f"{eff:.1f} / {acc:.1f}")
                 lines.append(f"| {method} | " + " | ".join(cells_text) + " |")
             lines.append("")
-        retrain_rows = [r for r in rows if r["scenario"] == scenario and r["method"] == "retrain"]
-        if len(retrain_rows) > 1:
-            from prunelora.evaluation.metrics import avg_gap
-
-            gaps = [avg_gap(a, b) for i, a in enumerate(retrain_rows) for b in retrain_rows[i + 1:]]
-            lines += [f"Noise floor: two retrains with different seeds differ by Avg.Gap {statistics.fmean(gaps):.2f} "
-                      "on average — a method closer than that is as good as exact retraining here.", ""]
+        floor = [r["Avg.Gap"] for r in rows if r["scenario"] == scenario and r["method"] == "retrain-vs-retrain"]
+        if _finite(floor):
+            lines += [f"Noise floor: two retrains with different seeds differ by Avg.Gap "
+                      f"{statistics.fmean(_finite(floor)):.2f} on average ({len(floor)} pair(s)) — a method closer "
+                      "than that is as good as exact retraining here.", ""]
         bars, hist, front = (f"plots/{scenario}-{kind}.png" for kind in ("metrics", "losses", "frontier"))
         _plot_bars(methods, scenario, out / bars)
         _plot_frontier(methods, scenario, out / front)
