@@ -8,11 +8,19 @@ from prunelora.data.datasets import (
     load_dataset,
     register_dataset,
 )
+from prunelora.data.generic import (
+    Relabelled,
+    concat,
+    eval_view,
+    make_loader,
+    relabel,
+    subset,
+    targets_of,
+)
 from prunelora.data.splits import (
     ForgetSpec,
     Splits,
     build_splits,
-    make_loader,
     stratified_indices,
     stratified_subset,
     validation_indices,
@@ -21,4 +29,5 @@ from prunelora.data.splits import (
 __all__ = [
     "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "validation_indices",
     "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
+    "Relabelled", "concat", "eval_view", "relabel", "subset", "targets_of",
 ]

@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from prunelora.data.datasets import DatasetBundle, ImageDataset
+from prunelora.data.datasets import DatasetBundle
+from prunelora.data.generic import make_loader, subset, targets_of
 from prunelora.errors import InvalidInputError, MissingFileError
 
 
@@ -116,13 +117,13 @@ def stratified_indices(targets: torch.Tensor, size: int, seed: int = 0) -> torch
     return torch.cat(parts).sort().values
 
 
-def stratified_subset(dataset: ImageDataset, size: int, seed: int = 0) -> ImageDataset:
+def stratified_subset(dataset: Dataset, size: int, seed: int = 0) -> Dataset:
     """A seeded, class-stratified subset of `size` records of `dataset`, in the dataset's order.
 
     How a benchmark runs on a stated part of a large training set (e.g. 20,000 of Fashion-MNIST's
     60,000 training images: 2,000 per class). See `stratified_indices`.
     """
-    return dataset.subset(stratified_indices(dataset.targets, size, seed))
+    return subset(dataset, stratified_indices(targets_of(dataset), size, seed))
 
 
 @dataclass
@@ -133,11 +134,11 @@ class Splits:
     its stratified train subset when the original was trained on one (see `stratified_subset`).
     """
 
-    forget: ImageDataset
-    retain: ImageDataset
-    val: ImageDataset
-    test_retain: ImageDataset
-    test_forget: ImageDataset
+    forget: Dataset
+    retain: Dataset
+    val: Dataset
+    test_retain: Dataset
+    test_forget: Dataset
     forget_indices: torch.Tensor
     retain_indices: torch.Tensor
     val_indices: torch.Tensor
@@ -149,21 +150,6 @@ class Splits:
 
     def loader(self, part: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
         return make_loader(getattr(self, part), batch_size=batch_size, shuffle=shuffle, seed=seed)
-
-
-def _identity_collate(batch):
-    return batch
-
-
-def make_loader(dataset: ImageDataset, batch_size: int = 128, shuffle: bool = False, seed: int = 0,
-                drop_last: bool = False) -> DataLoader:
-    """A standard DataLoader whose fetches are whole batches (see `ImageDataset.__getitems__`).
-
-    Shuffling uses its own seeded generator, so the order depends on `seed` alone.
-    """
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      collate_fn=_identity_collate, drop_last=drop_last)
 
 
 def validation_indices(targets: torch.Tensor, num_classes: int, val_fraction: float = 0.1,
@@ -210,7 +196,7 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
     For class-wise forgetting the test set splits into test-retain and test-forget; for sample-wise
     forgetting test-forget is empty. `spec=None` (plain training) puts all training indices in D_r.
     """
-    targets = bundle.train.targets
+    targets = targets_of(bundle.train)
     n = len(targets)
     if val_indices is None:
         val_idx = validation_indices(targets, bundle.num_classes, val_fraction, seed)
@@ -230,7 +216,7 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
                     f"forget class {bad[0]} is outside [0, {bundle.num_classes}) for {bundle.name}"
                 )
             forget_mask = torch.isin(targets, torch.tensor(spec.classes)) & trained
-            test_forget_mask = torch.isin(bundle.test.targets, torch.tensor(spec.classes))
+            test_forget_mask = torch.isin(targets_of(bundle.test), torch.tensor(spec.classes))
         elif spec.kind == "fraction":
             candidates = trained.nonzero().flatten()
             perm = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(spec.seed))
@@ -257,11 +243,11 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
         raise InvalidInputError("the forget set is the whole training set; nothing would be retained")
     test_idx = torch.arange(len(bundle.test))
     return Splits(
-        forget=bundle.train.subset(forget_idx, augment=False),
-        retain=bundle.train.subset(retain_idx),
-        val=bundle.train.subset(val_idx, augment=False),
-        test_retain=bundle.test.subset(test_idx[~test_forget_mask]),
-        test_forget=bundle.test.subset(test_idx[test_forget_mask]),
+        forget=subset(bundle.train, forget_idx, augment=False),
+        retain=subset(bundle.train, retain_idx),
+        val=subset(bundle.train, val_idx, augment=False),
+        test_retain=subset(bundle.test, test_idx[~test_forget_mask]),
+        test_forget=subset(bundle.test, test_idx[test_forget_mask]),
         forget_indices=forget_idx, retain_indices=retain_idx, val_indices=val_idx,
         spec=spec, num_classes=bundle.num_classes,
     )

@@ -16,7 +16,7 @@ from prunelora.adapters import (
     trainable_parameters,
 )
 from prunelora.data import ImageDataset, Splits
-from prunelora.data.splits import make_loader
+from prunelora.data.generic import concat, make_loader, relabel, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
 from prunelora.pruning import physical_prune, prune, recalibrate_batchnorm
@@ -43,8 +43,8 @@ def random_wrong_labels(targets: torch.Tensor, num_classes: int, seed: int) -> t
 
 def random_label_dataset(splits: Splits, seed: int) -> ImageDataset:
     """D_r plus D_f relabelled with random wrong labels (Golatkar et al. 2020; SalUn's RL)."""
-    forget = splits.forget.with_targets(random_wrong_labels(splits.forget.targets, splits.num_classes, seed))
-    return splits.retain.concat(forget)
+    forget = relabel(splits.forget, random_wrong_labels(targets_of(splits.forget), splits.num_classes, seed))
+    return concat(splits.retain, forget)
 
 
 def neggrad_plus_loss(splits: Splits, alpha: float, batch_size: int, seed: int, device):

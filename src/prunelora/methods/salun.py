@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from prunelora.data import ImageDataset
-from prunelora.data.splits import make_loader
+from prunelora.data.generic import make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, register_method
 from prunelora.methods.common import random_label_dataset

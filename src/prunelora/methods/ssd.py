@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from prunelora.data import ImageDataset
-from prunelora.data.splits import make_loader
+from prunelora.data.generic import concat, eval_view, make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import register_method
 
@@ -71,9 +71,8 @@ def fisher_importance(model: nn.Module, dataset: ImageDataset, batch_size: int, 
 def ssd(model, splits, config: SSDConfig, ctx):
     model.eval()
     # The full training data without augmentation: importances are a deterministic estimate.
-    full = splits.retain.concat(splits.forget)
-    full = full.subset(torch.arange(len(full)), augment=False)
-    forget = splits.forget.subset(torch.arange(len(splits.forget)), augment=False)
+    full = eval_view(concat(splits.retain, splits.forget))
+    forget = eval_view(splits.forget)
     imp_full = fisher_importance(model, full, config.batch_size, ctx.device)
     imp_forget = fisher_importance(model, forget, config.batch_size, ctx.device)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -269,7 +269,7 @@ def recalibrate_batchnorm(model: nn.Module, dataset, batch_size: int = 256, max_
     Pruning leaves them stale: a zeroed channel keeps its old running variance while its output
     collapses, and channels whose variance shrank are amplified. Returns the number of BN layers.
     """
-    from prunelora.data.splits import make_loader
+    from prunelora.data.generic import make_loader
 
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:

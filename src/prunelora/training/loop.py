@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunelora.data.splits import make_loader
+from prunelora.data.generic import eval_view, make_loader, subset
 from prunelora.errors import InvalidInputError
 from prunelora.training.distributed import (
     MIXED_PRECISION,
@@ -286,14 +286,13 @@ def predict(model: nn.Module, dataset, batch_size: int = 256,
     Under several processes each predicts its share of the samples and the shares are gathered,
     so every process returns the full, ordered result.
     """
-    if hasattr(dataset, "eval_view"):
-        dataset = dataset.eval_view()  # a training split's random crops and flips never reach evaluation
+    dataset = eval_view(dataset)  # a training split's random crops and flips never reach evaluation
     device = process_device(resolve_device(device))
     model.to(device)
     was_training = model.training
     model.eval()
     indices = torch.arange(rank(), len(dataset), world_size()) if is_distributed() else None
-    shard = dataset.subset(indices) if indices is not None else dataset
+    shard = subset(dataset, indices) if indices is not None else dataset
     logits, targets = [], []
     for x, y in make_loader(shard, batch_size=batch_size):
         logits.append(model(x.to(device)).float().cpu())
