@@ -51,7 +51,7 @@ def variants(spec: dict) -> dict:
         if mode == "physical":
             physical_prune(model, 0.5, example_inputs=torch.randn(2, 1, 28, 28), **spec["prune"])
             return model
-        return model, prune(model, 0.5, bake=True, **spec["prune"])
+        return model, prune(model, 0.5, bake=True, example_inputs=torch.randn(2, 1, 28, 28), **spec["prune"])
 
     return {
         "finetune": base,

@@ -58,7 +58,7 @@ def variants(model: nn.Module, name: str, amounts: list[float], vit_scope: str, 
     yield "original", 0.0, model
     for amount in amounts:
         masked = copy.deepcopy(model)
-        prune(masked, amount, **selection, bake=True)
+        prune(masked, amount, **selection, bake=True, example_inputs=sample)
         yield "mask", amount, masked
         physical = copy.deepcopy(model)
         physical_prune(physical, amount, **selection, example_inputs=sample)

@@ -50,6 +50,7 @@ CASES = {
 }
 
 STEPS = TrainConfig(steps=4, batch_size=64, optimizer="adam", lr=1e-2, seed=0)
+EXAMPLE = torch.zeros(1, 1, 8, 8)  # one input, for the trace dead-channel pruning takes
 
 
 def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=None, steps=STEPS):
@@ -57,7 +58,7 @@ def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=Non
     make, lora_kwargs, default_prune = CASES[case]
     prune_kwargs = default_prune if prune_kwargs is None else prune_kwargs
     model = make()
-    masks = prune(model, 0.5, bake=True, **prune_kwargs) if prune_kwargs else None
+    masks = prune(model, 0.5, bake=True, example_inputs=EXAMPLE, **prune_kwargs) if prune_kwargs else None
     peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, **lora_kwargs), masks=masks,
                           keep_sparsity=keep_sparsity)
     fit(peft_model, small_train, steps, progress=False)
@@ -66,6 +67,12 @@ def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=Non
 
 def zero_channels(weight: torch.Tensor) -> int:
     return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
+
+
+def stays_pruned(tensor: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Every masked entry is exactly zero; for a weight, exactly the masked output channels are."""
+    zeros = bool((tensor.detach()[mask == 0] == 0).all())
+    return zeros and (mask.ndim < 2 or zero_channels(tensor) == zero_channels(mask))
 
 
 def weight_of(model: nn.Module, key: str) -> torch.Tensor:
@@ -85,7 +92,7 @@ def is_adapter_or_head(name: str) -> bool:
 def test_only_adapters_and_head_change_during_training(case, small_train):
     make, lora_kwargs, prune_kwargs = CASES[case]
     model = make()
-    masks = prune(model, 0.5, bake=True, **prune_kwargs) if prune_kwargs else None
+    masks = prune(model, 0.5, bake=True, example_inputs=EXAMPLE, **prune_kwargs) if prune_kwargs else None
     peft_model = add_lora(model, LoraSettings(rank=4, alpha=8, **lora_kwargs), masks=masks)
     before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
@@ -139,25 +146,28 @@ def test_merge_is_exact_and_keeps_the_zeros(case, small_train, batch):
     _assert_plain(merged)
     assert type(merged) is type(reference)
     assert set(merged.state_dict()) == set(reference.state_dict())
-    for key, mask in (masks or {}).items():
-        assert zero_channels(weight_of(merged, key)) == zero_channels(mask) == round(0.5 * mask.shape[0])
+    for key, mask in (masks or {}).items():  # weight rows, biases and norm weights of dead channels
+        assert stays_pruned(weight_of(merged, key), mask), key
+        assert int((mask.flatten() == 0).sum()) == round(0.5 * mask.numel())
 
 
 def test_merge_is_exact_with_the_vit_preset_pruning(small_train, batch):
-    # The paper's ViT preset: prune the last block's attention (q/k/v and out_proj) and MLP,
-    # LoRA on that block's MultiheadAttention (which adapts both projections).
+    # The paper's ViT preset: prune the last block's attention and MLP (dead: whole heads and
+    # hidden units), LoRA on that block's MultiheadAttention (which adapts both projections).
     peft_model, masks = adapted("vit-prunelora", small_train,
                                 prune_kwargs=dict(types=("mha", "linear"), pattern=VIT_PRESET_PRUNE))
     diff, merged = _merge_matches(peft_model, masks, batch)
     for key, mask in masks.items():
-        assert zero_channels(weight_of(merged, key)) == zero_channels(mask)
+        assert stays_pruned(weight_of(merged, key), mask), key
     assert diff <= 1e-5
 
 
 @pytest.mark.parametrize("case", ["resnet-prunelora", "vit-prunelora"])
 def test_dense_merge_is_exact_but_refills_the_pruned_channels(case, small_train, batch):
     # keep_sparsity=False is the reference code's merge: the same function, but B·A is dense.
-    peft_model, masks = adapted(case, small_train, keep_sparsity=False)
+    # With the reference's weights-only masks: a dead channel (zero BN) would get no gradient.
+    prune_kwargs = {**CASES[case][2], "targets": "weights-only"}
+    peft_model, masks = adapted(case, small_train, keep_sparsity=False, prune_kwargs=prune_kwargs)
     diff, merged = _merge_matches(peft_model, masks, batch, keep_sparsity=False)
     assert diff <= 1e-5
     refilled = [k for k, mask in masks.items() if zero_channels(weight_of(merged, k)) < zero_channels(mask)]
@@ -200,7 +210,7 @@ def test_attention_lora_is_the_same_function_in_both_backends(prune_first, batch
     update twice and ignore dropout), and the merged model is exactly W + (alpha/r)·B@A."""
     def build(backend: str):
         model = tiny_vit()
-        masks = prune(model, 0.5, bake=True, types=("mha",), pattern=VIT_LAST_ATTN) if prune_first else None
+        masks = prune(model, 0.5, bake=True, types=("mha",), pattern=VIT_LAST_ATTN, example_inputs=EXAMPLE) if prune_first else None
         return add_lora(model, LoraSettings(rank=4, alpha=8, dropout=0.0, types=("mha",), pattern=VIT_LAST_ATTN,
                                             backend=backend), masks=masks), masks
 

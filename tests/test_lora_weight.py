@@ -19,6 +19,7 @@ from prunelora.training import TrainConfig, fit
 
 VIT_LAST_ATTN = r"blocks\.{last}\.attn$"
 STEPS = TrainConfig(steps=4, batch_size=64, optimizer="adam", lr=1e-2, seed=0)
+EXAMPLE = torch.zeros(1, 1, 8, 8)  # one input, for the trace dead-channel pruning takes
 
 
 def tiny_resnet() -> nn.Module:
@@ -37,6 +38,12 @@ def weight_settings(**kwargs) -> LoraSettings:
 
 def zero_channels(weight: torch.Tensor) -> int:
     return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
+
+
+def stays_pruned(tensor: torch.Tensor, mask: torch.Tensor) -> bool:
+    """Every masked entry is exactly zero; for a weight, exactly the masked output channels are."""
+    zeros = bool((tensor.detach()[mask == 0] == 0).all())
+    return zeros and (mask.ndim < 2 or zero_channels(tensor) == zero_channels(mask))
 
 
 def test_adapted_model_starts_as_the_original_and_only_adapters_and_head_train(small_train, batch):
@@ -64,7 +71,7 @@ def test_adapted_model_starts_as_the_original_and_only_adapters_and_head_train(s
 @pytest.mark.parametrize("prune_first", [False, True])
 def test_merge_is_exact_and_keeps_the_zeros(small_train, batch, prune_first):
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=True, types=("conv",)) if prune_first else None
+    masks = prune(model, 0.5, bake=True, types=("conv",), example_inputs=EXAMPLE) if prune_first else None
     adapted = add_lora(model, weight_settings(), masks=masks)
     fit(adapted, small_train, STEPS, progress=False)
     adapted.eval()
@@ -78,13 +85,15 @@ def test_merge_is_exact_and_keeps_the_zeros(small_train, batch, prune_first):
     for key, mask in (masks or {}).items():
         module_name, param = key.rsplit(".", 1)
         weight = getattr(merged.get_submodule(module_name), param)
-        assert zero_channels(weight) == zero_channels(mask) == round(0.5 * mask.shape[0])
+        assert stays_pruned(weight, mask), key  # weight rows, biases and norm weights of dead channels
+        assert int((mask.flatten() == 0).sum()) == round(0.5 * mask.numel())
     assert all(p.requires_grad for p in merged.parameters())  # a plain model again
 
 
 def test_without_keep_sparsity_the_update_refills_pruned_channels(small_train):
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=True, types=("conv",))
+    # the reference's weights-only masks: a dead channel (zero BN) would get no gradient to refill it
+    masks = prune(model, 0.5, bake=True, types=("conv",), targets="weights-only")
     adapted = add_lora(model, weight_settings(), masks=masks, keep_sparsity=False)
     fit(adapted, small_train, STEPS, progress=False)
     merged = merge_lora(adapted, masks=masks, keep_sparsity=False)
@@ -121,7 +130,7 @@ def test_weight_backend_refuses_dropout_and_unknown_backends():
 
 def test_adapter_export_of_the_weight_backend(small_train, tmp_path):
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=True, types=("conv",))
+    masks = prune(model, 0.5, bake=True, types=("conv",), example_inputs=EXAMPLE)
     base = copy.deepcopy(model)
     adapted = add_lora(model, weight_settings(), masks=masks)
     fit(adapted, small_train, STEPS, progress=False)
@@ -168,7 +177,7 @@ def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
     for key, mask in result.artifacts["masks"].items():
         module_name, param = key.rsplit(".", 1)
-        assert zero_channels(getattr(model.get_submodule(module_name), param)) == zero_channels(mask) > 0
+        assert stays_pruned(getattr(model.get_submodule(module_name), param), mask) and (mask == 0).any(), key
     state = result.artifacts["adapter"].state
     adapters = sum(t.numel() for k, t in state.items() if k.endswith(("lora_A", "lora_B")))
     assert {k for k in state if not k.endswith(("lora_A", "lora_B"))} == {"head.weight", "head.bias"}

@@ -126,9 +126,10 @@ def test_residual_additions_stay_consistent(name):
 
 
 def test_uncoupled_layers_keep_the_channels_mask_pruning_keeps():
-    """Same Ln importance, same amount: a conv coupled to nothing keeps what its mask keeps."""
+    """Same Ln importance, same amount: a conv coupled to nothing keeps what even the per-layer
+    (paper-literal) mask keeps."""
     masked = make("resnet20")
-    masks = prune(masked, 0.5, types=("conv",), bake=True)
+    masks = prune(masked, 0.5, types=("conv",), bake=True, targets="weights-only")  # per layer
     _, result = pruned("resnet20", 0.5)
     for name in ("layers.0.0.conv1", "layers.1.2.conv1", "layers.2.1.conv1"):
         mask_kept = masks[f"{name}.weight"].flatten(1).any(dim=1).nonzero().flatten().tolist()
@@ -323,7 +324,7 @@ def test_macs_drop_after_physical_pruning_only(name):
     original = count_macs(make(name), sample)
     masked = make(name)
     prune(masked, 0.5, types=("conv",) if name in RESNETS else VIT_PRESET["types"],
-          pattern=None if name in RESNETS else VIT_PRESET["pattern"], bake=True)
+          pattern=None if name in RESNETS else VIT_PRESET["pattern"], bake=True, example_inputs=sample)
     model, _ = pruned(name, 0.5)
     assert count_macs(masked, sample) == original  # zeros still multiply
     assert 0 < count_macs(model, sample) < original

@@ -42,11 +42,13 @@ def tiny_vit(seed: int = 0, depth: int = 3) -> nn.Module:
 
 
 MODELS = {"resnet": (tiny_resnet, ("conv",)), "vit": (tiny_vit, ("mha", "linear"))}
+EXAMPLE = torch.zeros(1, 1, 8, 8)  # one input, for the trace dead-channel pruning takes
+WEIGHTS_ONLY = {"targets": "weights-only"}  # the paper's literal per-layer weight masks (the ablation)
 
 
 def zero_channels(weight: torch.Tensor) -> int:
-    """Output channels (dim 0) whose weights are all exactly zero."""
-    return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
+    """Output channels (dim 0) whose weights are all exactly zero (entries of a 1-D tensor)."""
+    return int((weight.detach().reshape(len(weight), -1) == 0).all(dim=1).sum())
 
 
 def weight_of(model: nn.Module, key: str) -> torch.Tensor:
@@ -68,7 +70,7 @@ def test_structured_zeroes_round_amount_of_output_channels(arch, norm, amount):
     make, types = MODELS[arch]
     model = make()
     before = copy.deepcopy(model)
-    masks = prune(model, amount, structured=True, norm=norm, types=types)
+    masks = prune(model, amount, structured=True, norm=norm, types=types, **WEIGHTS_ONLY)
     selected = [p.key for p in select_params(before, types)]
     assert sorted(masks) == sorted(selected)
     for key in selected:
@@ -94,7 +96,7 @@ def test_structured_zeroes_round_amount_of_output_channels(arch, norm, amount):
 def test_sparsity_report_of_structured_pruning(arch):
     make, types = MODELS[arch]
     model = make()
-    masks = prune(model, 0.5, types=types, bake=True)
+    masks = prune(model, 0.5, types=types, bake=True, **WEIGHTS_ONLY)
     report = sparsity_report(model, masks)
     assert set(report["layers"]) == set(masks)
     total = zeros = 0
@@ -121,7 +123,7 @@ def test_sparsity_report_overall_while_masks_are_applied():
     # overall figure must match the baked model's. src bug: `overall` iterates model.parameters(),
     # which yields the unmasked `parametrizations.weight.original`, and reports 0.0.
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=False)
+    masks = prune(model, 0.5, bake=False, example_inputs=EXAMPLE)
     live = sparsity_report(model, masks)
     bake_masks(model)
     baked = sparsity_report(model, masks)
@@ -154,7 +156,7 @@ def test_ln_norm_must_be_1_or_2():
 def test_masks_stay_applied_while_training(arch, optimizer, small_train):
     make, types = MODELS[arch]
     model = make()
-    masks = prune(model, 0.5, types=types, bake=False)
+    masks = prune(model, 0.5, types=types, bake=False, example_inputs=EXAMPLE)  # weights, biases, norms
     before = {k: weight_of(model, k).clone() for k in masks}
     seen_nonzero: list[str] = []
 
@@ -179,7 +181,7 @@ def test_without_kept_masks_fine_tuning_regrows_the_pruned_weights(small_train):
     # The reference code's defect, shown: bake first (masks removed), then fine-tune -> the zeros
     # fill in. This is why prune-finetune keeps the masks attached while training.
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=True)
+    masks = prune(model, 0.5, bake=True, **WEIGHTS_ONLY)
     fit(model, small_train, TrainConfig(steps=2, optimizer="sgd", lr=0.05), progress=False)
     regrown = [k for k, mask in masks.items() if (weight_of(model, k)[mask == 0] != 0).any()]
     assert regrown
@@ -188,7 +190,7 @@ def test_without_kept_masks_fine_tuning_regrows_the_pruned_weights(small_train):
 def test_bake_leaves_a_plain_model_with_the_original_keys():
     model = tiny_vit()
     keys = set(model.state_dict())
-    prune(model, 0.5, types=("mha", "linear"), bake=False)
+    prune(model, 0.5, types=("mha", "linear"), bake=False, example_inputs=EXAMPLE)
     assert any_parametrized(model)
     assert set(model.state_dict()) != keys
     bake_masks(model)
@@ -199,7 +201,7 @@ def test_bake_leaves_a_plain_model_with_the_original_keys():
 
 def test_multiply_masks_restores_the_zeros():
     model = tiny_resnet()
-    masks = prune(model, 0.5, bake=True)
+    masks = prune(model, 0.5, bake=True, example_inputs=EXAMPLE)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)  # refill everything, as a dense merge would
@@ -251,7 +253,7 @@ def test_resnet_head_alone_is_refused_and_pruning_it_deletes_classes():
     with pytest.raises(InvalidInputError, match="head is excluded"):
         select_params(model, ("linear",))
     # With include_head, structured dim-0 pruning removes whole class rows: the reference defect.
-    masks = prune(model, 0.3, types=("linear",), include_head=True, bake=True)
+    masks = prune(model, 0.3, types=("linear",), include_head=True, bake=True, **WEIGHTS_ONLY)
     assert list(masks) == ["head.weight"]
     assert zero_channels(model.head.weight) == 3  # 3 of 10 classes can no longer be scored
 
@@ -281,7 +283,7 @@ def test_pattern_matching_no_layer_is_refused(pattern):
     with pytest.raises(InvalidInputError, match="matches pattern"):
         select_params(model, ("conv",), pattern=pattern)
     with pytest.raises(InvalidInputError):
-        prune(model, 0.5, pattern=pattern)
+        prune(model, 0.5, pattern=pattern, example_inputs=EXAMPLE)
     assert not any_parametrized(model)
 
 
@@ -299,7 +301,7 @@ def test_amount_outside_open_unit_interval_is_refused(amount, structured):
     model = tiny_resnet()
     state = copy.deepcopy(model.state_dict())
     with pytest.raises(InvalidInputError, match=str(amount)):
-        prune(model, amount, structured=structured)
+        prune(model, amount, structured=structured, example_inputs=EXAMPLE)
     assert not any_parametrized(model)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
@@ -353,7 +355,7 @@ def test_recalibrate_batchnorm_recomputes_stats_and_restores_momentum(small_trai
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     norms[0].momentum = 0.3
     norms[1].momentum = None
-    prune(model, 0.5, bake=True)
+    prune(model, 0.5, bake=True, example_inputs=EXAMPLE)
     model.eval()
     stats = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
     momenta = [m.momentum for m in norms]

@@ -13,7 +13,9 @@ twice and ignores its dropout (see `LoraSettings.attention_in_weight_form`).
 Sparsity is preserved by construction: for a layer whose output channels were pruned, the LoRA
 update's rows for those channels are masked (a parametrization on `lora_B.weight`), so the trained
 model and the merged model are the same function and the merged weights keep their zeros. The
-reference code merged a dense B·A and so refilled every pruned channel.
+reference code merged a dense B·A and so refilled every pruned channel. With dead-channel masks
+(the default) the masks also cover biases and norm weights: LoRA never trains those, and the merge
+multiplies every mask again, so a dead channel stays dead in the merged model.
 """
 
 from __future__ import annotations
@@ -220,8 +222,10 @@ def _mask_lora_updates(peft_model, masks: dict[str, torch.Tensor]) -> None:
     for key, mask in masks.items():
         module_name = key.rsplit(".", 1)[0] if "." in key else ""
         layer = adapted.get(module_name)
-        if layer is None:
-            continue  # pruned but not adapted: its zeros stay since the base weight is frozen
+        if layer is None or mask.ndim < 2:
+            # pruned but not adapted (its zeros stay since the base weight is frozen), or a bias /
+            # norm scale of a dead channel (frozen too; the merge multiplies its mask again)
+            continue
         rows = _channel_rows(mask)
         for adapter_b in layer.lora_B.values():
             parametrize.register_parametrization(adapter_b, "weight", _RowMask(rows.to(adapter_b.weight.device)))

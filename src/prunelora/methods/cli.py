@@ -50,6 +50,17 @@ def method_options() -> dict[str, tuple[type, bool, set[str]]]:
     return options
 
 
+def _field_help(name: str) -> str:
+    """The `help` a config field declares in its metadata (the first method that has one)."""
+    from prunelora.methods import get_method, list_methods
+
+    for method in list_methods():
+        for f in dataclasses.fields(get_method(method).config_cls):
+            if f.name == name and f.metadata.get("help"):
+                return f.metadata["help"]
+    return ""
+
+
 def _setup_unlearn(p: argparse.ArgumentParser) -> None:
     from prunelora.methods import list_methods
 
@@ -66,7 +77,7 @@ def _setup_unlearn(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options (each applies to the methods named; default: the method's own)")
     for name, (typ, is_bool, methods) in sorted(method_options().items()):
         flag = "--" + name.replace("_", "-")
-        helptext = "for " + ", ".join(sorted(methods))
+        helptext = (_field_help(name) + "; " if _field_help(name) else "") + "for " + ", ".join(sorted(methods))
         if is_bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from prunelora.data import ImageDataset, Splits
 from prunelora.data.generic import concat, make_loader, relabel, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
-from prunelora.pruning import physical_prune, prune, recalibrate_batchnorm
+from prunelora.pruning import PRUNE_TARGETS, physical_prune, prune, recalibrate_batchnorm
 from prunelora.training import fit
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
@@ -87,7 +87,13 @@ class PruneOptions(MethodConfig):
 
     `prune_mode`: `mask` (the paper's) zeroes the pruned channels and keeps them zero; `physical`
     removes them (channels through the dependency graph, ViT heads and MLP hidden units), so the
-    model that is trained next, and the result, are smaller and faster.
+    model that is trained next, and the result, are smaller and faster. Both choose the same
+    channels and give the same model: the mode changes speed, not the function.
+
+    `prune_targets` (structured masks): `dead` (default) masks a pruned channel's weight row,
+    bias and the following norm's weight and bias, so it outputs exactly 0 and nothing trains it;
+    `weights-only` is the paper's literal `ln_structured` (weight rows of each layer alone, bias
+    and BatchNorm kept, so the channel still outputs a constant), kept for the ablation.
     """
 
     prune_amount: float = 0.5
@@ -99,6 +105,10 @@ class PruneOptions(MethodConfig):
     prune_head: bool = False
     bn_recalibrate: bool = True
     prune_mode: str = "mask"
+    prune_targets: str = field(default="dead", metadata={"help": (
+        "what structured mask pruning zeroes: dead (default: weight rows, biases and the following "
+        "norm's weight and bias, so a pruned channel outputs 0) or weights-only (the paper's literal "
+        "weight rows alone, for the ablation: the channel keeps its bias and BatchNorm)")})
 
     def __post_init__(self) -> None:
         self.prune_types = _as_tuple(self.prune_types)
@@ -108,6 +118,14 @@ class PruneOptions(MethodConfig):
             raise InvalidInputError("prune_mode 'physical' needs prune_structured: scattered zeros cannot be removed")
         if self.prune_mode == "physical" and self.prune_head:
             raise InvalidInputError("prune_mode 'physical' never prunes the head (its outputs are the classes)")
+        if self.prune_targets not in PRUNE_TARGETS:
+            raise InvalidInputError(f"prune_targets {self.prune_targets!r} is not one of {', '.join(PRUNE_TARGETS)}")
+        if self.prune_mode == "physical" and self.prune_targets != "dead":
+            raise InvalidInputError(f"prune_targets {self.prune_targets!r} needs prune_mode 'mask': physical "
+                                    "pruning removes whole channels")
+        if self.prune_head and self.prune_structured and self.prune_targets == "dead":
+            raise InvalidInputError("prune_head (pruning whole classes) needs prune_targets 'weights-only': "
+                                    "dead-channel pruning never prunes the head")
         if not 0.0 < self.prune_amount < 1.0:
             raise InvalidInputError(f"prune_amount {self.prune_amount} is outside (0, 1)")
         if self.prune_norm not in (1, 2):
@@ -129,7 +147,8 @@ class PruneOptions(MethodConfig):
             return None
         masks = prune(model, self.prune_amount, structured=self.prune_structured, norm=self.prune_norm,
                       types=self.prune_types, pattern=self.prune_pattern, include_head=self.prune_head,
-                      scope=self.prune_scope, bake=bake)
+                      scope=self.prune_scope, bake=bake, targets=self.prune_targets,
+                      example_inputs=splits.retain[0][0].unsqueeze(0))
         if self.bn_recalibrate:
             recalibrate_batchnorm(model, splits.retain, device=ctx.device)
         ctx.artifacts["masks"] = masks

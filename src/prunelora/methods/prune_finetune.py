@@ -1,7 +1,10 @@
 """Prune + fine-tune: prune, then train all parameters on D_r with the masks kept applied.
 
 The reference code removed the pruning masks before fine-tuning, so the pruned weights regrew.
-Here the masks stay on (parametrizations) during training and are baked in afterwards. With
+Here the masks stay on (parametrizations) during training and are baked in afterwards; they cover
+a pruned channel's bias and BatchNorm weight and bias too (`prune_targets="dead"`), so training
+cannot revive it through them either (a masked tensor's gradient is 0 and it reads as 0 whatever
+momentum or weight decay do to the stored value). With
 `prune_mode="physical"` the pruned channels are removed instead: the smaller model is fine-tuned
 and nothing can regrow.
 """

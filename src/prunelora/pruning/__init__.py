@@ -1,7 +1,9 @@
-"""Structured Ln and unstructured magnitude pruning with kept masks; physical removal of channels
-and heads; sparsity report; BN recalibration."""
+"""Structured Ln and unstructured magnitude pruning with kept masks (dead channels by default);
+physical removal of channels and heads; sparsity report; BN recalibration."""
 
+from prunelora.pruning.dead import dead_channel_masks
 from prunelora.pruning.masks import (
+    PRUNE_TARGETS,
     LnImportance,
     PrunedParam,
     apply_masks,
@@ -19,14 +21,19 @@ from prunelora.pruning.physical import (
     GroupLnImportance,
     PhysicalPruning,
     PrunedAttention,
+    StructuredPlan,
     kept_count,
     merge_architecture,
     module_specs,
     physical_prune,
+    plan_structured,
     rebuild_pruned,
 )
 
-__all__ = ["GroupLnImportance", "LnImportance", "PhysicalPruning", "PrunedAttention", "PrunedParam", "apply_masks",
-           "bake_masks", "kept_count", "magnitude", "merge_architecture", "module_specs", "multiply_masks",
-           "physical_prune", "prune", "rebuild_pruned", "recalibrate_batchnorm", "select_params", "sparsity_report",
-           "structured_masks", "unstructured_masks"]
+__all__ = [
+    "GroupLnImportance", "LnImportance", "PRUNE_TARGETS", "PhysicalPruning", "PrunedAttention", "PrunedParam",
+    "StructuredPlan", "apply_masks", "bake_masks", "dead_channel_masks", "kept_count", "magnitude",
+    "merge_architecture", "module_specs", "multiply_masks", "physical_prune", "plan_structured", "prune",
+    "rebuild_pruned", "recalibrate_batchnorm", "select_params", "sparsity_report", "structured_masks",
+    "unstructured_masks",
+]

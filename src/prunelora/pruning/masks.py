@@ -1,5 +1,9 @@
 """Mask pruning: structured Ln (whole output channels / rows) and unstructured magnitude.
 
+Structured pruning kills channels by default (`targets="dead"`, see `prunelora.pruning.dead`):
+weight rows, biases and the following norms' affine parameters are masked, chosen as physical
+pruning chooses them. `targets="weights-only"` is the paper's literal per-layer weight masking.
+
 Masks are applied as `torch.nn.utils.parametrize` parametrizations, so the masked weight is
 recomputed on every access. That matters for `nn.MultiheadAttention`, whose forward reads
 `in_proj_weight` and `out_proj.weight` directly: a forward pre-hook (torch.nn.utils.prune) on
@@ -209,18 +213,42 @@ def multiply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             weight.mul_(mask.to(weight.device))
 
 
+PRUNE_TARGETS = ("dead", "weights-only")
+
+
 def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 2,
           types: Sequence[str] = ("conv",), pattern: str | None = None, include_head: bool = False,
-          scope: str = "layer", bake: bool = False) -> dict[str, torch.Tensor]:
+          scope: str = "layer", bake: bool = False, *, targets: str = "dead",
+          example_inputs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Prune `model` in place and return its masks, keyed `module.param`.
 
-    `structured`: Ln norm of output channels (layer-wise, the paper's `ln_structured(dim=0)`);
-    otherwise magnitude, per layer or `scope="global"`. With `bake=False` the masks stay attached
-    as parametrizations (for training); with `bake=True` the zeros are written into the weights.
+    Structured, `targets="dead"` (the default): the channels and heads physical pruning would cut
+    are killed — their weight rows, biases and the following norms' weight and bias are masked,
+    so each outputs exactly 0 (see `prunelora.pruning.dead`); coupled layers are chosen together,
+    through a trace of the model on `example_inputs` (one input batch, required).
+    Structured, `targets="weights-only"`: the paper's literal `ln_structured(dim=0)`, kept for the
+    ablation — each selected layer independently loses its output-channel weight rows of lowest
+    Ln norm; its bias and the next BatchNorm survive, so the channel still outputs a constant.
+    Unstructured (`structured=False`): magnitude, per layer or `scope="global"`; `targets` does
+    not apply. With `bake=False` the masks stay attached as parametrizations (for training); with
+    `bake=True` the zeros are written into the tensors.
     """
-    params = select_params(model, types, pattern, include_head)
-    masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
-        unstructured_masks(params, amount, scope)
+    if targets not in PRUNE_TARGETS:
+        raise InvalidInputError(f"prune targets {targets!r} is not one of {', '.join(PRUNE_TARGETS)}")
+    if structured and targets == "dead":
+        if include_head:
+            raise InvalidInputError("dead-channel pruning never prunes the head's outputs (whole classes); "
+                                    "pruning the head needs targets 'weights-only'")
+        if example_inputs is None:
+            raise InvalidInputError("dead-channel pruning traces the model: pass example_inputs (one input "
+                                    "batch), or targets 'weights-only' for per-layer weight masks")
+        from prunelora.pruning.dead import dead_channel_masks  # it imports this module
+
+        params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs)
+    else:
+        params = select_params(model, types, pattern, include_head)
+        masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
+            unstructured_masks(params, amount, scope)
     apply_masks(params, masks)
     if bake:
         bake_masks(model)
@@ -235,6 +263,8 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
     layers = {}
     for key in masks or {}:
         weight = weight_at(model, key).detach()
+        if weight.ndim < 2:
+            continue  # a bias or a norm's scale: dead with its channel, not a weight layer
         layers[key] = {
             "params": weight.numel(),
             "zero_fraction": (weight == 0).float().mean().item(),

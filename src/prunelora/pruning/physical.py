@@ -24,7 +24,8 @@ registry model, without running the pruning again, so that a checkpoint loads.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +40,12 @@ ARCHITECTURE_FORMAT = 1
 
 
 # ------------------------------------------------------------------------- attention with fewer heads
+
+
+def _check_convertible(mha: nn.MultiheadAttention) -> None:
+    if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+        raise InvalidInputError("head pruning supports MultiheadAttention without kdim/vdim, "
+                                "bias_k/bias_v or add_zero_attn")
 
 
 class PrunedAttention(nn.Module):
@@ -62,9 +69,7 @@ class PrunedAttention(nn.Module):
     @classmethod
     def from_multihead(cls, mha: nn.MultiheadAttention) -> PrunedAttention:
         """The same function as `mha`, with its packed q/k/v split into three linears."""
-        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
-            raise InvalidInputError("physical head pruning supports MultiheadAttention without kdim/vdim, "
-                                    "bias_k/bias_v or add_zero_attn")
+        _check_convertible(mha)
         bias = mha.in_proj_bias is not None
         new = cls(mha.embed_dim, mha.num_heads, mha.head_dim, mha.dropout, bias, mha.batch_first)
         new.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
@@ -81,9 +86,7 @@ class PrunedAttention(nn.Module):
 
     def head_importance(self, norm: int = 2) -> torch.Tensor:
         """Per head: the Ln norm of its q, k and v rows taken together."""
-        rows = torch.cat([p.weight.detach().view(self.num_heads, -1) for p in (self.q_proj, self.k_proj, self.v_proj)],
-                         dim=1)
-        return rows.norm(p=norm, dim=1)
+        return head_importance(self, norm)
 
     @torch.no_grad()
     def keep_heads(self, heads: Sequence[int]) -> None:
@@ -304,64 +307,122 @@ def _selected_names(model: nn.Module, types: Sequence[str], pattern: str | None,
     return names
 
 
-def _prune_channel_groups(model: nn.Module, amount: float, selected: set[str], example_inputs: torch.Tensor,
-                          importance: Callable, head: nn.Module | None, result: PhysicalPruning,
-                          cut: set[str]) -> None:
-    name_of = {module: name for name, module in model.named_modules()}
-    # DepGraph traces through autograd: every parameter must take part in the graph. Pruned
-    # parameters are new tensors, so their flags are restored by name afterwards.
+@contextmanager
+def _traceable(model: nn.Module) -> Iterator[None]:
+    """DepGraph traces through autograd: every parameter must take part in the graph. The flags are
+    restored by name afterwards (a cut parameter is a new tensor)."""
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     for p in model.parameters():
         p.requires_grad_(True)
     try:
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs, customized_pruners={PrunedAttention: _AttentionWidth()}, verbose=False)
-        attention = (nn.MultiheadAttention, PrunedAttention, nn.Parameter)
-        # Score every group on the original weights first (as mask pruning does), then cut: cutting
-        # one group narrows the inputs of the next, which must not change what that one keeps.
-        plan = []
-        for group in graph.get_all_groups(ignored_layers=[head] if head is not None else [],
-                                          root_module_types=(nn.Conv2d, nn.Linear)):
-            targets = [dep.target.module for dep, _ in group]
-            outputs = [name_of.get(dep.target.module) for dep, _ in group
-                       if graph.is_out_channel_pruning_fn(dep.handler)]
-            if not selected.intersection(outputs) or any(isinstance(t, attention) for t in targets):
-                continue  # not asked for, or the token width of a transformer
-            cut.update(n for n in outputs if n is not None)
-            channels = len(group[0].idxs)
-            drop = channels - kept_count(channels, amount)
-            scores = importance(group)
-            if scores is None:  # a criterion that cannot score this group (Torch-Pruning's convention)
-                continue
-            order = torch.sort(scores, stable=True).indices  # ties broken by index, as in mask pruning
-            kept = sorted(order[drop:].tolist())
-            result.kept.update({n: kept for n in outputs if n is not None})
-            if drop > 0:
-                plan.append((group[0].dep.target.module, group[0].dep.handler, sorted(order[:drop].tolist())))
-        for root, handler, idxs in plan:  # channel indices of one group are untouched by another's cut
-            graph.get_pruning_group(root, handler, idxs).prune()
+        yield
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(flags.get(name, True))
 
 
-def _prune_heads(model: nn.Module, amount: float, selected: set[str], norm: int, result: PhysicalPruning,
-                 cut: set[str]) -> None:
-    for name, module in list(model.named_modules()):
+@dataclass
+class StructuredPlan:
+    """What structured Ln pruning at an amount removes, chosen once for both ways of pruning:
+    `physical_prune` cuts it out, dead-channel mask pruning zeroes it (`prune(targets="dead")`),
+    so the two give the same model.
+
+    `groups`: per DepGraph group that loses channels, (root module, its handler, dropped channel
+    indices of the root); `graph.get_pruning_group(*entry)` lists every layer the cut touches.
+    `heads`: per attention that loses heads, (name, module, kept head indices).
+    """
+
+    graph: object | None = None
+    groups: list[tuple[nn.Module, Callable, list[int]]] = field(default_factory=list)
+    heads: list[tuple[str, nn.Module, list[int]]] = field(default_factory=list)
+    kept: dict[str, list[int]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _plan_channel_groups(model: nn.Module, amount: float, selected: set[str], example_inputs: torch.Tensor,
+                         importance: Callable, head: nn.Module | None, plan: StructuredPlan, cut: set[str]) -> None:
+    name_of = {module: name for name, module in model.named_modules()}
+    with torch.enable_grad():
+        graph = tp.DependencyGraph().build_dependency(
+            model, example_inputs, customized_pruners={PrunedAttention: _AttentionWidth()}, verbose=False)
+    plan.graph = graph
+    attention = (nn.MultiheadAttention, PrunedAttention, nn.Parameter)
+    # Every group is scored on the original weights (as mask pruning does) before anything is cut:
+    # cutting one group narrows the inputs of the next, which must not change what that one keeps.
+    for group in graph.get_all_groups(ignored_layers=[head] if head is not None else [],
+                                      root_module_types=(nn.Conv2d, nn.Linear)):
+        targets = [dep.target.module for dep, _ in group]
+        outputs = [name_of.get(dep.target.module) for dep, _ in group
+                   if graph.is_out_channel_pruning_fn(dep.handler)]
+        if not selected.intersection(outputs) or any(isinstance(t, attention) for t in targets):
+            continue  # not asked for, or the token width of a transformer
+        cut.update(n for n in outputs if n is not None)
+        channels = len(group[0].idxs)
+        drop = channels - kept_count(channels, amount)
+        scores = importance(group)
+        if scores is None:  # a criterion that cannot score this group (Torch-Pruning's convention)
+            continue
+        order = torch.sort(scores, stable=True).indices  # ties broken by index, as in mask pruning
+        kept = sorted(order[drop:].tolist())
+        plan.kept.update({n: kept for n in outputs if n is not None})
+        if drop > 0:
+            plan.groups.append((group[0].dep.target.module, group[0].dep.handler, sorted(order[:drop].tolist())))
+
+
+def head_importance(attn: nn.Module, norm: int = 2) -> torch.Tensor:
+    """Per head of an `nn.MultiheadAttention` or `PrunedAttention`: the Ln norm of its q, k and v
+    rows taken together (the same numbers for both forms of one attention)."""
+    if isinstance(attn, nn.MultiheadAttention):
+        _check_convertible(attn)
+        projections = attn.in_proj_weight.detach().chunk(3)
+    else:
+        projections = tuple(p.weight.detach() for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    rows = torch.cat([w.reshape(attn.num_heads, -1) for w in projections], dim=1)
+    return rows.norm(p=norm, dim=1)
+
+
+def _plan_heads(model: nn.Module, amount: float, selected: set[str], norm: int, plan: StructuredPlan,
+                cut: set[str]) -> None:
+    for name, module in model.named_modules():
         if name not in selected or not isinstance(module, (nn.MultiheadAttention, PrunedAttention)):
             continue
         cut.add(name)
         heads = module.num_heads
         keep = kept_count(heads, amount)
-        result.kept[name] = list(range(heads))
+        plan.kept[name] = list(range(heads))
         if keep == heads:
             continue
-        attn = PrunedAttention.from_multihead(module) if isinstance(module, nn.MultiheadAttention) else module
-        order = torch.sort(attn.head_importance(norm).cpu(), stable=True).indices
-        result.kept[name] = sorted(order[heads - keep:].tolist())
-        attn.keep_heads(result.kept[name])
-        _replace(model, name, attn)
+        order = torch.sort(head_importance(module, norm).cpu(), stable=True).indices
+        plan.kept[name] = sorted(order[heads - keep:].tolist())
+        plan.heads.append((name, module, plan.kept[name]))
+
+
+def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
+                    pattern: str | None = None, *, example_inputs: torch.Tensor, importance: Callable | None = None,
+                    head_name: str = "head") -> StructuredPlan:
+    """Choose, without changing `model`, the channels and heads structured Ln pruning at `amount`
+    removes (see the module doc: coupled layers are one group, attentions lose whole heads)."""
+    _check_amount(amount)
+    if norm not in (1, 2):
+        raise InvalidInputError(f"norm n={norm} is not 1 or 2")
+    selected = _selected_names(model, types, pattern, head_name)
+    was_training = model.training
+    device = next(model.parameters()).device
+    head = model.get_submodule(head_name) if hasattr(model, head_name) else None
+    plan = StructuredPlan()
+    cut: set[str] = set()
+    if any(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules() if n in selected):
+        with _traceable(model):
+            _plan_channel_groups(model, amount, selected, example_inputs.to(device),
+                                 importance or GroupLnImportance(norm), head, plan, cut)
+    _plan_heads(model, amount, selected, norm, plan, cut)
+    model.train(was_training)  # tracing left it in eval mode
+    plan.skipped = sorted(selected - cut)
+    if not cut:
+        raise InvalidInputError(
+            f"structured pruning can cut none of the selected layers ({', '.join(sorted(selected)[:4])}...): their "
+            "outputs are the token width of a transformer; select attention heads (mha) or MLP hidden layers")
+    return plan
 
 
 def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
@@ -375,30 +436,20 @@ def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequen
     `importance(group) -> scores` may replace the group Ln norm (e.g. a Torch-Pruning criterion).
     Returns the architecture change for meta.json (see `rebuild_pruned`).
     """
-    _check_amount(amount)
-    if norm not in (1, 2):
-        raise InvalidInputError(f"norm n={norm} is not 1 or 2")
     if include_head:
         raise InvalidInputError("physical pruning never removes the head's outputs (whole classes): "
                                 "include_head must be False")
-    selected = _selected_names(model, types, pattern, head_name)
     before = module_specs(model)
-    was_training = model.training
-    device = next(model.parameters()).device
-    head = model.get_submodule(head_name) if hasattr(model, head_name) else None
-    result = PhysicalPruning(architecture={})
-    cut: set[str] = set()
-    if any(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules() if n in selected):
-        _prune_channel_groups(model, amount, selected, example_inputs.to(device), importance or GroupLnImportance(norm),
-                              head, result, cut)
-    _prune_heads(model, amount, selected, norm, result, cut)
-    model.train(was_training)  # tracing left it in eval mode
-    result.skipped = sorted(selected - cut)
-    if not cut:
-        raise InvalidInputError(
-            f"physical pruning can cut none of the selected layers ({', '.join(sorted(selected)[:4])}...): their "
-            "outputs are the token width of a transformer; select attention heads (mha) or MLP hidden layers")
+    plan = plan_structured(model, amount, norm, types, pattern, example_inputs=example_inputs,
+                           importance=importance, head_name=head_name)
+    with _traceable(model):  # restores the requires_grad flags of the cut (new) parameters
+        for root, handler, idxs in plan.groups:  # channel indices of one group are untouched by another's cut
+            plan.graph.get_pruning_group(root, handler, idxs).prune()
+    for name, module, kept in plan.heads:
+        attn = PrunedAttention.from_multihead(module) if isinstance(module, nn.MultiheadAttention) else module
+        attn.keep_heads(kept)
+        _replace(model, name, attn)
     after = module_specs(model)
-    result.architecture = {"format": ARCHITECTURE_FORMAT,
-                           "modules": {n: s for n, s in after.items() if before.get(n) != s}}
-    return result
+    return PhysicalPruning(architecture={"format": ARCHITECTURE_FORMAT,
+                                         "modules": {n: s for n, s in after.items() if before.get(n) != s}},
+                           kept=plan.kept, skipped=plan.skipped)
