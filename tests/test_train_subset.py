@@ -88,9 +88,11 @@ def test_unlearn_checkpoint_rebuilds_the_originals_subset(subset_original, digit
 def test_forget_indices_and_fractions_refer_to_the_subset(subset_original):
     _, _, bundle, splits = load_for_unlearning(subset_original.path, ForgetSpec(kind="fraction", fraction=0.1))
     assert len(bundle.train) == SIZE
-    assert len(splits.forget) == round(0.1 * SIZE)
-    _, _, _, splits = load_for_unlearning(subset_original.path, ForgetSpec(kind="indices", indices=(0, SIZE - 1)))
-    assert splits.forget_indices.tolist() == [0, SIZE - 1]
+    trained = [i for i in range(SIZE) if i not in set(splits.val_indices.tolist())]
+    assert len(splits.forget) == round(0.1 * len(trained))  # a fraction of the records the original trained on
+    ends = (trained[0], trained[-1])
+    _, _, _, splits = load_for_unlearning(subset_original.path, ForgetSpec(kind="indices", indices=ends))
+    assert splits.forget_indices.tolist() == list(ends)
     with pytest.raises(InvalidInputError, match=rf"forget index {SIZE} is outside the training set \[0, {SIZE}\)"):
         load_for_unlearning(subset_original.path, ForgetSpec(kind="indices", indices=(SIZE,)))
 

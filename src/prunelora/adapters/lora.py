@@ -31,7 +31,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import LAYER_TYPES, bake_masks, compile_pattern, multiply_masks
+from prunelora.pruning.masks import (
+    LAYER_TYPES,
+    bake_masks,
+    classifier_name,
+    compile_pattern,
+    multiply_masks,
+)
 
 LORA_BACKENDS = ("peft", "weight")
 
@@ -80,9 +86,12 @@ class LoraSettings:
         return "mha" in self.types
 
 
-def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str = "head") -> list[str]:
-    """Names of the modules LoRA will wrap. Inside a targeted MultiheadAttention nothing else is
-    targeted: peft's MHA layer adapts both its in_proj and its out_proj."""
+def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None,
+                 head_name: str | None = None) -> list[str]:
+    """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all).
+    Inside a targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are
+    both adapted."""
+    head_name = classifier_name(model, head_name)
     wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
     regex = compile_pattern(model, pattern)
     names: list[str] = []
@@ -170,7 +179,7 @@ def _adapted_weights(model: nn.Module, targets: list[str]) -> list[tuple[str, nn
 
 
 def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str],
-                     masks: dict[str, torch.Tensor] | None) -> nn.Module:
+                     masks: dict[str, torch.Tensor] | None, head_name: str) -> nn.Module:
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}  # restored at the merge
     for param in model.parameters():
         param.requires_grad_(False)
@@ -186,15 +195,16 @@ def _add_weight_lora(model: nn.Module, settings: LoraSettings, targets: list[str
         parametrize.register_parametrization(module, param_name,
                                              LoraWeight(weight, settings.rank, scale, rows, elements))
     if settings.train_head:
-        for param in model.head.parameters():
+        for param in model.get_submodule(head_name).parameters():
             param.requires_grad_(True)
     model.lora_settings = settings  # how the snapshot names the adapters
+    model.lora_head_name = head_name
     model.lora_trainable = trainable
     return model
 
 
 def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Tensor] | None = None,
-             keep_sparsity: bool = True):
+             keep_sparsity: bool = True, head_name: str | None = None):
     """Add LoRA adapters to `model`; only adapters (and the head, if `train_head`) train.
 
     peft backend: returns a peft model wrapping `model`. weight backend: returns `model` itself,
@@ -202,11 +212,12 @@ def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Te
     masked on the pruned output channels of its layer (and of both projections of a
     MultiheadAttention).
     """
-    targets = lora_targets(model, settings.types, settings.pattern)
+    head_name = classifier_name(model, head_name)  # `head`, `fc`, `classifier.6`, ...: trained, never adapted
+    targets = lora_targets(model, settings.types, settings.pattern, head_name)
     if settings.backend == "weight" or settings.attention_in_weight_form:
-        return _add_weight_lora(model, settings, targets, masks if keep_sparsity else None)
+        return _add_weight_lora(model, settings, targets, masks if keep_sparsity else None, head_name)
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=targets, modules_to_save=["head"] if settings.train_head else None,
+                        target_modules=targets, modules_to_save=[head_name] if settings.train_head else None,
                         bias="none")
     peft_model = get_peft_model(model, config)
     if masks and keep_sparsity:
@@ -240,7 +251,7 @@ def merge_lora(peft_model, masks: dict[str, torch.Tensor] | None = None, keep_sp
         model = peft_model
         bake_masks(model)
         trainable = model.lora_trainable
-        del model.lora_settings, model.lora_trainable
+        del model.lora_settings, model.lora_trainable, model.lora_head_name
         for name, param in model.named_parameters():
             param.requires_grad_(trainable.get(name, True))
     if masks and keep_sparsity:
@@ -271,7 +282,9 @@ class AdapterSnapshot:
             settings = peft_model.lora_settings
             targets = sorted({k.rsplit(".", 1)[0] for k in state})
             if settings.train_head:  # trained too: base weights + adapters alone would not rebuild the model
-                state |= {f"head.{k}": v.detach().cpu().clone() for k, v in peft_model.head.state_dict().items()}
+                head_name = peft_model.lora_head_name
+                head = peft_model.get_submodule(head_name)
+                state |= {f"{head_name}.{k}": v.detach().cpu().clone() for k, v in head.state_dict().items()}
             return cls(state, WeightLoraConfig(rank=settings.rank, alpha=settings.alpha, targets=targets,
                                                train_head=settings.train_head))
         from peft import get_peft_model_state_dict

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from prunelora.data.datasets import DatasetBundle
 from prunelora.data.generic import make_loader, subset, targets_of
@@ -144,6 +145,47 @@ class Splits:
     val_indices: torch.Tensor
     spec: ForgetSpec | None
     num_classes: int
+
+    @classmethod
+    def from_datasets(cls, retain: Dataset, forget: Dataset, test: Dataset | None = None, *,
+                      val: Dataset | None = None, forget_classes: Sequence[int] | None = None,
+                      num_classes: int | None = None) -> Splits:
+        """Splits from a user's own datasets: D_r, D_f and (optionally) the test set and a validation set.
+
+        With `forget_classes` (class-wise forgetting) the test set is split into test-retain and
+        test-forget by label; otherwise it is all test-retain. `num_classes` defaults to the largest
+        label seen plus one. Indices refer to `concat(retain, forget)` (D_r first).
+        """
+        empty = Subset(retain, [])
+        test = test if test is not None else empty
+        val = val if val is not None else empty
+        if len(retain) == 0:
+            raise InvalidInputError("the retain set is empty; nothing would be retained")
+        labels = [targets_of(d) for d in (retain, forget, test, val)]
+        seen = int(max(int(t.max()) for t in labels if len(t))) + 1
+        num_classes = seen if num_classes is None else num_classes
+        if num_classes < seen:
+            raise InvalidInputError(f"num_classes {num_classes} is below the largest label + 1 ({seen})")
+        spec = None
+        test_targets = labels[2]
+        if forget_classes is not None:
+            spec = ForgetSpec.from_classes(list(forget_classes))
+            bad = [c for c in spec.classes if not 0 <= c < num_classes]
+            if bad:
+                raise InvalidInputError(f"forget class {bad[0]} is outside [0, {num_classes})")
+            in_forget = torch.isin(test_targets, torch.tensor(spec.classes))
+        else:
+            spec = ForgetSpec(kind="indices", indices=tuple(range(len(retain), len(retain) + len(forget))),
+                              source="datasets given to the API")
+            in_forget = torch.zeros(len(test_targets), dtype=torch.bool)
+        if len(forget) == 0:
+            raise InvalidInputError("the forget set is empty")
+        test_idx = torch.arange(len(test_targets))
+        n_r = len(retain)
+        return cls(forget=forget, retain=retain, val=val, test_retain=subset(test, test_idx[~in_forget]),
+                   test_forget=subset(test, test_idx[in_forget]),
+                   forget_indices=torch.arange(n_r, n_r + len(forget)), retain_indices=torch.arange(n_r),
+                   val_indices=torch.empty(0, dtype=torch.long), spec=spec, num_classes=num_classes)
 
     def sizes(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("forget", "retain", "val", "test_retain", "test_forget")}

@@ -63,6 +63,9 @@ class MethodContext:
     progress: bool = True
     original_meta: dict | None = None  # the original checkpoint's meta.json (retrain needs its recipe)
     artifacts: dict = field(default_factory=dict)  # e.g. the peft model, for adapter export
+    model_factory: Callable[[], nn.Module] | None = None  # retrain of a user's model: builds a fresh one
+    recipe: Any = None  # ... and the TrainConfig it is trained with
+    classifier: str | None = None  # the classifier's module name (`head`, `fc`, ...): trained whole, never pruned
 
 
 MethodFn = Callable[[nn.Module, Splits, Any, MethodContext], tuple[nn.Module, dict]]
@@ -112,6 +115,24 @@ def list_methods() -> dict[str, str]:
     return {name: m.summary for name, m in sorted(_METHODS.items())}
 
 
+def resolve_splits(splits: Splits | None, retain, forget, test, forget_classes, model: nn.Module | None = None,
+                   classifier: str | None = None) -> Splits:
+    """`splits`, or Splits built from a user's datasets (exactly one of the two ways)."""
+    if splits is not None:
+        if retain is not None or forget is not None or test is not None:
+            raise InvalidInputError("pass either splits or retain=/forget=/test= datasets, not both")
+        return splits
+    if retain is None or forget is None:
+        raise InvalidInputError("no data: pass splits (build_splits) or your datasets as retain= and forget=")
+    num_classes = None
+    if model is not None:
+        from prunelora.models.classifier import find_classifier
+
+        _, module = find_classifier(model, classifier)
+        num_classes = getattr(module, "out_features", None)
+    return Splits.from_datasets(retain, forget, test, forget_classes=forget_classes, num_classes=num_classes)
+
+
 @dataclass
 class UnlearnResult:
     """The plain merged model, a JSON-able record of the run, and live objects (e.g. the peft model)."""
@@ -121,16 +142,25 @@ class UnlearnResult:
     artifacts: dict = field(default_factory=dict)
 
 
-def unlearn(model: nn.Module, splits: Splits, method: str = "prunelora", config: Any = None, *,
-            device: str | None = None, progress: bool = True, original_meta: dict | None = None,
-            **overrides) -> UnlearnResult:
+def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prunelora", config: Any = None, *,
+            retain=None, forget=None, test=None, forget_classes=None, device: str | None = None,
+            progress: bool = True, original_meta: dict | None = None, model_factory=None, recipe=None,
+            classifier: str | None = None, **overrides) -> UnlearnResult:
     """Run an unlearning method on a copy of `model`; returns the plain merged model and a record.
 
-    `config` is the method's config dataclass, or pass its fields as keyword arguments.
-    The record holds the method, its config, wall time, peak memory, trainable parameters and the
-    sparsity report.
+    The data: `splits` (see `build_splits`), or your own datasets as `retain=` (D_r) and `forget=`
+    (D_f), optionally `test=` and, for class-wise forgetting, `forget_classes=` (see
+    `Splits.from_datasets`). `config` is the method's config dataclass, or pass its fields as keyword
+    arguments. `retrain` rebuilds the model from a checkpoint's `original_meta`, or from your
+    `model_factory()` trained with `recipe` (a `TrainConfig`). `classifier` names the classifier
+    module (e.g. `"fc"`); by default it is found (`head`, timm's `get_classifier()`, else the last
+    `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
+    parameters and the sparsity report.
     """
+    from prunelora.models.classifier import find_classifier
     from prunelora.pruning import sparsity_report
+
+    splits = resolve_splits(splits, retain, forget, test, forget_classes, model, classifier)
 
     entry = get_method(method)
     if config is None:
@@ -142,7 +172,9 @@ def unlearn(model: nn.Module, splits: Splits, method: str = "prunelora", config:
     if entry.needs_forget_samples and len(splits.forget) == 0:
         raise InvalidInputError(f"method {method!r} needs forget samples, but the forget set is empty")
     dev = resolve_device(device)
-    ctx = MethodContext(device=dev, progress=progress, original_meta=original_meta)
+    classifier_name, _ = find_classifier(model, classifier)  # one clear line for a model without one
+    ctx = MethodContext(device=dev, progress=progress, original_meta=original_meta, model_factory=model_factory,
+                        recipe=recipe, classifier=classifier_name)
     work = copy.deepcopy(model).to(dev)
     # Everything a method draws (LoRA's A matrices, a retrain's initial weights) follows its seed.
     seed_everything(getattr(config, "seed", 0))

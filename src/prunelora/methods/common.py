@@ -139,7 +139,8 @@ class PruneOptions(MethodConfig):
         architecture change is left in `ctx.artifacts["architecture"]` for the checkpoint)."""
         if self.prune_mode == "physical":
             pruning = physical_prune(model, self.prune_amount, norm=self.prune_norm, types=self.prune_types,
-                                     pattern=self.prune_pattern, example_inputs=splits.retain[0][0].unsqueeze(0))
+                                     pattern=self.prune_pattern, example_inputs=splits.retain[0][0].unsqueeze(0),
+                                     head_name=ctx.classifier)
             if self.bn_recalibrate:  # downstream statistics changed with the removed inputs
                 recalibrate_batchnorm(model, splits.retain, device=ctx.device)
             ctx.artifacts["masks"] = None
@@ -148,7 +149,7 @@ class PruneOptions(MethodConfig):
         masks = prune(model, self.prune_amount, structured=self.prune_structured, norm=self.prune_norm,
                       types=self.prune_types, pattern=self.prune_pattern, include_head=self.prune_head,
                       scope=self.prune_scope, bake=bake, targets=self.prune_targets,
-                      example_inputs=splits.retain[0][0].unsqueeze(0))
+                      example_inputs=splits.retain[0][0].unsqueeze(0), head_name=ctx.classifier)
         if self.bn_recalibrate:
             recalibrate_batchnorm(model, splits.retain, device=ctx.device)
         ctx.artifacts["masks"] = masks
@@ -185,7 +186,8 @@ class LoraOptions(MethodConfig):
         Returns (plain model, record).
         """
         dataset, loss_fn = objective_data(objective, splits, alpha, self.batch_size, self.seed, ctx.device)
-        peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity)
+        peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
+                              head_name=ctx.classifier)
         trainable = trainable_parameters(peft_model)
         result = fit(peft_model, dataset, self.train_config(), loss_fn=loss_fn,
                      freeze_batchnorm=self.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,

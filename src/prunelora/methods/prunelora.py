@@ -58,12 +58,12 @@ def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     # Bake the zeros into the (frozen) base weights: peft merges into `weight` directly.
     masks = config.prune_model(model, splits, ctx, bake=True)
     if config.prune_mode == "physical":
-        config = _lora_on_pruned_attention(model, config)
+        config = _lora_on_pruned_attention(model, config, ctx.classifier)
     return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
                              objective=config.objective, alpha=config.alpha)
 
 
-def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig) -> PruneLoRAConfig:
+def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig, head_name: str | None = None) -> PruneLoRAConfig:
     """LoRA on `mha` also means an attention that physical pruning turned into a `PrunedAttention`
     (which peft cannot wrap as a whole): there the adapters go on its q/k/v/out linears, which are
     called in its forward. Returns `config` with the same targets named explicitly."""
@@ -74,11 +74,11 @@ def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig) -> Prun
         return config
     regex = compile_pattern(model, config.lora_pattern)
     pruned = [name for name, m in model.named_modules()
-              if isinstance(m, PrunedAttention) and name != "head" and (regex is None or regex.search(name))]
+              if isinstance(m, PrunedAttention) and name != head_name and (regex is None or regex.search(name))]
     if not pruned:
         return config
     try:
-        targets = lora_targets(model, config.lora_types, config.lora_pattern)
+        targets = lora_targets(model, config.lora_types, config.lora_pattern, head_name)
     except InvalidInputError:  # every targeted attention was pruned
         targets = []
     intact = bool(targets)  # attentions the pattern names that kept all their heads

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
+
+from torch import nn
 
 from prunelora.checkpoint import build_model_from_meta
 from prunelora.errors import InvalidInputError
@@ -23,11 +26,21 @@ class RetrainConfig:
 
 @register_method("retrain", RetrainConfig, "exact unlearning: train from scratch on D_r with the original recipe")
 def retrain(model, splits, config: RetrainConfig, ctx):
-    meta = ctx.original_meta or {}
-    if not meta.get("recipe") or not meta.get("model"):
-        raise InvalidInputError("retrain needs the original checkpoint's training recipe (meta.json 'recipe')")
-    recipe = TrainConfig.from_dict({**meta["recipe"], "seed": config.seed})
-    fresh = build_model_from_meta(meta).to(resolve_device(ctx.device))
+    if ctx.model_factory is not None:  # a user's own model: their factory and recipe
+        if not isinstance(ctx.recipe, TrainConfig):
+            raise InvalidInputError("retrain with model_factory= needs recipe=TrainConfig(...), the original's recipe")
+        recipe = dataclasses.replace(ctx.recipe, seed=config.seed)
+        fresh = ctx.model_factory()
+        if not isinstance(fresh, nn.Module):
+            raise InvalidInputError(f"model_factory() returned {type(fresh).__name__}, not an nn.Module")
+        fresh = fresh.to(resolve_device(ctx.device))
+    else:
+        meta = ctx.original_meta or {}
+        if not meta.get("recipe") or not meta.get("model"):
+            raise InvalidInputError("retrain needs the original checkpoint's training recipe (meta.json 'recipe'), "
+                                    "or model_factory= and recipe= for your own model")
+        recipe = TrainConfig.from_dict({**meta["recipe"], "seed": config.seed})
+        fresh = build_model_from_meta(meta).to(resolve_device(ctx.device))
     result = fit(fresh, splits.retain, recipe, device=ctx.device, progress=ctx.progress, description="retrain")
     return fresh, {"cost": {"trainable_params": sum(p.numel() for p in fresh.parameters()), "steps": result.steps},
                    "history": result.history, "recipe": recipe.to_dict()}

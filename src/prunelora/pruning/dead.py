@@ -94,7 +94,7 @@ def _heads(plan: StructuredPlan, builder: _MaskBuilder) -> None:
 def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                        pattern: str | None = None, *, example_inputs: torch.Tensor,
                        importance: Callable | None = None,
-                       head_name: str = "head") -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
+                       head_name: str | None = None) -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
     """The masks (keyed `module.param`) that kill the channels and heads `physical_prune` would cut.
 
     Returns (parameters to mask, masks, the plan). Also resets the running statistics of the dead

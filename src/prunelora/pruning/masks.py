@@ -46,7 +46,7 @@ class PrunedParam:
 
 
 def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: str | None = None,
-                  include_head: bool = False, head_name: str = "head") -> list[PrunedParam]:
+                  include_head: bool = False, head_name: str | None = None) -> list[PrunedParam]:
     """Weights of the layers of the given types whose name matches `pattern` (regex, searched).
 
     The classifier head is skipped unless `include_head`: pruning its rows deletes whole classes
@@ -56,6 +56,7 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
     bad = [t for t in types if t not in LAYER_TYPES]
     if bad:
         raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    head_name = classifier_name(model, head_name)
     wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
     regex = compile_pattern(model, pattern)
     out = []
@@ -76,6 +77,13 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
             + ("" if include_head else " (the head is excluded)")
         )
     return out
+
+
+def classifier_name(model: nn.Module, name: str | None = None) -> str:
+    """The classifier's module name: `name` if given, else found (`prunelora.models.classifier`)."""
+    from prunelora.models.classifier import find_classifier
+
+    return find_classifier(model, name)[0]
 
 
 def compile_pattern(model: nn.Module, pattern: str | None) -> re.Pattern | None:
@@ -219,7 +227,7 @@ PRUNE_TARGETS = ("dead", "weights-only")
 def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 2,
           types: Sequence[str] = ("conv",), pattern: str | None = None, include_head: bool = False,
           scope: str = "layer", bake: bool = False, *, targets: str = "dead",
-          example_inputs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+          example_inputs: torch.Tensor | None = None, head_name: str | None = None) -> dict[str, torch.Tensor]:
     """Prune `model` in place and return its masks, keyed `module.param`.
 
     Structured, `targets="dead"` (the default): the channels and heads physical pruning would cut
@@ -244,9 +252,10 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
                                     "batch), or targets 'weights-only' for per-layer weight masks")
         from prunelora.pruning.dead import dead_channel_masks  # it imports this module
 
-        params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs)
+        params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
+                                              head_name=head_name)
     else:
-        params = select_params(model, types, pattern, include_head)
+        params = select_params(model, types, pattern, include_head, head_name)
         masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
             unstructured_masks(params, amount, scope)
     apply_masks(params, masks)

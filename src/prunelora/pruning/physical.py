@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunelora.errors import CheckpointError, InvalidInputError
-from prunelora.pruning.masks import LAYER_TYPES, _check_amount, compile_pattern
+from prunelora.pruning.masks import LAYER_TYPES, _check_amount, classifier_name, compile_pattern
 
 ARCHITECTURE_FORMAT = 1
 
@@ -293,10 +293,11 @@ def kept_count(channels: int, amount: float) -> int:
     return max(1, round((1.0 - amount) * channels))
 
 
-def _selected_names(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str) -> set[str]:
+def _selected_names(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str | None) -> set[str]:
     bad = [t for t in types if t not in LAYER_TYPES]
     if bad:
         raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    head_name = classifier_name(model, head_name)
     wanted = tuple(cls for t in types for cls in LAYER_TYPES[t]) + ((PrunedAttention,) if "mha" in types else ())
     regex = compile_pattern(model, pattern)
     names = {name for name, module in model.named_modules()
@@ -399,16 +400,17 @@ def _plan_heads(model: nn.Module, amount: float, selected: set[str], norm: int, 
 
 def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                     pattern: str | None = None, *, example_inputs: torch.Tensor, importance: Callable | None = None,
-                    head_name: str = "head") -> StructuredPlan:
+                    head_name: str | None = None) -> StructuredPlan:
     """Choose, without changing `model`, the channels and heads structured Ln pruning at `amount`
     removes (see the module doc: coupled layers are one group, attentions lose whole heads)."""
     _check_amount(amount)
     if norm not in (1, 2):
         raise InvalidInputError(f"norm n={norm} is not 1 or 2")
+    head_name = classifier_name(model, head_name)
     selected = _selected_names(model, types, pattern, head_name)
     was_training = model.training
     device = next(model.parameters()).device
-    head = model.get_submodule(head_name) if hasattr(model, head_name) else None
+    head = model.get_submodule(head_name)
     plan = StructuredPlan()
     cut: set[str] = set()
     if any(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules() if n in selected):
@@ -427,7 +429,7 @@ def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Seque
 
 def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                    pattern: str | None = None, include_head: bool = False, *, example_inputs: torch.Tensor,
-                   importance: Callable | None = None, head_name: str = "head") -> PhysicalPruning:
+                   importance: Callable | None = None, head_name: str | None = None) -> PhysicalPruning:
     """Remove, in place, the channels (and heads) that structured Ln pruning at `amount` selects.
 
     `types`/`pattern` select layers as in `prune` (masks); a selected conv or linear has its output
