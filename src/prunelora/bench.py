@@ -333,6 +333,13 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     # loaded first, so that a train subset the dataset cannot give writes nothing
     bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment),
                                 subset)
+    layer = (config.evaluation()["probe"] or {}).get("layer")
+    if layer is not None:  # a module the model lacks fails before anything is trained or written
+        from prunelora.models import create_model
+        from prunelora.models.classifier import find_module
+
+        find_module(create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                 **config.model_kwargs), layer)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -355,11 +362,6 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         original, original_meta = load_checkpoint(original_dir)
     judge = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
            "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation()}
-    layer = (judge["settings"]["probe"] or {}).get("layer")
-    if layer is not None:
-        from prunelora.models.classifier import find_module
-
-        find_module(original, layer)  # a wrong name fails before any cell runs
     retrain_seeds = config.retrain_seeds or config.seeds
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}

@@ -49,6 +49,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
         reference_metrics = evaluate(ref_model, splits, throughput=False, **options).metrics
     result = evaluate(model, splits, reference=reference_metrics, **options)
+    if no_original:
+        result.relearn = {"skipped": no_original}
     cost = meta.get("cost") or {}
     metrics = dict(result.metrics)
     for key in ("wall_time_s", "peak_memory_mb", "trainable_params"):
