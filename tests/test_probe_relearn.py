@@ -197,6 +197,13 @@ def test_the_relearn_set_and_the_held_out_part(class3_splits):
     assert len(relearn_parts(class3_splits, RelearnConfig(max_eval=7))[1]) == 7
 
 
+def test_public_api():
+    import prunelora
+
+    assert prunelora.RelearnConfig is RelearnConfig and prunelora.heldout_accuracy is heldout_accuracy
+    assert {"RelearnConfig", "heldout_accuracy"} <= set(prunelora.__all__)
+
+
 def test_relearning_is_skipped_with_a_reason_without_the_original(models, class3_splits):
     ev = evaluate(models["masked"], class3_splits, attacks=(), throughput=False, macs=False, device="cpu",
                   probe=False)
