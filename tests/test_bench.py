@@ -27,6 +27,8 @@ REQUIRED_COLUMNS = (
     + [f"MIA-{a}" for a in ATTACKS] + [f"MIA-{a}-acc" for a in ATTACKS]
     + ["Avg.Gap", "wall_time_s", "time_ratio", "peak_memory_mb", "trainable_params", "sparsity",
        "throughput"]
+    + ["Probe-FA", "Probe-TA", "Probe.Gap", "Probe-FA@layers.1", "Probe.Gap@layers.1", "relearn_steps",
+       "relearn_capped", "relearn_ratio"]
 )
 TEXT_COLUMNS = ("scenario", "method")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -142,7 +144,7 @@ def test_bench_runs_every_cell_once(finished):
 def test_bench_writes_every_output(bench_out):
     for name in ("results.csv", "results.json", "report.md", "bench.json"):
         assert (bench_out / name).is_file(), name
-    for kind in ("metrics", "losses", "frontier"):
+    for kind in ("metrics", "losses", "frontier", "hiding"):
         png = bench_out / "plots" / f"{SCENARIO}-{kind}.png"
         assert png.is_file(), png
         assert png.read_bytes()[:8] == PNG_MAGIC
@@ -176,6 +178,12 @@ def test_results_csv(bench_out):
     by_method = {r["method"]: r for r in rows}
     assert float(by_method["retrain"]["Avg.Gap"]) == 0.0
     assert float(by_method["retrain"]["time_ratio"]) == 1.0
+    assert float(by_method["retrain"]["Probe.Gap"]) == 0.0 and float(by_method["retrain"]["relearn_ratio"]) == 1.0
+    retrain_probe, retrain_steps = float(by_method["retrain"]["Probe-FA"]), float(by_method["retrain"]["relearn_steps"])
+    for method in METHODS:  # gaps and ratios to the same seed's retrain
+        row = by_method[method]
+        assert float(row["Probe.Gap"]) == pytest.approx(abs(float(row["Probe-FA"]) - retrain_probe))
+        assert float(row["relearn_ratio"]) == pytest.approx(float(row["relearn_steps"]) / retrain_steps)
     for method in METHODS:
         row = by_method[method]
         for rate in ("UA", "RA", "TA", "FA", "MIA"):
@@ -209,6 +217,8 @@ def test_cells_hold_rows_and_losses(bench_out):
         assert set(payload["mia"]) == set(ATTACKS)
         assert payload["losses"]["forget"] and payload["losses"]["test"]
         assert payload["record"]["method"]["name"] == method
+        assert set(payload["probe"]) == {"classifier", "layers.1"}
+        assert payload["relearn"]["steps"] == payload["row"]["relearn_steps"]
 
 
 def test_report(bench_out, config_file):
@@ -223,8 +233,28 @@ def test_report(bench_out, config_file):
     assert "To reproduce:" in report
     command = report.split("To reproduce:", 1)[1].split("```", 2)[1].strip()
     assert command == f"prunelora bench --config {config_file} --out {bench_out} --no-progress"
-    for kind in ("metrics", "losses", "frontier"):
+    for kind in ("metrics", "losses", "frontier", "hiding"):
         assert f"(plots/{SCENARIO}-{kind}.png)" in report
+    header = report.split("| method | UA |", 1)[1].split("\n", 1)[0]
+    for label in ("Probe-FA", "Probe-TA", "Probe.Gap", "relearn steps", "relearn / retrain"):
+        assert f"| {label} |" in header, label
+    assert "Probe on the output of `layers.1`" in report
+    assert "Probe.Gap = |Probe-FA − retrain's Probe-FA|" in report
+
+
+def test_report_marks_capped_relearning():
+    from prunelora.evaluation.report import markdown_table
+
+    summary = {"capped": {"relearn_steps": (100.0, 0.0), "relearn_capped": (1.0, 0.0), "relearn_ratio": (2.5, 0.0),
+                          "relearn_ref_capped": (0.0, 0.0)},
+               "reference capped": {"relearn_steps": (7.0, 1.0), "relearn_capped": (0.0, 0.0),
+                                    "relearn_ratio": (0.07, 0.01), "relearn_ref_capped": (1.0, 0.0)},
+               "both": {"relearn_steps": (100.0, 0.0), "relearn_capped": (1.0, 0.0), "relearn_ratio": (1.0, 0.0),
+                        "relearn_ref_capped": (1.0, 0.0)}}
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in markdown_table(summary).splitlines()[2:]}
+    assert "| ≥ 100.0 ± 0.0 | ≥ 2.50 ± 0.00 |" in rows["capped"]
+    assert "| 7.0 ± 1.0 | ≤ 0.07 ± 0.01 |" in rows["reference capped"]
+    assert "| ≥ 100.0 ± 0.0 | – |" in rows["both"]
 
 
 # --------------------------------------------------------------------------- resume
@@ -355,6 +385,34 @@ def test_unknown_key_in_the_bench_yaml(run_cli, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("section", "value", "needle"), [
+    ("probe", {"layr": "layers.1"}, "'layr' in probe"),
+    ("probe", {"enabled": "yes"}, "probe.enabled"),
+    ("relearn", {"max_steps": 0}, "max_steps 0"),
+    ("relearn", {"steps": 5}, "'steps'"),
+])
+def test_bad_probe_or_relearn_settings(run_cli, tmp_path, section, value, needle):
+    data = reduced_demo()
+    data[section] = value
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    out = tmp_path / "out"
+    line = one_error_line(run_cli(*bench_args(config, out)), "bench")
+    assert needle in line
+    assert not out.exists()
+
+
+def test_a_probe_layer_the_model_lacks_fails_before_any_cell(run_cli, tmp_path, monkeypatch):
+    data = reduced_demo()
+    data["probe"] = {"layer": "layers.7"}
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    calls: list[str] = []
+    record_calls(monkeypatch, calls)
+    out = tmp_path / "out"
+    line = one_error_line(run_cli(*bench_args(config, out)), "bench")
+    assert "'layers.7'" in line
+    assert calls == [] and not out.exists()
+
+
 def test_unknown_key_in_a_method(run_cli, tmp_path):
     data = reduced_demo()
     data["methods"]["lora"]["lora_rnak"] = 4
@@ -413,6 +471,21 @@ def test_demo_config_resolves_and_validates():
     reduced = BenchConfig.from_dict(reduced_demo())
     assert (reduced.dataset, reduced.model, reduced.scenarios, reduced.mia) == \
         (config.dataset, config.model, config.scenarios, config.mia)
+
+
+@pytest.mark.parametrize("name", ["demo-digits", "fashion-mnist-resnet8", "fashion-mnist-resnet20",
+                                  "fashion-mnist-vit-tiny"])
+def test_shipped_benches_measure_probe_and_relearning(name):
+    """The demo and the Fashion-MNIST benches turn both on, and probe a layer their model has."""
+    from prunelora.models import create_model
+    from prunelora.models.classifier import find_module
+
+    config = BenchConfig.from_file(preset_path(name))
+    settings = config.evaluation()
+    assert settings["probe"] is not None and settings["relearn"] is not None
+    assert config.probe.get("enabled") is True and config.relearn.get("enabled") is True  # written out
+    size = 8 if config.dataset == "digits" else 28
+    find_module(create_model(config.model, 10, 1, size, **config.model_kwargs), settings["probe"]["layer"])
 
 
 def test_demo_refuses_bad_input_before_training(run_cli, checkpoint_copy, tmp_path, snapshot):

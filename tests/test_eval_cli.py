@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,81 @@ def test_same_indices_from_another_file_are_the_same_forget_set(run_cli, runs, c
     _ok(run_cli("retrain", "--checkpoint", runs["C"], "--forget-indices", second, "--out", retrained,
                 "--no-progress"))
     _ok(run_cli("eval", unlearned, "--reference", retrained))
+
+
+# --------------------------------------------------------------------------- probe and relearning
+
+
+def test_eval_measures_probe_and_relearning_against_the_reference(u_vs_r, run_cli, runs):
+    """Defaults: the probe on the classifier's input, relearning with the original found through
+    meta.json; both as gaps/ratios to the reference, computed as evaluating R alone gives them."""
+    stdout, payload = u_vs_r
+    ours = payload["metrics"]
+    assert payload["original"] == str(runs["C"])  # the path U's meta.json records
+    ref_file = runs["root"] / "r-alone.json"
+    _ok(run_cli("eval", runs["R"], "--json", ref_file))
+    ref = json.loads(ref_file.read_text())["metrics"]
+    assert ours["Probe.Gap"] == pytest.approx(abs(ours["Probe-FA"] - ref["Probe-FA"]))
+    assert ours["relearn_ratio"] == pytest.approx(ours["relearn_steps"] / ref["relearn_steps"])
+    assert ref["relearn_steps"] > 0 and ref["relearn_capped"] == 0
+    for key in ("Probe-FA", "Probe-TA", "Probe.Gap", "relearn_steps", "relearn_ratio"):
+        assert _row(stdout, key) == pytest.approx(ours[key], abs=0.01), key
+    assert payload["probe"]["classifier"]["layer"] == "input of head"
+    assert payload["relearn"]["config"]["max_steps"] == 100
+    assert len(payload["relearn"]["curve"]) == ours["relearn_steps"] + 1
+
+
+def test_the_original_relearns_in_zero_steps(run_cli, runs):
+    report = runs["root"] / "c-relearn.json"
+    _ok(run_cli("eval", runs["C"], "--forget-class", "3", "--json", report, "--no-probe"))
+    payload = json.loads(report.read_text())
+    assert payload["original"] == str(runs["C"])
+    assert payload["metrics"]["relearn_steps"] == 0
+    assert "Probe-FA" not in payload["metrics"]
+
+
+def test_probe_layer_and_switches(run_cli, runs):
+    report = runs["root"] / "u-layer.json"
+    stdout = _ok(run_cli("eval", runs["U"], "--probe-layer", "layers.1", "--no-relearn", "--json", report))
+    metrics = json.loads(report.read_text())["metrics"]
+    assert 0 <= metrics["Probe-FA@layers.1"] <= 100 and _row(stdout, "Probe-FA@layers.1") is not None
+    assert "relearn_steps" not in metrics and "relearning skipped" not in stdout
+    off = runs["root"] / "u-off.json"
+    _ok(run_cli("eval", runs["U"], "--no-probe", "--no-relearn", "--json", off))
+    assert not [k for k in json.loads(off.read_text())["metrics"] if k.startswith(("Probe", "relearn"))]
+
+
+def test_a_capped_relearning_is_marked(run_cli, runs):
+    report = runs["root"] / "r-capped.json"
+    stdout = _ok(run_cli("eval", runs["R"], "--relearn-max-steps", "1", "--no-probe", "--json", report))
+    metrics = json.loads(report.read_text())["metrics"]
+    assert metrics["relearn_steps"] == 1 and metrics["relearn_capped"] == 1
+    assert re.search(r"│\s*relearn_steps\s*│\s*≥1\s*│", stdout)
+
+
+def test_without_the_original_relearning_is_skipped_in_one_line(run_cli, runs, tmp_path):
+    moved = tmp_path / "U"
+    shutil.copytree(runs["U"], moved)
+    meta = _meta(moved)
+    meta["original"]["path"] = str(tmp_path / "gone")
+    (moved / META).write_text(json.dumps(meta))
+    report = tmp_path / "u.json"
+    stdout = _ok(run_cli("eval", moved, "--no-probe", "--json", report))
+    assert "relearning skipped: the original model is not at" in stdout and "--original" in stdout
+    payload = json.loads(report.read_text())
+    assert "relearn_steps" not in payload["metrics"] and "--original" in payload["relearn"]["skipped"]
+    _ok(run_cli("eval", moved, "--no-probe", "--original", runs["C"], "--json", report))
+    assert json.loads(report.read_text())["metrics"]["relearn_steps"] >= 0
+
+
+def test_bad_probe_and_relearn_options_are_one_line(run_cli, runs, tmp_path, snapshot):
+    before = snapshot(runs["U"])
+    report = tmp_path / "x.json"
+    line = one_error_line(run_cli("eval", runs["U"], "--probe-layer", "layer9", "--json", report), "eval")
+    assert "'layer9'" in line and "layers" in line
+    line = one_error_line(run_cli("eval", runs["U"], "--original", runs["R"], "--json", report), "eval")
+    assert "--original" in line and "not the original" in line
+    line = one_error_line(run_cli("eval", runs["U"], "--relearn-max-steps", "0", "--json", report), "eval")
+    assert "max_steps 0" in line
+    assert not report.exists()
+    assert snapshot(runs["U"]) == before

@@ -84,7 +84,7 @@ def test_real_model_mia_details(real, class3_splits):
         assert res["n_members"] == res["n_nonmembers"] > 0
         assert res["n_members"] + res["n_heldout"] // 2 == min(
             len(class3_splits.retain), len(class3_splits.test_retain))
-    assert real.to_dict() == {"metrics": real.metrics, "mia": real.mia}
+    assert real.to_dict() == {"metrics": real.metrics, "mia": real.mia, "probe": real.probe, "relearn": real.relearn}
 
 
 def test_real_model_losses_for_the_histograms(real, class3_splits):
@@ -206,7 +206,7 @@ def _hand_splits(test_forget_size: int = 12) -> Splits:
 
 
 def test_perfect_on_retain_and_always_wrong_on_forget():
-    ev = evaluate(Oracle(), _hand_splits(), device="cpu")
+    ev = evaluate(Oracle(), _hand_splits(), device="cpu", probe=False)
     m = ev.metrics
     assert m["UA"] == 100.0
     assert m["RA"] == 100.0
@@ -227,7 +227,7 @@ def test_member_looking_forget_set_gives_zero_efficacy():
     splits = _hand_splits()
     forget_t = [FORGOTTEN] * 15
     splits.forget = _dataset(forget_t, forget_t, scale=20)
-    m = evaluate(Oracle(), splits, throughput=False, device="cpu").metrics
+    m = evaluate(Oracle(), splits, throughput=False, device="cpu", probe=False).metrics
     assert m["UA"] == 0.0
     assert m["MIA-loss-lr"] == 0.0
     assert m["MIA"] == 0.0
@@ -235,7 +235,7 @@ def test_member_looking_forget_set_gives_zero_efficacy():
 
 def test_empty_test_forget_gives_nan_fa():
     """Sample-wise forgetting has no forgotten test classes: FA is nan, not 0."""
-    m = evaluate(Oracle(), _hand_splits(test_forget_size=0), throughput=False, device="cpu").metrics
+    m = evaluate(Oracle(), _hand_splits(test_forget_size=0), throughput=False, device="cpu", probe=False).metrics
     assert math.isnan(m["FA"])
     assert m["UA"] == 100.0 and m["RA"] == 100.0
 
@@ -245,7 +245,7 @@ def test_half_wrong_forget_set():
     targets = [FORGOTTEN] * 10
     preds = [FORGOTTEN] * 5 + [(FORGOTTEN + 1) % N_CLASSES] * 5
     splits.forget = _dataset(targets, preds, scale=20)
-    m = evaluate(Oracle(), splits, attacks=(), throughput=False, device="cpu").metrics
+    m = evaluate(Oracle(), splits, attacks=(), throughput=False, device="cpu", probe=False).metrics
     assert m["UA"] == 50.0
     assert m["RA"] == 100.0
 
@@ -260,7 +260,7 @@ def test_sparsity_counts_zeroed_weights():
         def forward(self, x):
             return self.oracle(x)
 
-    m = evaluate(Half(), _hand_splits(), attacks=(), throughput=False, device="cpu").metrics
+    m = evaluate(Half(), _hand_splits(), attacks=(), throughput=False, device="cpu", probe=False).metrics
     assert m["params"] == 4 and m["nonzero_params"] == 1
     assert m["sparsity"] == pytest.approx(0.75)
 

@@ -20,6 +20,8 @@ _LAZY = {
     "list_methods": ("prunelora.methods", "list_methods"),
     "unlearn_checkpoint": ("prunelora.api", "unlearn_checkpoint"),
     "evaluate": ("prunelora.evaluation.evaluate", "evaluate"),
+    "RelearnConfig": ("prunelora.evaluation.relearn", "RelearnConfig"),
+    "heldout_accuracy": ("prunelora.evaluation.relearn", "heldout_accuracy"),
 }
 
 
@@ -33,8 +35,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "PruneLoRAError", "RunResult",
-    "TrainConfig", "build_splits", "create_model", "evaluate", "info", "list_datasets", "list_methods",
+    "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "PruneLoRAError", "RelearnConfig",
+    "RunResult", "TrainConfig", "build_splits", "create_model", "evaluate", "heldout_accuracy", "info", "list_datasets", "list_methods",
     "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
     "unlearn_checkpoint",
 ]

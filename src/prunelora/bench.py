@@ -15,6 +15,7 @@ command resumes where it stopped):
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import time
@@ -30,6 +31,7 @@ from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.metrics import ATTACKS
+from prunelora.evaluation.relearn import relearn_ratio
 from prunelora.training import TrainConfig
 from prunelora.training.distributed import barrier, broadcast_from_main, is_main_process
 
@@ -90,6 +92,8 @@ class BenchConfig:
     `train_subset: {size: N, seed: S}` trains the original (and builds every split) on N training
     images, stratified by class, chosen by S; null uses the whole train set. A `methods` key is a
     method name or `NAME@LABEL`, a variant of that method with other options (see `split_method_key`).
+    `probe: {enabled, layer, seed}` and `relearn: {enabled, <RelearnConfig fields>}` set the
+    representation probe and the relearning time of every cell (both on by default).
     """
 
     name: str = "bench"
@@ -105,6 +109,8 @@ class BenchConfig:
     retrain_seeds: list | None = None
     methods: dict = field(default_factory=lambda: {"finetune": {}, "prunelora": {}})
     mia: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    relearn: dict = field(default_factory=dict)
     note: str = ""
 
     @classmethod
@@ -128,7 +134,8 @@ class BenchConfig:
 
         for key, kind, what in (("train", dict, "a mapping of recipe fields"), ("model_kwargs", dict, "a mapping"),
                                 ("scenarios", list, "a list of scenarios"), ("seeds", list, "a list of integers"),
-                                ("methods", dict, "a mapping of method names to options"), ("mia", dict, "a mapping")):
+                                ("methods", dict, "a mapping of method names to options"), ("mia", dict, "a mapping"),
+                                ("probe", dict, "a mapping"), ("relearn", dict, "a mapping")):
             if not isinstance(getattr(self, key), kind):
                 raise InvalidInputError(f"{source}: {key} must be {what}, not {getattr(self, key)!r}")
         for key in ("seeds", "retrain_seeds"):
@@ -173,6 +180,30 @@ class BenchConfig:
         max_samples = self.mia.get("max_samples", 5000)
         if not isinstance(max_samples, int) or max_samples < 4:
             raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
+        self.evaluation(source)
+
+    def evaluation(self, source: str = "config") -> dict:
+        """The probe and relearning settings, checked and completed: `{"probe": {...} | None,
+        "relearn": {...} | None}` (None: turned off)."""
+        from prunelora.evaluation.relearn import RelearnConfig
+
+        unknown = set(self.probe) - {"enabled", "layer", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in probe; "
+                                    "accepted: enabled, layer, seed")
+        probe = {"layer": self.probe.get("layer"), "seed": self.probe.get("seed", 0)}
+        if self.probe.get("enabled", True) is not True and self.probe.get("enabled") is not False:
+            raise InvalidInputError(f"{source}: probe.enabled {self.probe['enabled']!r} must be true or false")
+        if probe["layer"] is not None and not isinstance(probe["layer"], str):
+            raise InvalidInputError(f"{source}: probe.layer {probe['layer']!r} must be a module name (e.g. layers.1)")
+        if isinstance(probe["seed"], bool) or not isinstance(probe["seed"], int):
+            raise InvalidInputError(f"{source}: probe.seed {probe['seed']!r} must be an integer")
+        relearn = dict(self.relearn)
+        enabled = relearn.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise InvalidInputError(f"{source}: relearn.enabled {enabled!r} must be true or false")
+        relearn = RelearnConfig.from_dict(relearn, f"{source}: relearn").to_dict()
+        return {"probe": probe if self.probe.get("enabled", True) else None, "relearn": relearn if enabled else None}
 
     @staticmethod
     def scenario(data: dict, source: str = "config") -> Scenario:
@@ -275,8 +306,10 @@ def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
     return None
 
 
-def _cell_key(method: str, options: dict) -> str:
-    return f"{method}-{run_id(options)[:8]}"
+def _cell_key(method: str, options: dict, evaluation: dict) -> str:
+    """The cell's folder: the method and a hash of its options and of the probe and relearning
+    settings (a cell evaluated otherwise is another cell)."""
+    return f"{method}-{run_id({'options': options, 'evaluation': evaluation})[:8]}"
 
 
 def _load_json(path: Path) -> dict | None:
@@ -300,6 +333,13 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     # loaded first, so that a train subset the dataset cannot give writes nothing
     bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment),
                                 subset)
+    layer = (config.evaluation()["probe"] or {}).get("layer")
+    if layer is not None:  # a module the model lacks fails before anything is trained or written
+        from prunelora.models import create_model
+        from prunelora.models.classifier import find_module
+
+        find_module(create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                 **config.model_kwargs), layer)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -320,8 +360,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                        subset_seed=subset["seed"] if subset else 0)
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
-    mia = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
-           "mia_seed": config.mia.get("seed", 0)}
+    judge = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
+           "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation()}
     retrain_seeds = config.retrain_seeds or config.seeds
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
     floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
@@ -332,10 +372,11 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         spec = scenario.spec()
         splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0,
                               val_indices=original_meta["dataset"].get("val_indices"))
+        judge["relearn_target"] = _relearn_target(original, splits, judge["settings"]["relearn"], device)
         references: dict[int, dict] = {}
         for seed in floor_seeds:
             payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
-                                if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, mia,
+                                if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, judge,
                                 device, progress, log, cache_model=True, counts=counts)
             payloads[(scenario.name, "retrain", seed)] = payload
             row = payload["row"]
@@ -358,7 +399,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
                 reference = references[reference_seed]
                 payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
-                                    reference, mia, device, progress, log, counts=counts)
+                                    reference, judge, device, progress, log, counts=counts)
                 payloads[(scenario.name, method, seed)] = payload
                 row = payload["row"]
                 row["time_ratio"] = row["wall_time_s"] / retrain_wall
@@ -375,27 +416,36 @@ def noise_floor_rows(retrains: list[dict]) -> list[dict]:
     against the earlier one. Their mean is the noise floor of Avg.Gap: a method closer to its
     retrain than two exact retrains are to each other is as good as retraining here."""
     from prunelora.evaluation.metrics import avg_gap
+    from prunelora.evaluation.relearn import relearn_ratio
 
     out = []
     for i, first in enumerate(retrains):
         for second in retrains[i + 1:]:
-            gap = avg_gap(second, first) if "MIA" in first and "MIA" in second else float("nan")
-            out.append({**second, "method": NOISE_FLOOR, "reference_seed": first["seed"], "Avg.Gap": gap})
+            row = {**second, "method": NOISE_FLOOR, "reference_seed": first["seed"],
+                   "Avg.Gap": avg_gap(second, first) if "MIA" in first and "MIA" in second else float("nan")}
+            for key in [k for k in second if k.startswith("Probe-FA")]:
+                row[key.replace("Probe-FA", "Probe.Gap")] = abs(second[key] - first.get(key, math.nan))
+            if "relearn_steps" in second and "relearn_steps" in first:
+                row["relearn_ratio"] = relearn_ratio(second["relearn_steps"], first["relearn_steps"],
+                                                     bool(second["relearn_capped"]), bool(first["relearn_capped"]))
+            out.append(row)
     return out
 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
-              splits, reference: dict | None, mia: dict, device, progress: bool, log, cache_model: bool = False,
+              splits, reference: dict | None, judge: dict, device, progress: bool, log, cache_model: bool = False,
               counts: dict | None = None) -> dict:
     """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload.
 
     `method` is the config's key (maybe `NAME@LABEL`): it names the cell and the row's method.
+    `judge`: how to evaluate (MIA options, probe and relearning settings, the relearn target).
     """
     from prunelora.methods import get_method, unlearn
 
     counts = {} if counts is None else counts
     name, _ = split_method_key(method)
-    cell = out / "cells" / scenario / _cell_key(method, options) / f"seed{seed}.json"
+    settings = judge["settings"]
+    cell = out / "cells" / scenario / _cell_key(method, options, settings) / f"seed{seed}.json"
     done = _load_json(cell) if cell.is_file() else None
     if done is not None:
         log(f"{scenario} {method} seed {seed}: done earlier, reusing")
@@ -412,20 +462,43 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
             "recipe": original_meta.get("recipe"), "forget": splits.spec.to_dict(), "seed": seed,
             "method": result.record["method"], "cost": result.record["cost"],
             "original": {"run_id": original_meta.get("run_id")}})
+    from prunelora.evaluation.relearn import RelearnConfig
+
+    probe, relearn = settings["probe"], settings["relearn"]
     evaluation = evaluate(result.model, splits, reference=reference, device=device,
-                          attacks=mia["attacks"], mia_seed=mia["mia_seed"], mia_max_samples=mia["mia_max_samples"])
+                          attacks=judge["attacks"], mia_seed=judge["mia_seed"], mia_max_samples=judge["mia_max_samples"],
+                          probe=probe is not None, probe_layer=(probe or {}).get("layer"),
+                          probe_seed=(probe or {}).get("seed", 0),
+                          relearn=RelearnConfig(**relearn) if relearn is not None else None,
+                          relearn_target=judge["relearn_target"])
     cost = result.record["cost"]
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
            "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0)}
-    if reference is None:
+    if reference is None:  # the retrain: its own reference
         row["Avg.Gap"] = 0.0
-    payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "record": {
+        for key in [k for k in row if k.startswith("Probe-FA")]:
+            row[key.replace("Probe-FA", "Probe.Gap")] = 0.0 if math.isfinite(row[key]) else float("nan")
+        if "relearn_steps" in row:
+            row["relearn_ratio"] = relearn_ratio(row["relearn_steps"], row["relearn_steps"],
+                                                 bool(row["relearn_capped"]), bool(row["relearn_capped"]))
+    payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "probe": evaluation.probe,
+               "relearn": evaluation.relearn, "record": {
         k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     cell.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
     return payload
+
+
+def _relearn_target(original, splits, relearn: dict | None, device) -> float | None:
+    """The original's accuracy on the held-out part of D_f: the level relearning must regain."""
+    from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
+
+    if relearn is None or len(splits.forget) < 2:
+        return None
+    return broadcast_from_main(heldout_accuracy(original, splits, RelearnConfig(**relearn), device=device)
+                               if is_main_process() else None)
 
 
 def original_checkpoint(out: str | Path) -> Path | None:

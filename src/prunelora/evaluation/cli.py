@@ -1,4 +1,4 @@
-"""`prunelora eval DIR [--reference RETRAIN_DIR] [--json FILE]`."""
+"""`prunelora eval DIR [--reference RETRAIN_DIR] [--original DIR] [--json FILE]`."""
 
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from prunelora.errors import InvalidInputError
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, Avg.Gap to a retrain, and cost."""
+    """Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost."""
     from rich.console import Console
     from rich.table import Table
 
     from prunelora.api import load_for_unlearning
     from prunelora.checkpoint import atomic_write_text, read_meta
     from prunelora.data import ForgetSpec
-    from prunelora.evaluation.evaluate import check_reference, evaluate
+    from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
+    from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
+    from prunelora.models.classifier import find_module
 
     meta = read_meta(args.checkpoint)
     spec = forget_spec_from_args(args, required=False)
@@ -27,14 +29,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"{args.checkpoint} forgot nothing; say what to evaluate against with --forget-class, "
                                     "--forget-fraction or --forget-indices")
         spec = ForgetSpec.from_dict(meta["forget"])
+    relearn = None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps)
+    original_path, no_original = original_for_relearning(meta, args.checkpoint, args.original) if relearn else (None, None)
     model, meta, _, splits = load_for_unlearning(args.checkpoint, spec, args.data_dir)
+    if args.probe_layer and not args.no_probe:
+        find_module(model, args.probe_layer)  # a wrong name fails before any work
+    target = None
+    if original_path is not None:
+        original = model if original_path == args.checkpoint else load_for_unlearning(original_path, spec, args.data_dir)[0]
+        target = heldout_accuracy(original, splits, relearn, device=_device(args))
+    elif no_original:
+        print(f"relearning skipped: {no_original}")
+    options = {"probe": not args.no_probe, "probe_layer": args.probe_layer, "relearn": relearn,
+               "relearn_target": target, "device": _device(args)}
     reference_metrics = None
     if args.reference:
         ref_meta = read_meta(args.reference)
         check_reference({**meta, "forget": spec.to_dict()}, ref_meta)
         ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
-        reference_metrics = evaluate(ref_model, splits, throughput=False, device=_device(args)).metrics
-    result = evaluate(model, splits, reference=reference_metrics, device=_device(args))
+        reference_metrics = evaluate(ref_model, splits, throughput=False, **options).metrics
+    result = evaluate(model, splits, reference=reference_metrics, **options)
+    if no_original:
+        result.relearn = {"skipped": no_original}
     cost = meta.get("cost") or {}
     metrics = dict(result.metrics)
     for key in ("wall_time_s", "peak_memory_mb", "trainable_params"):
@@ -48,7 +64,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for key, value in metrics.items():
         if isinstance(value, float) and math.isnan(value):
             text = "–"
-        elif key in ("params", "nonzero_params", "macs", "trainable_params"):
+        elif key == "relearn_steps" and metrics.get("relearn_capped"):
+            text = f"≥{value:,.0f}"  # the cap: the true time is longer
+        elif key in ("params", "nonzero_params", "macs", "trainable_params", "relearn_steps", "relearn_capped",
+                     "relearn_ref_capped"):
             text = f"{value:,.0f}"  # counts
         else:
             text = f"{value:,.2f}"
@@ -56,14 +75,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     Console().print(table)
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "forget": spec.to_dict(), "metrics": metrics, "mia": result.mia,
-                   "reference": str(args.reference) if args.reference else None}
+                   "probe": result.probe, "relearn": result.relearn,
+                   "reference": str(args.reference) if args.reference else None,
+                   "original": str(original_path) if original_path else None}
         atomic_write_text(args.json, json.dumps(payload, indent=2, default=float) + "\n")
     return 0
 
 
 def _setup_eval(p: argparse.ArgumentParser) -> None:
+    from prunelora.evaluation.relearn import RelearnConfig
+
     p.add_argument("checkpoint", help="checkpoint directory to evaluate")
     p.add_argument("--reference", default=None, help="a retrain checkpoint of the same original (adds Avg.Gap)")
+    p.add_argument("--original", default=None, metavar="DIR",
+                   help="the original checkpoint, whose D_f accuracy relearning must regain (default: the path "
+                        "recorded in the checkpoint's meta.json)")
+    p.add_argument("--no-probe", action="store_true", help="skip the representation probe (Probe-FA, Probe-TA)")
+    p.add_argument("--probe-layer", default=None, metavar="MODULE",
+                   help="also probe this module's output (e.g. layers.1 of the CIFAR ResNets, blocks.1 of the ViT)")
+    p.add_argument("--no-relearn", action="store_true", help="skip the relearning time (relearn_steps)")
+    p.add_argument("--relearn-max-steps", type=int, default=RelearnConfig.max_steps, metavar="N",
+                   help="relearning's cap: a model still below the target after N steps gets N (default: %(default)s)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")

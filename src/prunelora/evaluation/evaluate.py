@@ -1,4 +1,5 @@
-"""Evaluate a model on its splits: accuracy family, membership inference, gap to retrain, cost.
+"""Evaluate a model on its splits: accuracy family, membership inference, representation probe,
+relearning time, gap to retrain, cost.
 
 Evaluation never imports methods: it judges any `nn.Module` against any `Splits`.
 """
@@ -15,6 +16,14 @@ from torch import nn
 from prunelora.data import Splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
+from prunelora.evaluation.probe import probe as fit_layer_probe
+from prunelora.evaluation.relearn import (
+    DEFAULT_RELEARN,
+    RelearnConfig,
+    relearn_ratio,
+    relearn_steps,
+)
+from prunelora.models.classifier import find_classifier, find_module
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
@@ -23,14 +32,18 @@ GAP_KEYS = ("UA", "RA", "TA", "MIA")
 
 @dataclass
 class Evaluation:
-    """Flat metrics (for tables and CSV), MIA details, and per-sample losses (for histograms)."""
+    """Flat metrics (for tables and CSV), MIA, probe and relearning details, and per-sample losses
+    (for histograms). `probe` maps each probed layer to its details (or says why there was none);
+    `relearn` holds the relearning details (or `skipped`: why it did not run)."""
 
     metrics: dict[str, float]
     mia: dict[str, dict] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
+    probe: dict[str, dict] = field(default_factory=dict)
+    relearn: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "mia": self.mia}
+        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn}
 
 
 def serialized_size_mb(model: nn.Module) -> float:
@@ -90,7 +103,8 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
 def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
-             keep_losses: int = 2000) -> Evaluation:
+             keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
+             relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
     """All metrics of DESIGN.md §2 for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -98,10 +112,28 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
-    `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA.
+    `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Probe.Gap` and
+    `relearn_ratio` (where the reference has them).
+    Representation probe (`probe=True`, class-wise forgetting only, else NaN; see
+    `prunelora.evaluation.probe`): `Probe-FA` / `Probe-TA`, a linear probe's accuracy on the
+    forgotten / retained test classes from the classifier's input features; `probe_layer` (a module
+    name, e.g. `layers.1`) adds the same probe on that module's output as `Probe-FA@<layer>`,
+    `Probe-TA@<layer>` (and `Probe.Gap@<layer>`).
+    Relearning (`relearn`, see `prunelora.evaluation.relearn`): `relearn_steps` to regain
+    `relearn.target_fraction` of `relearn_target` (the *original* model's accuracy on the held-out
+    part of D_f, from `relearn.heldout_accuracy`) and `relearn_capped` (1 when the cap was hit:
+    the steps are a lower bound). Skipped, with the reason in `Evaluation.relearn`, when
+    `relearn_target` is None, `relearn` is None or D_f is too small.
     Cost of the model itself: `params`, `nonzero_params`, `macs` (multiply-accumulates per image),
     `throughput` (CPU/GPU images per second at batch 256) and `size_mb` (on disk).
     """
+    if probe:  # a model without a classifier, or a wrong layer name, fails before any work
+        try:
+            find_classifier(model)
+            if probe_layer is not None:
+                find_module(model, probe_layer)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
     outputs = {part: predict(model, getattr(splits, part), device=device)
                for part in ("forget", "retain", "test_retain", "test_forget", "val")}
     m: dict[str, float] = {
@@ -133,6 +165,37 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     m["size_mb"] = serialized_size_mb(model)
     if reference is not None:
         m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")
+    probes: dict[str, dict] = {}
+    if probe:
+        # Fitted by the main process alone (features of the whole test set), then shared.
+        found = broadcast_from_main(_probes(model, splits, probe_layer, probe_seed, device) if is_main_process()
+                                    else None)
+        for layer, result in found.items():
+            suffix = "" if layer is None else f"@{layer}"
+            m[f"Probe-FA{suffix}"] = result.probe_fa if result is not None else float("nan")
+            m[f"Probe-TA{suffix}"] = result.probe_ta if result is not None else float("nan")
+            probes[layer or "classifier"] = (result.to_dict() if result is not None else
+                                             {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"})
+    relearned: dict = {}
+    if relearn is None:
+        relearned = {"skipped": "turned off"}
+    elif relearn_target is None:
+        relearned = {"skipped": "the original model's accuracy on D_f is unknown (pass the original)"}
+    elif len(splits.forget) < 2:
+        relearned = {"skipped": f"D_f has {len(splits.forget)} image(s); relearning needs at least 2"}
+    else:
+        result = broadcast_from_main(relearn_steps(model, splits, relearn_target, relearn, device=device)
+                                     if is_main_process() else None)
+        m["relearn_steps"], m["relearn_capped"] = float(result.steps), float(result.capped)
+        relearned = result.to_dict() | {"config": relearn.to_dict()}
+    if reference is not None:
+        for key in [k for k in m if k.startswith("Probe-FA")]:
+            if key in reference:
+                m[key.replace("Probe-FA", "Probe.Gap")] = abs(m[key] - reference[key])
+        if "relearn_steps" in m and "relearn_steps" in reference:
+            m["relearn_ref_capped"] = float(reference.get("relearn_capped", 0.0))
+            m["relearn_ratio"] = relearn_ratio(m["relearn_steps"], reference["relearn_steps"],
+                                               bool(m["relearn_capped"]), bool(m["relearn_ref_capped"]))
     rng = np.random.default_rng(0)
     losses = {}
     for part, key in (("forget", "forget"), ("test_retain", "test")):
@@ -140,7 +203,13 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
         if len(values) > keep_losses:
             values = rng.choice(values, keep_losses, replace=False)
         losses[key] = [float(v) for v in values]
-    return Evaluation(m, mia, losses)
+    return Evaluation(m, mia, losses, probes, relearned)
+
+
+def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device) -> dict:
+    """None (the classifier's input) and `layer` -> its ProbeResult (None without a forgotten test class)."""
+    layers = [None] if layer is None else [None, layer]
+    return {name: fit_layer_probe(model, splits, name, seed=seed, device=device) for name in layers}
 
 
 def check_reference(meta: dict, reference_meta: dict) -> None:
@@ -156,3 +225,30 @@ def check_reference(meta: dict, reference_meta: dict) -> None:
 
     if same_set(reference_meta.get("forget")) != same_set(meta.get("forget")):
         raise InvalidInputError("--reference forgot a different set than the evaluated model")
+
+
+def original_for_relearning(meta: dict, checkpoint: str, original: str | None) -> tuple[str | None, str | None]:
+    """Where the original model of `checkpoint` is (relearning's target is its D_f accuracy).
+
+    `(path, None)`: `original` when given (it must be the checkpoint's original), the checkpoint
+    itself when it is an original, else the path its meta.json records, if that still holds it.
+    `(None, reason)` when none can be found.
+    """
+    from pathlib import Path
+
+    from prunelora.checkpoint import read_meta
+
+    wanted = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
+    if original is not None:
+        found = read_meta(original)
+        if found.get("run_id") != wanted:
+            raise InvalidInputError(f"--original {original} is not the original of {checkpoint} (run ids differ)")
+        return original, None
+    if meta.get("kind") == "original" or not meta.get("original"):
+        return checkpoint, None
+    recorded = meta["original"].get("path")
+    if not recorded or not (Path(recorded) / "meta.json").is_file():
+        return None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
+    if read_meta(recorded).get("run_id") != wanted:
+        return None, f"{recorded} now holds another model than the original (pass --original DIR)"
+    return recorded, None

@@ -17,10 +17,12 @@ from prunelora.checkpoint import atomic_write_text, library_versions
 # Columns of the summary table, in order; `higher` says which direction is better (None: neither).
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
-    ("Avg.Gap", "Avg.Gap"), ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
+    ("Avg.Gap", "Avg.Gap"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"), ("Probe.Gap", "Probe.Gap"),
+    ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"),
+    ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
-PLOT_METRICS = ["UA", "RA", "TA", "MIA", "Avg.Gap", "time_ratio"]
+PLOT_METRICS = ["UA", "RA", "TA", "MIA", "Avg.Gap", "Probe.Gap", "relearn_ratio", "time_ratio"]
 FIRST_COLUMNS = ["scenario", "method", "seed", "reference_seed"]
 
 
@@ -56,17 +58,39 @@ def _fmt(mean: float, std: float, key: str) -> str:
         return f"{mean:,.0f}"
     if key == "sparsity":
         return f"{mean:.3f}"
-    digits = 2 if key in ("time_ratio",) else 1
+    digits = 2 if key in ("time_ratio", "relearn_ratio") else 1
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
+def _bound(metrics: dict[str, tuple[float, float]], key: str) -> str | None:
+    """"≥ " when relearning hit its cap in some seed (the steps, and the ratio, are lower bounds),
+    "≤ " for a ratio whose retrain hit the cap (an upper bound), None when both did (no bound)."""
+    if key not in ("relearn_steps", "relearn_ratio"):
+        return ""
+    capped = metrics.get("relearn_capped", (0.0, 0.0))[0] > 0
+    reference_capped = key == "relearn_ratio" and metrics.get("relearn_ref_capped", (0.0, 0.0))[0] > 0
+    if capped and reference_capped:
+        return None
+    return "≥ " if capped else "≤ " if reference_capped else ""
+
+
+def cell_text(metrics: dict[str, tuple[float, float]], key: str) -> str:
+    """A report cell: mean ± std over seeds, marked ≥ / ≤ where relearning hit its cap."""
+    mean, std = metrics.get(key, (float("nan"), float("nan")))
+    bound = _bound(metrics, key)
+    if bound is None or math.isnan(mean):
+        return "–"
+    return bound + _fmt(mean, std, key)
+
+
+def markdown_table(summary: dict[str, dict[str, tuple[float, float]]],
+                   columns: Sequence[tuple[str, str]] = TABLE_COLUMNS) -> str:
     """One scenario's mean ± std table, one row per method."""
-    present = [(k, label) for k, label in TABLE_COLUMNS if any(k in m for m in summary.values())]
+    present = [(k, label) for k, label in columns if any(k in m for m in summary.values())]
     lines = ["| method | " + " | ".join(label for _, label in present) + " |",
              "|---|" + "---|" * len(present)]
     for method, metrics in summary.items():
-        cells = [_fmt(*metrics.get(k, (float("nan"), float("nan"))), k) for k, _ in present]
+        cells = [cell_text(metrics, k) for k, _ in present]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -137,26 +161,55 @@ def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path:
     _save_fig(fig, path)
 
 
-def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
-    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (error bars over seeds).
-
-    Every method has its own colour and marker and is labelled next to its point: a benchmark
-    with variants has more methods than a colour cycle."""
+def _scatter(ax, summary: dict, x_key: str, y_key: str) -> None:
+    """One point per method with error bars over seeds; each method has its own colour and marker
+    and is labelled next to its point (a benchmark with variants has more methods than a colour cycle)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     markers = "os^DvP*Xh<>p"
     colours = plt.get_cmap("tab20").colors
     for i, (method, metrics) in enumerate(summary.items()):
-        x, xs = metrics.get("time_ratio", (float("nan"), 0))
-        y, ys = metrics.get("Avg.Gap", (float("nan"), 0))
+        x, xs = metrics.get(x_key, (float("nan"), 0))
+        y, ys = metrics.get(y_key, (float("nan"), 0))
         ax.errorbar(x, y, xerr=xs, yerr=ys, fmt=markers[i % len(markers)], color=colours[i % len(colours)],
                     capsize=3, label=method)
         ax.annotate(method, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("wall time / retrain's (log)")
-    ax.set_ylabel("Avg.Gap to retrain (lower is better)")
-    ax.set_title(f"{scenario}: quality vs cost")
+
+
+def _has(summary: dict, key: str) -> bool:
+    return any(not math.isnan(m.get(key, (float("nan"), 0))[0]) for m in summary.values())
+
+
+def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
+    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (outputs) and, in a second panel
+    where the probe is defined, Probe.Gap (features); error bars over seeds."""
+    import matplotlib.pyplot as plt
+
+    panels = [("Avg.Gap", "Avg.Gap to retrain (outputs; lower is better)")]
+    if _has(summary, "Probe.Gap"):
+        panels.append(("Probe.Gap", "Probe.Gap to retrain (features; lower is better)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.3, 4.8), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels, strict=True):
+        _scatter(ax, summary, "time_ratio", key)
+        ax.set_xscale("log")
+        ax.set_xlabel("wall time / retrain's (log)")
+        ax.set_ylabel(label)
+    fig.suptitle(f"{scenario}: quality vs cost")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
+    """x = Avg.Gap (outputs), y = Probe.Gap (features): a method low on x but high on y reaches
+    retrain's outputs while its features still carry the forgotten class — it hides, not forgets."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
+    ax.set_xlabel("Avg.Gap to retrain (outputs)")
+    ax.set_ylabel("Probe.Gap to retrain (features)")
+    ax.set_title(f"{scenario}: forgotten, or only hidden? (up-left: features kept, outputs retrain-like)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     _save_fig(fig, path)
@@ -252,6 +305,15 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "time = wall time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds. "
         "The `retrain-vs-retrain` row compares every pair of retrains of different seeds: its Avg.Gap is the "
         "noise floor, against which every other gap is read.", "",
+        "Probe-FA / Probe-TA = accuracy on the forgotten / retained test classes of a linear probe (standardised "
+        "logistic regression) fitted on the frozen classifier-input features of one half of the test set and scored on "
+        "the other (class-wise forgetting only); Probe.Gap = |Probe-FA − retrain's Probe-FA| (retrain is the "
+        "reference, not 0: features learned from the other classes still separate a class never seen). The probe "
+        "scores about half the forgotten test images, so its standard error is sqrt(p(1−p)/n) — about 2 points "
+        "for 500 images. Relearn steps = SGD steps on a small fixed part of D_f (plus as many D_r images) until "
+        "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit); "
+        "relearn / retrain = that over the reference retrain's (the anamnesis index: ≈ 1 forgot like retrain, "
+        "≪ 1 only hid).", "",
     ]
     for scenario, methods in summary.items():
         lines += [f"## Scenario `{scenario}`", ""]
@@ -260,6 +322,11 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
             lines += ["Images: " + ", ".join(f"{SPLIT_NAMES[k]} {v:,}" for k, v in sizes.items() if k in SPLIT_NAMES)
                       + ".", ""]
         lines += [markdown_table(methods), ""]
+        layers = sorted({k.split("@", 1)[1] for m in methods.values() for k in m if k.startswith("Probe-FA@")})
+        for layer in layers:
+            lines += [f"Probe on the output of `{layer}` (pooled over space or tokens):", "",
+                      markdown_table(methods, [(f"Probe-FA@{layer}", "Probe-FA"), (f"Probe-TA@{layer}", "Probe-TA"),
+                                               (f"Probe.Gap@{layer}", "Probe.Gap")]), ""]
         attack_cols = sorted({k for m in methods.values() for k in m if k.startswith("MIA-") and k.endswith("-acc")})
         if attack_cols:
             lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "
@@ -275,12 +342,22 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
                     cells_text.append(f"{eff:.1f} / {acc:.1f}")
                 lines.append(f"| {method} | " + " | ".join(cells_text) + " |")
             lines.append("")
-        floor = [r["Avg.Gap"] for r in rows if r["scenario"] == scenario and r["method"] == "retrain-vs-retrain"]
-        if _finite(floor):
-            lines += [f"Noise floor: two retrains with different seeds differ by Avg.Gap "
-                      f"{statistics.fmean(_finite(floor)):.2f} on average ({len(floor)} pair(s)) — a method closer "
-                      "than that is as good as exact retraining here.", ""]
-        bars, hist, front = (f"plots/{scenario}-{kind}.png" for kind in ("metrics", "losses", "frontier"))
+        floor = [r for r in rows if r["scenario"] == scenario and r["method"] == "retrain-vs-retrain"]
+        if _finite([r["Avg.Gap"] for r in floor]):
+            text = (f"Noise floor: two retrains with different seeds differ by Avg.Gap "
+                    f"{statistics.fmean(_finite([r['Avg.Gap'] for r in floor])):.2f} on average ({len(floor)} pair(s)) "
+                    "— a method closer than that is as good as exact retraining here.")
+            probe_gaps = _finite([r.get("Probe.Gap", math.nan) for r in floor])
+            if probe_gaps:
+                text += f" Their Probe-FA differ by {statistics.fmean(probe_gaps):.1f} points on average."
+            by_seed = {r["seed"]: r.get("relearn_steps", math.nan) for r in rows
+                       if r["scenario"] == scenario and r["method"] in ("retrain", "retrain-vs-retrain")}
+            retrain_steps = _finite([by_seed[seed] for seed in sorted(by_seed)])
+            if len(retrain_steps) > 1:
+                text += f" Their relearn steps: {', '.join(f'{s:.0f}' for s in retrain_steps)}."
+            lines += [text, ""]
+        bars, hist, front, hiding = (f"plots/{scenario}-{kind}.png"
+                                     for kind in ("metrics", "losses", "frontier", "hiding"))
         _plot_bars(methods, scenario, out / bars)
         _plot_frontier(methods, scenario, out / front)
         # the loss histograms show each method's first seed
@@ -289,6 +366,10 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
             if s == scenario and method in methods and method not in first_seed_losses:
                 first_seed_losses[method] = payload["losses"]
         _plot_losses({m: first_seed_losses[m] for m in methods if m in first_seed_losses}, scenario, out / hist)
-        lines += [f"![metrics]({bars})", "", f"![quality vs cost]({front})", "", f"![losses]({hist})", ""]
+        lines += [f"![metrics]({bars})", "", f"![quality vs cost]({front})", ""]
+        if _has(methods, "Probe.Gap"):
+            _plot_hiding(methods, scenario, out / hiding)
+            lines += [f"![forgotten or hidden: output gap vs probe gap]({hiding})", ""]
+        lines += [f"![losses]({hist})", ""]
     atomic_write_text(out / "report.md", "\n".join(lines) + "\n", collective=False)
     return out / "report.md"

@@ -100,7 +100,7 @@ def capture_features(model: nn.Module, dataset, module: nn.Module, where: str = 
     """`(features, targets)` of every sample of `dataset`: what enters `module` (`where="input"`,
     flattened) or what leaves it (`"output"`, pooled by `pool_features`), in eval mode, batched,
     without gradients. Features are float32 on the CPU, in the dataset's order."""
-    from prunelora.data.splits import make_loader
+    from prunelora.data.generic import eval_view, make_loader
     from prunelora.training.loop import resolve_device
 
     if where not in ("input", "output"):
@@ -112,7 +112,7 @@ def capture_features(model: nn.Module, dataset, module: nn.Module, where: str = 
     targets: list[torch.Tensor] = []
     try:
         with _capture(module, where, store):
-            for x, y in make_loader(dataset, batch_size=batch_size):
+            for x, y in make_loader(eval_view(dataset), batch_size=batch_size):
                 before = len(store)
                 model(x.to(device))
                 if len(store) != before + 1:
