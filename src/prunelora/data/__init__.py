@@ -12,6 +12,7 @@ from prunelora.data.generic import (
     Relabelled,
     concat,
     eval_view,
+    fetch,
     make_loader,
     relabel,
     subset,
@@ -21,13 +22,14 @@ from prunelora.data.splits import (
     ForgetSpec,
     Splits,
     build_splits,
+    resolve_splits,
     stratified_indices,
     stratified_subset,
     validation_indices,
 )
 
 __all__ = [
-    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "validation_indices",
+    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "resolve_splits", "validation_indices",
     "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
-    "Relabelled", "concat", "eval_view", "relabel", "subset", "targets_of",
+    "Relabelled", "concat", "eval_view", "fetch", "relabel", "subset", "targets_of",
 ]

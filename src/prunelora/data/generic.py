@@ -29,8 +29,10 @@ class Relabelled(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int):
-        x, _ = self.dataset[index]
-        return x, self.targets[index]
+        x, y = self.dataset[index]
+        label = self.targets[index]
+        # the same type as the wrapped dataset's own labels, so that concatenations collate
+        return x, (int(label) if not isinstance(y, torch.Tensor) else label.to(y.dtype))
 
 
 def _is_fast(dataset) -> bool:
@@ -90,6 +92,15 @@ def relabel(dataset: Dataset, targets: torch.Tensor) -> Dataset:
 def eval_view(dataset: Dataset) -> Dataset:
     """The dataset as evaluation sees it: prunelora's augmentation off (a user's own transform is theirs)."""
     return dataset.eval_view() if hasattr(dataset, "eval_view") else dataset
+
+
+def fetch(dataset: Dataset, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The records `indices` of `dataset` as one `(inputs, labels)` batch."""
+    indices = [int(i) for i in indices]
+    if _is_fast(dataset):
+        return dataset.__getitems__(indices)
+    x, y = default_collate([dataset[i] for i in indices])
+    return x, torch.as_tensor(y, dtype=torch.long)
 
 
 def _identity_collate(batch):

@@ -194,6 +194,18 @@ class Splits:
         return make_loader(getattr(self, part), batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
+def resolve_splits(splits: Splits | None, retain=None, forget=None, test=None, forget_classes=None, *,
+                   num_classes: int | None = None) -> Splits:
+    """`splits`, or Splits built from a user's datasets (`Splits.from_datasets`): exactly one of the two."""
+    if splits is not None:
+        if retain is not None or forget is not None or test is not None:
+            raise InvalidInputError("pass either splits or retain=/forget=/test= datasets, not both")
+        return splits
+    if retain is None or forget is None:
+        raise InvalidInputError("no data: pass splits (build_splits) or your datasets as retain= and forget=")
+    return Splits.from_datasets(retain, forget, test, forget_classes=forget_classes, num_classes=num_classes)
+
+
 def validation_indices(targets: torch.Tensor, num_classes: int, val_fraction: float = 0.1,
                        seed: int = 0) -> torch.Tensor:
     """The seeded, stratified validation split of a training set: sorted indices into `targets`.

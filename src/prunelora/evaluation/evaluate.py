@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunelora.data import Splits
+from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
 from prunelora.evaluation.probe import probe as fit_layer_probe
@@ -23,7 +23,7 @@ from prunelora.evaluation.relearn import (
     relearn_ratio,
     relearn_steps,
 )
-from prunelora.models.classifier import find_classifier, find_module
+from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
@@ -100,7 +100,8 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
     return batch_size / float(np.median(times))
 
 
-def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | None = None,
+def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, forget=None, test=None,
+             forget_classes=None, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
@@ -112,6 +113,8 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
+    Data: `splits`, or your own datasets as `retain=`, `forget=`, `test=` (and `forget_classes=` for
+    class-wise forgetting), as for `unlearn`.
     `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Probe.Gap` and
     `relearn_ratio` (where the reference has them).
     Representation probe (`probe=True`, class-wise forgetting only, else NaN; see
@@ -127,6 +130,8 @@ def evaluate(model: nn.Module, splits: Splits, *, reference: dict[str, float] | 
     Cost of the model itself: `params`, `nonzero_params`, `macs` (multiply-accumulates per image),
     `throughput` (CPU/GPU images per second at batch 256) and `size_mb` (on disk).
     """
+    splits = resolve_splits(splits, retain, forget, test, forget_classes,
+                            num_classes=classifier_outputs(model) if splits is None else None)
     if probe:  # a model without a classifier, or a wrong layer name, fails before any work
         try:
             find_classifier(model)

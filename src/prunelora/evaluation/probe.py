@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from prunelora.data import ImageDataset, Splits
+from prunelora.data import Splits, concat
 from prunelora.errors import InvalidInputError
 from prunelora.models.classifier import capture_features, find_classifier, find_module
 
@@ -46,13 +47,11 @@ class ProbeResult:
         return asdict(self)
 
 
-def whole_test_set(splits: Splits) -> tuple[ImageDataset, torch.Tensor]:
+def whole_test_set(splits: Splits) -> tuple[Dataset, torch.Tensor]:
     """The whole test set (retained then forgotten classes) and a mask of its forgotten-class images."""
     a, b = splits.test_retain, splits.test_forget
-    images = torch.cat([a.images, b.images])
-    targets = torch.cat([a.targets, b.targets])
     forgotten = torch.cat([torch.zeros(len(a), dtype=torch.bool), torch.ones(len(b), dtype=torch.bool)])
-    return ImageDataset(images, targets, a.mean.flatten().tolist(), a.std.flatten().tolist()), forgotten
+    return concat(a, b), forgotten
 
 
 def halves(targets: torch.Tensor, seed: int) -> tuple[np.ndarray, np.ndarray]:

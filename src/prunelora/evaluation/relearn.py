@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from prunelora.data import Splits
+from prunelora.data.generic import fetch
 from prunelora.errors import InvalidInputError
 from prunelora.training.loop import resolve_device
 
@@ -126,7 +127,7 @@ def heldout_accuracy(model: nn.Module, splits: Splits, config: RelearnConfig = D
     (pass it to `relearn_steps` and `evaluate(relearn_target=...)`)."""
     _, heldout = relearn_parts(splits, config)
     device = resolve_device(device)
-    x, y = splits.forget[heldout.tolist()]
+    x, y = fetch(splits.forget, heldout.tolist())
     was_training = model.training
     model.to(device)
     try:
@@ -144,8 +145,8 @@ def relearn_steps(model: nn.Module, splits: Splits, original_accuracy: float,
     device = resolve_device(device)
     relearn_idx, heldout = relearn_parts(splits, config)
     target = config.target_fraction * original_accuracy
-    x_eval, y_eval = (t.to(device) for t in splits.forget[heldout.tolist()])
-    x_relearn, y_relearn = splits.forget[relearn_idx.tolist()]
+    x_eval, y_eval = (t.to(device) for t in fetch(splits.forget, heldout.tolist()))
+    x_relearn, y_relearn = fetch(splits.forget, relearn_idx.tolist())
     generator = torch.Generator().manual_seed(config.seed)
     per_step = min(config.batch_size, len(relearn_idx))
     n_retain = min(round(config.retain_ratio * per_step), len(splits.retain))
@@ -166,7 +167,7 @@ def relearn_steps(model: nn.Module, splits: Splits, original_accuracy: float,
             pick = torch.randperm(len(relearn_idx), generator=generator)[:per_step]
             x, y = x_relearn[pick], y_relearn[pick]
             if n_retain:
-                rx, ry = splits.retain[torch.randperm(len(splits.retain), generator=generator)[:n_retain].tolist()]
+                rx, ry = fetch(splits.retain, torch.randperm(len(splits.retain), generator=generator)[:n_retain].tolist())
                 x, y = torch.cat([x, rx]), torch.cat([y, ry])
             student.train()
             loss = criterion(student(x.to(device)), y.to(device))

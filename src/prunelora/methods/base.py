@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from prunelora.data import Splits
+from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.training import TrainConfig, resolve_device, seed_everything
 from prunelora.training.memory import PeakMemory
@@ -115,24 +115,6 @@ def list_methods() -> dict[str, str]:
     return {name: m.summary for name, m in sorted(_METHODS.items())}
 
 
-def resolve_splits(splits: Splits | None, retain, forget, test, forget_classes, model: nn.Module | None = None,
-                   classifier: str | None = None) -> Splits:
-    """`splits`, or Splits built from a user's datasets (exactly one of the two ways)."""
-    if splits is not None:
-        if retain is not None or forget is not None or test is not None:
-            raise InvalidInputError("pass either splits or retain=/forget=/test= datasets, not both")
-        return splits
-    if retain is None or forget is None:
-        raise InvalidInputError("no data: pass splits (build_splits) or your datasets as retain= and forget=")
-    num_classes = None
-    if model is not None:
-        from prunelora.models.classifier import find_classifier
-
-        _, module = find_classifier(model, classifier)
-        num_classes = getattr(module, "out_features", None)
-    return Splits.from_datasets(retain, forget, test, forget_classes=forget_classes, num_classes=num_classes)
-
-
 @dataclass
 class UnlearnResult:
     """The plain merged model, a JSON-able record of the run, and live objects (e.g. the peft model)."""
@@ -157,10 +139,10 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
     parameters and the sparsity report.
     """
-    from prunelora.models.classifier import find_classifier
+    from prunelora.models.classifier import classifier_outputs, find_classifier
     from prunelora.pruning import sparsity_report
 
-    splits = resolve_splits(splits, retain, forget, test, forget_classes, model, classifier)
+    splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
     entry = get_method(method)
     if config is None:

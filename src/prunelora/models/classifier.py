@@ -64,6 +64,12 @@ def find_classifier(model: nn.Module, name: str | None = None) -> tuple[str, nn.
     return last
 
 
+def classifier_outputs(model: nn.Module, name: str | None = None) -> int | None:
+    """How many classes the classifier scores (its `out_features`), when it says."""
+    out = getattr(find_classifier(model, name)[1], "out_features", None)
+    return int(out) if isinstance(out, int) else None
+
+
 def pool_features(value: torch.Tensor | tuple) -> torch.Tensor:
     """A layer's activations as one vector per sample: `(N, C, H, W)` maps are averaged over space
     (global average pooling), `(N, T, D)` token sequences over tokens, anything else flattened.
