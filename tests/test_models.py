@@ -37,7 +37,7 @@ def _batch(channels, size, batch):
 
 
 def test_table_covers_every_registered_model():
-    registered = {name for name in list_models() if name != "torchvision:<name>"}
+    registered = {name for name in list_models() if name not in ("torchvision:<name>", "timm:<name>")}
     assert registered == {name for name, *_ in CASES if not name.startswith("torchvision:")}
     assert "torchvision:<name>" in list_models()
 
@@ -82,7 +82,7 @@ def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("torchvision:")])
+@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith(("torchvision:", "timm:"))])
 def test_width_changes_parameter_count(name):
     size = 8
     narrow = create_model(name, NUM_CLASSES, 1, size, width=0.25)
@@ -161,3 +161,23 @@ def test_torchvision_grey_input_is_repeated_to_rgb():
     with torch.no_grad():
         assert torch.equal(model.features(x), torch.flatten(model.backbone(x.repeat(1, 3, 1, 1)), 1))
     assert model.backbone.fc.__class__ is nn.Identity  # the original classifier was replaced by `head`
+
+
+def test_timm_models_are_built_with_random_weights_and_their_classifier_is_found():
+    timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'prunelora[timm]')")
+    from prunelora.checkpoint import build_model_from_meta
+    from prunelora.models.classifier import find_classifier
+
+    torch.manual_seed(0)
+    model = create_model("timm:resnet10t", NUM_CLASSES, 1, 16)
+    assert isinstance(model, timm.models.ResNet)
+    assert find_classifier(model) == ("fc", model.fc) and model.fc.out_features == NUM_CLASSES
+    assert model.eval()(torch.zeros(2, 1, 16, 16)).shape == (2, NUM_CLASSES)
+    # seeded, and rebuilt from a checkpoint's meta like any registry model
+    torch.manual_seed(0)
+    again = build_model_from_meta({"model": {"name": "timm:resnet10t", "num_classes": NUM_CLASSES, "in_channels": 1,
+                                             "image_size": 16, "kwargs": {}}})
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(InvalidInputError, match="unknown timm model 'no_such_net'"):
+        create_model("timm:no_such_net", NUM_CLASSES, 1, 16)

@@ -45,12 +45,13 @@ def register_model(name: str, description: str) -> Callable[[ModelFn], ModelFn]:
 def list_models() -> dict[str, str]:
     """Registered model names with a one-line description (plus the torchvision:<name> family)."""
     return {name: desc for name, (_, desc) in _MODELS.items()} | {
-        "torchvision:<name>": "any torchvision classifier, head resized to num_classes"
+        "torchvision:<name>": "any torchvision classifier, head resized to num_classes",
+        "timm:<name>": "any timm classifier, random initial weights (pip install 'prunelora[timm]')",
     }
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
-                 **kwargs) -> Classifier:
+                 **kwargs) -> nn.Module:
     """Build a registered model, e.g. `create_model("resnet20", 10, 1, 28, width=2)`."""
     if num_classes < 2:
         raise InvalidInputError(f"num_classes {num_classes} must be at least 2")
@@ -58,9 +59,13 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         from prunelora.models.tv import torchvision_classifier
 
         return torchvision_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
+    if name.startswith("timm:"):
+        from prunelora.models.timm_models import timm_classifier
+
+        return timm_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
     if name not in _MODELS:
         raise InvalidInputError(
-            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>"
+            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>, timm:<name>"
         )
     try:
         return _MODELS[name][0](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)

@@ -1,0 +1,28 @@
+"""Any timm classifier (`timm:<name>`), with random initial weights: never a weight download.
+
+An optional extra (`pip install 'prunelora[timm]'`). The model is timm's own: its classifier is
+found through its `get_classifier()` (see `prunelora.models.classifier`), like any user's model.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from prunelora.errors import InvalidInputError
+
+
+def timm_classifier(arch: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise InvalidInputError(f"timm:{arch} needs timm: pip install 'prunelora[timm]'") from None
+    if not timm.is_model(arch):
+        known = ", ".join(timm.list_models("resnet*")[:8])
+        raise InvalidInputError(f"unknown timm model {arch!r}; e.g. {known}, ... (timm.list_models())")
+    try:
+        # pretrained=False: the weights are random, nothing is fetched from a hub
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(f"timm:{arch} does not accept {sorted(kwargs)} ({exc})") from None
+    model.arch = arch
+    return model
