@@ -6,10 +6,10 @@ function that trains takes a seed.
 
 from prunelora.api import RunResult, info, retrain, train
 from prunelora.checkpoint import load_checkpoint, save_checkpoint
-from prunelora.data import ForgetSpec, build_splits, list_datasets, load_dataset
+from prunelora.data import ForgetSpec, Splits, build_splits, list_datasets, load_dataset
 from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError, PruneLoRAError
 from prunelora.models import create_model, list_models
-from prunelora.training import TrainConfig
+from prunelora.training import TrainConfig, fit
 
 __version__ = "0.1.0"
 
@@ -36,7 +36,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "PruneLoRAError", "RelearnConfig",
-    "RunResult", "TrainConfig", "build_splits", "create_model", "evaluate", "heldout_accuracy", "info", "list_datasets", "list_methods",
+    "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate", "fit", "heldout_accuracy", "info",
+    "list_datasets", "list_methods",
     "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
     "unlearn_checkpoint",
 ]
