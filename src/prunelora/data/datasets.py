@@ -138,13 +138,17 @@ class DatasetBundle:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def _sample_shape(self) -> tuple[int, ...]:
+        images = getattr(self.train, "images", None)
+        return tuple(images.shape[1:]) if images is not None else tuple(self.train[0][0].shape)
+
     @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self._sample_shape()[0])
 
     @property
     def image_size(self) -> int:
-        return int(self.train.images.shape[-1])
+        return int(self._sample_shape()[-1])
 
     def describe(self) -> dict:
         return {
@@ -177,16 +181,56 @@ def list_datasets() -> dict[str, str]:
 
 
 def load_dataset(
-    name: str, data_dir: str | os.PathLike | None = None, download: bool = False, augment: bool = False
+    name: str, data_dir: str | os.PathLike | None = None, download: bool = False, augment: bool = False,
+    image_size: int = 32,
 ) -> DatasetBundle:
-    """Load a registered dataset by name (`digits`, `fashion-mnist`, ..., `imagefolder:PATH`)."""
+    """Load a registered dataset by name (`digits`, `fashion-mnist`, ..., `imagefolder:PATH`, or a
+    trusted `factory:FILE.py:FUNC`, see `prunelora.factories`). `image_size`: the side images of an
+    image folder are resized to."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 1024:
+        raise InvalidInputError(f"image size {image_size!r} is not an integer in [4, 1024]")
+    if name.startswith("factory:"):
+        return _factory_dataset(name, augment)
     if name.startswith("imagefolder:"):
-        return _load_imagefolder(Path(name.split(":", 1)[1]), augment)
+        return _load_imagefolder(Path(name.split(":", 1)[1]), augment, image_size)
     if name not in _DATASETS:
         raise InvalidInputError(
             f"unknown dataset {name!r}; accepted: {', '.join(sorted(_DATASETS))}, imagefolder:PATH"
         )
     return _DATASETS[name][0](data_dir=data_dir, download=download, augment=augment)
+
+
+def _factory_dataset(name: str, augment: bool) -> DatasetBundle:
+    """A user's `--dataset-factory FILE.py:FUNC` data (see `prunelora.factories`): `(train, test)` or
+    `(train, test, class_names)`, map-style Datasets of (image tensor C×H×W, integer label)."""
+    from prunelora.data.generic import targets_of
+    from prunelora.factories import get_factory
+
+    shown = name[len("factory:"):]
+    if augment:
+        raise InvalidInputError(f"--augment is prunelora's crop + flip for its own datasets; dataset factory {shown} "
+                                "brings its own transform")
+    made = get_factory(name, "--dataset-factory")()
+    if not isinstance(made, tuple) or len(made) not in (2, 3):
+        raise InvalidInputError(f"dataset factory {shown} must return (train, test) or (train, test, class_names), "
+                                f"not {type(made).__name__}")
+    train, test = made[0], made[1]
+    for part, ds in (("train", train), ("test", test)):
+        if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__") or len(ds) == 0:
+            raise InvalidInputError(f"dataset factory {shown}: its {part} set is not a non-empty map-style Dataset")
+    sample = train[0][0]
+    if not isinstance(sample, torch.Tensor) or sample.ndim != 3:
+        raise InvalidInputError(f"dataset factory {shown}: an input must be an image tensor (C, H, W), got "
+                                f"{getattr(sample, 'shape', type(sample).__name__)}")
+    labels = torch.cat([targets_of(train), targets_of(test)])
+    num_classes = int(labels.max()) + 1
+    classes = [str(c) for c in made[2]] if len(made) == 3 else [str(i) for i in range(num_classes)]
+    if int(labels.min()) < 0 or num_classes > len(classes):
+        raise InvalidInputError(f"dataset factory {shown}: labels must be in [0, {len(classes)})")
+    if len(classes) < 2:
+        raise InvalidInputError(f"dataset factory {shown}: {len(classes)} class; need at least 2")
+    return DatasetBundle(name=name, train=train, test=test, classes=classes, mean=(), std=(),
+                         extra={"factory": shown})
 
 
 def _bundle(name, x_train, y_train, x_test, y_test, classes, augment, **extra) -> DatasetBundle:

@@ -50,6 +50,26 @@ def list_models() -> dict[str, str]:
     }
 
 
+def _factory_model(name: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
+    """A model from a user's `--model-factory FILE.py:FUNC` (see `prunelora.factories`)."""
+    from prunelora.factories import get_factory
+    from prunelora.models.classifier import classifier_outputs
+
+    build = get_factory(name, "--model-factory")
+    try:
+        model = build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+    except TypeError as exc:
+        raise InvalidInputError(f"model factory {name[8:]} must take (num_classes, in_channels, image_size): {exc}") \
+            from None
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"model factory {name[8:]} returned {type(model).__name__}, not an nn.Module")
+    outputs = classifier_outputs(model)
+    if outputs is not None and outputs != num_classes:
+        raise InvalidInputError(f"model factory {name[8:]} built a classifier of {outputs} outputs for "
+                                f"{num_classes} classes")
+    return model
+
+
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                  **kwargs) -> nn.Module:
     """Build a registered model, e.g. `create_model("resnet20", 10, 1, 28, width=2)`."""
@@ -59,6 +79,8 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         from prunelora.models.tv import torchvision_classifier
 
         return torchvision_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
+    if name.startswith("factory:"):
+        return _factory_model(name, num_classes, in_channels, image_size, **kwargs)
     if name.startswith("timm:"):
         from prunelora.models.timm_models import timm_classifier
 
