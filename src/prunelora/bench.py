@@ -25,8 +25,14 @@ from typing import Any
 import yaml
 
 from prunelora.api import apply_train_subset, run_id, train
-from prunelora.checkpoint import atomic_write_text, load_checkpoint, read_meta, save_checkpoint
-from prunelora.data import ForgetSpec, build_splits, load_dataset
+from prunelora.checkpoint import (
+    atomic_write_text,
+    check_writable,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from prunelora.data import ForgetSpec, build_splits, check_data_identity, load_dataset
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.metrics import ATTACKS
@@ -293,13 +299,20 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
     `counts["run"]`, when given, is incremented for every cell run now (not reused).
     """
-    out = Path(out)
+    out = check_writable(out, "--out")
     ident = config.identity()
     recipe = TrainConfig.from_dict(config.train)
     subset = config.subset()
     # loaded first, so that a train subset the dataset cannot give writes nothing
     bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment),
                                 subset)
+    # every scenario's splits before any work (a forget class outside the dataset, or one that
+    # would leave nothing to retain, is refused before the original is trained or anything written)
+    scenario_splits = {}
+    for scenario_data in config.scenarios:
+        scenario = config.scenario(scenario_data)
+        scenario_splits[scenario.name] = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction,
+                                                      seed=0)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -311,6 +324,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     original_dir = out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
+        check_data_identity(bundle, original_meta["dataset"], str(original_dir))  # the data may have changed since
         log(f"original: reusing {original_dir}")
     else:
         log(f"original: training {config.model} on {config.dataset}")
@@ -327,8 +341,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario_data in config.scenarios:
         scenario = config.scenario(scenario_data)
-        spec = scenario.spec()
-        splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0)
+        splits = scenario_splits[scenario.name]
         references: dict[int, dict] = {}
         for seed in retrain_seeds:
             payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
@@ -501,9 +514,11 @@ def cmd_bench(args) -> int:
     """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
     import shlex
 
+    from prunelora.cli import check_device
+
     config = _bench_config_from_args(args)
     command = "prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv)
-    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
                          progress=not args.no_progress, command=command)
     _print_summary(rows, report)
     return 0
@@ -513,12 +528,12 @@ def cmd_demo(args) -> int:
     """The embedded illustration: the paper's five methods on digits, 3 seeds, table and report."""
     import shlex
 
-    from prunelora.cli import preset_path
+    from prunelora.cli import check_device, preset_path
 
     args.config = str(preset_path("demo-digits"))
     start = time.perf_counter()
     config = _bench_config_from_args(args)
-    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
                          progress=not args.no_progress,
                          command="prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv))
     _print_summary(rows, report)

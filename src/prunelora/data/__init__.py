@@ -4,6 +4,8 @@ from prunelora.data.datasets import (
     NORMALIZATION,
     DatasetBundle,
     ImageDataset,
+    check_data_identity,
+    data_digest,
     list_datasets,
     load_dataset,
     register_dataset,
@@ -19,5 +21,5 @@ from prunelora.data.splits import (
 
 __all__ = [
     "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits",
-    "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
+    "check_data_identity", "data_digest", "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
 ]

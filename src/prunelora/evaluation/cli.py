@@ -16,10 +16,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from prunelora.api import load_for_unlearning
-    from prunelora.checkpoint import atomic_write_text, read_meta
+    from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
     from prunelora.data import ForgetSpec
     from prunelora.evaluation.evaluate import check_reference, evaluate
 
+    device = _device(args)
+    if args.json is not None:  # before any work: a report that cannot be written is refused now
+        check_writable(args.json, "--json", kind="file")
     meta = read_meta(args.checkpoint)
     spec = forget_spec_from_args(args, required=False)
     if spec is None:
@@ -33,8 +36,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ref_meta = read_meta(args.reference)
         check_reference({**meta, "forget": spec.to_dict()}, ref_meta)
         ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
-        reference_metrics = evaluate(ref_model, splits, throughput=False, device=_device(args)).metrics
-    result = evaluate(model, splits, reference=reference_metrics, device=_device(args))
+        reference_metrics = evaluate(ref_model, splits, throughput=False, device=device).metrics
+    result = evaluate(model, splits, reference=reference_metrics, device=device)
     cost = meta.get("cost") or {}
     metrics = dict(result.metrics)
     for key in ("wall_time_s", "peak_memory_mb", "trainable_params"):
