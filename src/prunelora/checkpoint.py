@@ -104,13 +104,15 @@ def check_writable(path: str | os.PathLike, label: str = "--out", kind: str = "d
     probe_in = None
     for candidate in (target, *target.parents):
         try:
-            if candidate.is_symlink() and not candidate.exists():
-                raise OutputError(f"{label} {text!r}: {str(candidate)!r} is a symbolic link that leads nowhere "
-                                  "(dangling or a loop)")
-            if not candidate.exists():
-                continue
+            dangling = candidate.is_symlink() and not candidate.exists()
+            exists = candidate.exists()
         except OSError as exc:  # e.g. a name too long, or a component that cannot be examined
             raise OutputError(f"{label} {text!r} cannot be examined ({exc.strerror or exc})") from None
+        if dangling:
+            raise OutputError(f"{label} {text!r}: {str(candidate)!r} is a symbolic link that leads nowhere "
+                              "(dangling or a loop)")
+        if not exists:
+            continue
         if candidate == target:
             if kind == "directory" and not candidate.is_dir():
                 raise InvalidInputError(f"{label} {text!r} exists and is not a directory")
