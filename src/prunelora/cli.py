@@ -449,9 +449,40 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """The `prunelora` command. Ctrl-C at any moment, imports included, prints one line (exit 130)."""
     try:
-        return _main(sys.argv[1:] if argv is None else list(argv))
+        # While torch, numpy and peft load, Ctrl-C is held back: a KeyboardInterrupt raised inside
+        # a C extension's import is printed there as a traceback (and swallowed), out of our reach.
+        with _interrupts_held() as held:
+            from prunelora.training.distributed import is_main_process
+
+            parsers = build_parser()
+        if held:
+            raise KeyboardInterrupt
+        if not is_main_process():  # under a distributed launcher, one process speaks for all
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
+        return _main(sys.argv[1:] if argv is None else list(argv), *parsers)
     except KeyboardInterrupt:
         return interrupted()
+
+
+class _interrupts_held:
+    """Within the block SIGINT only records itself (a non-empty list once it came); on leaving,
+    the previous handler is back. Outside the main thread, where Python allows no handler, a no-op."""
+
+    def __enter__(self) -> list:
+        import signal
+
+        self.came: list = []
+        try:
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.came.append(signum))
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self.came
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def interrupted() -> int:
@@ -471,15 +502,10 @@ def _one_line_warnings() -> None:
     warnings.formatwarning = one_line
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> int:
     command = ""
     try:
-        from prunelora.training.distributed import is_main_process
-
-        if not is_main_process():  # under a distributed launcher, one process speaks for all
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
         _one_line_warnings()
-        parser, subparsers = build_parser()
         command = next((a for a in argv if a in subparsers), "")
         args = parser.parse_args(argv)
         if args.command is None:
