@@ -150,10 +150,10 @@ def _train_on(c: Ctx, counts: dict[str, int], extra: Callable[[Path], None] | No
     return _train(c, "--dataset", f"imagefolder:{folder}")
 
 
-def _bench(c: Ctx, scenario: dict, out=None) -> list:
+def _bench(c: Ctx, scenario: dict, out=None, methods: dict | None = None) -> list:
     config = write_yaml(c.tmp / "bench.yaml", {"model": "resnet8", "train": {"steps": 1}, "seeds": [0],
                                                 "scenarios": [{"name": "s", **scenario}],
-                                                "methods": {"finetune": {"steps": 1}}})
+                                                "methods": methods or {"finetune": {"steps": 1}}})
     return ["bench", "--config", config, "--out", c.out if out is None else out, "--no-progress"]
 
 
@@ -283,6 +283,8 @@ CASES: dict[str, tuple[Callable[[Ctx], list], list[str]]] = {
                                   ["lora-rank=True"]),
     "bench-forget-class-42": (lambda c: _bench(c, {"forget_class": 42}), ["forget class 42"]),
     "bench-forget-every-class": (lambda c: _bench(c, {"forget_class": list(range(10))}), ["whole training set"]),
+    "bench-lora-rank-100000": (lambda c: _bench(c, {"forget_class": 3}, methods={"lora": {"lora_rank": 100000}}),
+                               ["lora:", "100000", "conv1"]),
     "bench-train-epochs-bool": (lambda c: ["bench", "--config", write_yaml(
         c.tmp / "b.yaml", {"train": {"epochs": True}}), "--out", c.out], ["epochs True"]),
 }

@@ -313,6 +313,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         scenario = config.scenario(scenario_data)
         scenario_splits[scenario.name] = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction,
                                                       seed=0)
+    _check_lora_ranks(config, bundle)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -368,6 +369,30 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                 row["time_ratio"] = row["wall_time_s"] / retrain_wall
                 rows.append(row)
     return rows, payloads
+
+
+def _check_lora_ranks(config: BenchConfig, bundle) -> None:
+    """A LoRA rank that a targeted layer cannot take is refused before the original is trained
+    (checked on the model built on the `meta` device: no memory)."""
+    import torch
+
+    from prunelora.methods import get_method
+    from prunelora.methods.common import check_lora_rank
+    from prunelora.models import create_model
+
+    model = None
+    for method in config.methods:
+        options = get_method(split_method_key(method)[0]).make_config(**config.method_options(method))
+        if not hasattr(options, "lora_settings"):
+            continue
+        if model is None:
+            with torch.device("meta"):
+                model = create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                     **config.model_kwargs)
+        try:
+            check_lora_rank(model, options.lora_settings())
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{method}: {exc}") from None
 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
