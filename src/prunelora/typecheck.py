@@ -59,7 +59,7 @@ def check_field_types(config) -> None:
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if not _accepts(hints[f.name], value):
-            raise InvalidInputError(f"{f.name} {value!r} is not {_name(hints[f.name])}")
+            raise InvalidInputError(f"{f.name} {value!r} must be {_name(hints[f.name])}")
 
 
 def check_values(cls: type, values: dict) -> None:
@@ -68,4 +68,4 @@ def check_values(cls: type, values: dict) -> None:
     hints = _hints(cls)
     for name, value in values.items():
         if name in hints and not _accepts(hints[name], value):
-            raise InvalidInputError(f"{name} {value!r} is not {_name(hints[name])}")
+            raise InvalidInputError(f"{name} {value!r} must be {_name(hints[name])}")
