@@ -1,15 +1,14 @@
 """Strict types for the fields of a config dataclass (a recipe, a method's options).
 
 YAML and Python both let a wrong type through silently: `epochs: true` would train one epoch and
-`batch_size: 1.5` one image per batch. Here a bool is not a number, a float is not an int, and a
-number must be finite.
+`batch_size: 1.5` one image per batch. Here a bool is not a number and a float is not an int (the
+ranges, finiteness included, are each config's own checks).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import types
 import typing
 
@@ -32,7 +31,7 @@ def _accepts(annotation, value) -> bool:
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
     if origin is tuple:  # tuple[str, ...]; a comma-separated string is split by the config itself
@@ -49,7 +48,7 @@ def _name(annotation) -> str:
         return "null"
     if origin is tuple:
         return "a list of " + _name(typing.get_args(annotation)[0])
-    return {bool: "true/false", int: "an integer", float: "a finite number", str: "a string"}.get(
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
         annotation, getattr(annotation, "__name__", str(annotation)))
 
 

@@ -66,8 +66,8 @@ class TrainConfig:
             raise InvalidInputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise InvalidInputError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if self.steps is None and not self.epochs > 0:
-            raise InvalidInputError(f"epochs {self.epochs} must be > 0")
+        if self.steps is None and not 0 < self.epochs < math.inf:
+            raise InvalidInputError(f"epochs {self.epochs} must be > 0 and finite")
         if self.steps is not None and self.steps < 1:
             raise InvalidInputError(f"steps {self.steps} must be >= 1")
         if self.batch_size < 1:
