@@ -4,21 +4,38 @@ The public API follows PyTorch conventions: models are `nn.Module`s, data are Da
 function that trains takes a seed.
 """
 
-from prunelora.api import RunResult, info, retrain, train
-from prunelora.checkpoint import load_checkpoint, save_checkpoint
-from prunelora.data import ForgetSpec, Splits, build_splits, list_datasets, load_dataset
-from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError, PruneLoRAError
-from prunelora.models import create_model, list_models
-from prunelora.training import TrainConfig, fit
+from prunelora.errors import (
+    CheckpointError,
+    InvalidInputError,
+    MissingFileError,
+    OutputError,
+    PruneLoRAError,
+)
 
 __version__ = "0.1.0"
 
-# Loaded on first use: the methods pull in peft (and with it transformers), which would slow down
-# every command that does not need them, such as `prunelora info`.
+# Every name is loaded on first use: importing the package (which the `prunelora` command does
+# before anything else) then costs nothing, so Ctrl-C during start-up reaches the command's own
+# handler, and `prunelora info` does not pull in peft (and with it transformers).
 _LAZY = {
+    "RunResult": ("prunelora.api", "RunResult"),
+    "info": ("prunelora.api", "info"),
+    "retrain": ("prunelora.api", "retrain"),
+    "train": ("prunelora.api", "train"),
+    "unlearn_checkpoint": ("prunelora.api", "unlearn_checkpoint"),
+    "load_checkpoint": ("prunelora.checkpoint", "load_checkpoint"),
+    "save_checkpoint": ("prunelora.checkpoint", "save_checkpoint"),
+    "ForgetSpec": ("prunelora.data", "ForgetSpec"),
+    "build_splits": ("prunelora.data", "build_splits"),
+    "Splits": ("prunelora.data", "Splits"),
+    "list_datasets": ("prunelora.data", "list_datasets"),
+    "load_dataset": ("prunelora.data", "load_dataset"),
+    "create_model": ("prunelora.models", "create_model"),
+    "list_models": ("prunelora.models", "list_models"),
+    "TrainConfig": ("prunelora.training", "TrainConfig"),
+    "fit": ("prunelora.training", "fit"),
     "unlearn": ("prunelora.methods", "unlearn"),
     "list_methods": ("prunelora.methods", "list_methods"),
-    "unlearn_checkpoint": ("prunelora.api", "unlearn_checkpoint"),
     "evaluate": ("prunelora.evaluation.evaluate", "evaluate"),
     "RelearnConfig": ("prunelora.evaluation.relearn", "RelearnConfig"),
     "heldout_accuracy": ("prunelora.evaluation.relearn", "heldout_accuracy"),
@@ -34,10 +51,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'prunelora' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "PruneLoRAError", "RelearnConfig",
-    "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate", "fit", "heldout_accuracy", "info",
-    "list_datasets", "list_methods",
+    "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "OutputError", "PruneLoRAError",
+    "RelearnConfig", "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate", "fit",
+    "heldout_accuracy", "info", "list_datasets", "list_methods",
     "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
     "unlearn_checkpoint",
 ]

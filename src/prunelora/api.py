@@ -6,23 +6,32 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from prunelora.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
+from prunelora.checkpoint import (
+    check_model_size,
+    check_output_dir,
+    load_checkpoint,
+    save_checkpoint,
+)
 from prunelora.data import (
     DatasetBundle,
     ForgetSpec,
     Splits,
     build_splits,
+    check_data_identity,
+    data_digest,
     load_dataset,
     stratified_subset,
 )
-from prunelora.errors import InvalidInputError
+from prunelora.errors import CheckpointError, InvalidInputError, OutputError
 from prunelora.models import create_model
 from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device, seed_everything
 from prunelora.training.memory import PeakMemory
@@ -50,10 +59,11 @@ def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> 
 
 def dataset_record(bundle: DatasetBundle, data_dir, val_fraction: float, split_seed: int,
                    train_subset: dict | None = None, val_indices=None) -> dict:
-    """meta.json's `dataset` entry. `val_indices`: the validation split the original held out
+    """meta.json's `dataset` entry. `digest`: the data's identity (see `data_digest`), checked
+    before any later deletion request. `val_indices`: the validation split the original held out
     (indices into its training set), recorded so that every later forget set and evaluation uses
     exactly the records the original did not train on."""
-    record = {**bundle.describe(), "data_dir": str(data_dir) if data_dir else None,
+    record = {**bundle.describe(), "digest": data_digest(bundle), "data_dir": str(data_dir) if data_dir else None,
               "val_fraction": val_fraction, "split_seed": split_seed, "train_subset": train_subset}
     if val_indices is not None:
         record["val_indices"] = [int(i) for i in val_indices]
@@ -121,6 +131,8 @@ def train(
     full_train_size = len(bundle.train)
     bundle = apply_train_subset(bundle, subset)
     spec = model_spec(model, bundle, model_kwargs)
+    check_model_size(lambda: create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                          **spec["kwargs"]), f"model {model} {spec['kwargs'] or ''}".strip())
     seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
@@ -159,11 +171,17 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
     The dataset is rebuilt as the original saw it: the same train subset (if any), val split and seed.
     """
     model, meta = load_checkpoint(checkpoint)
-    ds = meta["dataset"]
+    ds = meta.get("dataset") or {}
+    if not ds.get("name"):
+        raise CheckpointError(f"{checkpoint}: meta.json records no dataset.name")
     recipe = meta.get("recipe") or {}
     bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
                           augment=bool(recipe.get("augment", False)))
     bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
+    # a deletion request must hit the records the model saw: refuse changed data
+    if not check_data_identity(bundle, ds, str(checkpoint)):
+        warnings.warn(f"{checkpoint} records no digest of its data (an older checkpoint): not checked that "
+                      f"the {ds['name']} found now is the data it was trained on", UserWarning, stacklevel=2)
     if bundle.num_classes != meta["model"]["num_classes"]:
         raise InvalidInputError(
             f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "
@@ -213,6 +231,12 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     rid = run_id(identity)
     if out is not None:
         check_output_dir(out, rid, overwrite)
+    if save_adapter is not None:
+        if out is not None and os.path.abspath(save_adapter) == os.path.abspath(out):
+            raise InvalidInputError(f"--save-adapter {str(save_adapter)!r} is the --out directory; give the adapter "
+                                    "its own directory")
+        # the same rule as --out: never add files to another run's directory
+        check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta)
     record = result.record
     model_meta = meta["model"]
@@ -232,9 +256,34 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     }
     path = None
     if out is not None:
-        path = save_checkpoint(result.model, out, out_meta)
-        if save_adapter is not None:
-            from prunelora.adapters import save_adapter as export_adapter
-
-            export_adapter(result.artifacts["adapter"], save_adapter)
+        path = _save_outputs(result, out, out_meta, save_adapter, rid)
     return RunResult(result.model, out_meta, path, splits)
+
+
+ADAPTER_RUN = "prunelora-run.json"  # in a --save-adapter directory: which run wrote it
+
+
+def _save_outputs(result, out, out_meta: dict, save_adapter, rid: str) -> Path:
+    """The adapter (if asked) then the checkpoint; if either fails, an adapter directory this run
+    created is removed again, so a failed command leaves no partial output."""
+    from safetensors import SafetensorError
+
+    from prunelora.checkpoint import atomic_write_text
+
+    if save_adapter is None:
+        return save_checkpoint(result.model, out, out_meta)
+    from prunelora.adapters import save_adapter as export_adapter
+
+    adapter_dir = Path(save_adapter)
+    created = not adapter_dir.exists()
+    try:
+        export_adapter(result.artifacts["adapter"], adapter_dir)
+        atomic_write_text(adapter_dir / ADAPTER_RUN, json.dumps({"run_id": rid, "checkpoint": str(out)}) + "\n")
+        return save_checkpoint(result.model, out, out_meta)
+    except BaseException as exc:
+        if created:
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+        if isinstance(exc, (OSError, SafetensorError)) and not isinstance(exc, OutputError):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise OutputError(f"cannot write --save-adapter {str(adapter_dir)!r}: {reason}") from None
+        raise

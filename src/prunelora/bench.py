@@ -26,8 +26,14 @@ from typing import Any
 import yaml
 
 from prunelora.api import apply_train_subset, run_id, train
-from prunelora.checkpoint import atomic_write_text, load_checkpoint, read_meta, save_checkpoint
-from prunelora.data import ForgetSpec, build_splits, load_dataset
+from prunelora.checkpoint import (
+    atomic_write_text,
+    check_writable,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+)
+from prunelora.data import ForgetSpec, build_splits, check_data_identity, load_dataset
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.metrics import ATTACKS
@@ -326,7 +332,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
     `counts["run"]`, when given, is incremented for every cell run now (not reused).
     """
-    out = Path(out)
+    out = check_writable(out, "--out")
     ident = config.identity()
     recipe = TrainConfig.from_dict(config.train)
     subset = config.subset()
@@ -340,6 +346,11 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 
         find_module(create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
                                  **config.model_kwargs), layer)
+    # every scenario's splits before any work (a forget class outside the dataset, or one that
+    # would leave nothing to retain, is refused before the original is trained or anything written)
+    for scenario_data in config.scenarios:  # checked here; the original's recorded split is used below
+        build_splits(bundle, config.scenario(scenario_data).spec(), val_fraction=config.val_fraction, seed=0)
+    _check_lora_ranks(config, bundle)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -351,6 +362,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     original_dir = out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
+        check_data_identity(bundle, original_meta["dataset"], str(original_dir))  # the data may have changed since
         log(f"original: reusing {original_dir}")
     else:
         log(f"original: training {config.model} on {config.dataset}")
@@ -430,6 +442,30 @@ def noise_floor_rows(retrains: list[dict]) -> list[dict]:
                                                      bool(second["relearn_capped"]), bool(first["relearn_capped"]))
             out.append(row)
     return out
+
+
+def _check_lora_ranks(config: BenchConfig, bundle) -> None:
+    """A LoRA rank that a targeted layer cannot take is refused before the original is trained
+    (checked on the model built on the `meta` device: no memory)."""
+    import torch
+
+    from prunelora.methods import get_method
+    from prunelora.methods.common import check_lora_rank
+    from prunelora.models import create_model
+
+    model = None
+    for method in config.methods:
+        options = get_method(split_method_key(method)[0]).make_config(**config.method_options(method))
+        if not hasattr(options, "lora_settings"):
+            continue
+        if model is None:
+            with torch.device("meta"):
+                model = create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                     **config.model_kwargs)
+        try:
+            check_lora_rank(model, options.lora_settings())
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{method}: {exc}") from None
 
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
@@ -601,9 +637,11 @@ def cmd_bench(args) -> int:
     """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
     import shlex
 
+    from prunelora.cli import check_device
+
     config = _bench_config_from_args(args)
     command = "prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv)
-    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
                          progress=not args.no_progress, command=command)
     _print_summary(rows, report)
     return 0
@@ -613,12 +651,12 @@ def cmd_demo(args) -> int:
     """The embedded illustration: the paper's five methods on digits, 3 seeds, table and report."""
     import shlex
 
-    from prunelora.cli import preset_path
+    from prunelora.cli import check_device, preset_path
 
     args.config = str(preset_path("demo-digits"))
     start = time.perf_counter()
     config = _bench_config_from_args(args)
-    rows, report = bench(config, args.out, overwrite=args.overwrite, device=None if args.device == "auto" else args.device,
+    rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
                          progress=not args.no_progress,
                          command="prunelora " + " ".join(shlex.quote(str(a)) for a in args._argv))
     _print_summary(rows, report)

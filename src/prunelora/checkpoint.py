@@ -3,12 +3,20 @@
 meta.json records everything needed to rebuild and judge the model: architecture and its
 arguments, dataset and normalisation, forget spec, training recipe, seed, metrics, wall time and
 library versions. Every file is written to a temporary name in the same folder and renamed, so an
-interrupted save leaves the previous checkpoint intact.
+interrupted save leaves the previous checkpoint intact; meta.json records the SHA-256 of the weights
+it belongs to, so a pair mixed by an interruption between the two renames is refused on load.
+
+Loading treats both files as untrusted: meta.json's format version, types and sizes are checked, the
+model is first built on the `meta` device (no memory) and its tensor shapes compared with the
+safetensors header, and only then allocated; NaN or infinite weights are refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -16,15 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError
+from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError, OutputError
 
 FORMAT = "prunelora-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "meta.json"
+
+# What a meta.json may ask to be built (a hostile file must not make the loader allocate without
+# bound before the weights are compared): ranges of the model fields, and of any number among the
+# model's keyword arguments (width multipliers, depths, patch sizes).
+MODEL_LIMITS = {"num_classes": (2, 100_000), "in_channels": (1, 64), "image_size": (1, 1024)}
+MAX_MODEL_KWARG = 1024
+MAX_META_BYTES = 64 * 2**20
+# A model larger than this is refused before it is allocated (4 GB of float32 weights).
+MAX_PARAMETERS = 1_000_000_000
 
 
 def library_versions() -> dict[str, str]:
@@ -57,34 +74,87 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, collective: bool = 
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         Path(tmp).write_text(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
-def check_output_dir(out: str | os.PathLike, run_id: str | None = None, overwrite: bool = False) -> Path:
-    """Refuse an `out` that already holds a different run unless `overwrite`. Creates nothing:
-    the directory appears only when the result is saved, so a failed run leaves no trace.
+def check_writable(path: str | os.PathLike, label: str = "--out", kind: str = "directory") -> Path:
+    """Refuse, with one line, a `path` where a `kind` ("directory" or "file") cannot be written:
+    an empty path, a dangling or looping symbolic link, a parent that is a file, an existing path of
+    the other kind, or a folder where nothing can be created (read-only, /proc, no permission).
 
-    A directory holding a checkpoint whose `run_id` matches is accepted (re-running a command).
+    Called before any work, so that a long run never ends in a failed write. Leaves nothing behind
+    (the probe is an empty folder, removed at once).
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"output {str(out)!r} exists and is not a directory")
+    text = str(path)
+    if not text.strip():
+        raise InvalidInputError(f"{label} is empty; give the path of a {kind}")
+    target = Path(path)
+    probe_in = None
+    for candidate in (target, *target.parents):
+        try:
+            dangling = candidate.is_symlink() and not candidate.exists()
+            exists = candidate.exists()
+        except OSError as exc:  # e.g. a name too long, or a component that cannot be examined
+            raise OutputError(f"{label} {text!r} cannot be examined ({exc.strerror or exc})") from None
+        if dangling:
+            raise OutputError(f"{label} {text!r}: {str(candidate)!r} is a symbolic link that leads nowhere "
+                              "(dangling or a loop)")
+        if not exists:
+            continue
+        if candidate == target:
+            if kind == "directory" and not candidate.is_dir():
+                raise InvalidInputError(f"{label} {text!r} exists and is not a directory")
+            if kind == "file" and candidate.is_dir():
+                raise InvalidInputError(f"{label} {text!r} is a directory; give a file name")
+            probe_in = candidate if candidate.is_dir() else candidate.parent
+        elif not candidate.is_dir():
+            raise InvalidInputError(f"{label} {text!r}: {str(candidate)!r} is not a directory")
+        else:
+            probe_in = candidate
+        break
+    if probe_in is None:
+        probe_in = Path.cwd()
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe_in, prefix=".prunelora-probe-"))
+    except OSError as exc:
+        raise OutputError(f"{label} {text!r} cannot be written: {exc.strerror or exc} in {str(probe_in)!r}") from None
+    return target
+
+
+def _run_id_in(folder: Path, marker: str) -> str | None:
+    try:
+        data = json.loads((folder / marker).read_text())
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON (or not UTF-8), nested too deeply
+        return None
+    return data.get("run_id") if isinstance(data, dict) else None
+
+
+def check_output_dir(out: str | os.PathLike, run_id: str | None = None, overwrite: bool = False,
+                     label: str = "--out", marker: str = META) -> Path:
+    """Refuse an `out` that cannot be written, or that already holds a different run unless
+    `overwrite`. Creates nothing: the directory appears only when the result is saved, so a failed
+    run leaves no trace.
+
+    A directory whose `marker` file (meta.json) records the same `run_id` is accepted (re-running a
+    command).
+    """
+    out = check_writable(out, label, "directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        existing = None
-        if (out / META).is_file():
-            try:
-                existing = json.loads((out / META).read_text()).get("run_id")
-            except json.JSONDecodeError:
-                existing = None
-        if run_id is None or existing != run_id:
+        if run_id is None or _run_id_in(out, marker) != run_id:
             raise InvalidInputError(
-                f"output directory {str(out)!r} already holds a different run; choose another --out or pass --overwrite"
+                f"{label} directory {str(out)!r} already holds a different run; choose another {label} or pass --overwrite"
             )
     return out
 
@@ -94,12 +164,32 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity: such a model predicts nothing meaningful, and its
+    metrics (e.g. UA 100 from argmax over NaN) would look like a success."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: tensor {key} holds NaN or infinite values; "
+                                  "such a model cannot be evaluated or unlearned")
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Save `model` and `meta` into the directory `out`.
 
     Both files are fully written to temporary names before either is renamed into place, so a
-    failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact.
-    Under several processes only the main one writes; the others wait until it has.
+    failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact,
+    and a directory this call created is removed again. meta.json records the weights' SHA-256, so
+    an interruption between the two renames gives a pair that refuses to load, never a mixed one.
+    Non-finite weights are refused. Under several processes only the main one writes; the others
+    wait until it has.
     """
     from prunelora.training.distributed import barrier, is_main_process
 
@@ -109,25 +199,51 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, An
     if "model" not in meta or "name" not in meta["model"]:
         raise ValueError("meta must describe the model: {'model': {'name': ..., 'num_classes': ...}}")
     out = Path(out)
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "versions": library_versions()}
-    text = json.dumps(full, indent=2, default=_json_default) + "\n"
     tensors = state_dict_for_saving(model)
-    out.mkdir(parents=True, exist_ok=True)
+    check_finite(tensors, f"refusing to save {out}")
+    first_new = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
     staged: list[tuple[str, Path]] = []
     try:
-        for name, write in ((WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT})),
-                            (META, lambda tmp: Path(tmp).write_text(text))):
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-            os.close(fd)
-            staged.append((tmp, out / name))
-            write(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        fd, weights_tmp = tempfile.mkstemp(dir=out, prefix=f".{WEIGHTS}.", suffix=".tmp")
+        os.close(fd)
+        staged.append((weights_tmp, out / WEIGHTS))
+        save_file(tensors, weights_tmp, metadata={"format": FORMAT})
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "versions": library_versions(),
+                "weights_sha256": _sha256_file(weights_tmp)}
+        text = json.dumps(full, indent=2, default=_json_default) + "\n"
+        fd, meta_tmp = tempfile.mkstemp(dir=out, prefix=f".{META}.", suffix=".tmp")
+        os.close(fd)
+        staged.append((meta_tmp, out / META))
+        Path(meta_tmp).write_text(text)
         for tmp, final in staged:
             os.replace(tmp, final)
-    finally:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
+    except (OSError, SafetensorError) as exc:
+        _remove_staged(staged, out, first_new)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OutputError(f"cannot write the checkpoint {str(out)!r}: {reason}") from None
+    except BaseException:
+        _remove_staged(staged, out, first_new)
+        raise
     barrier()
     return out
+
+
+def _remove_staged(staged: list[tuple[str, Path]], out: Path, first_new: Path | None) -> None:
+    """After a failed save: remove the temporary files, then the folders this save created."""
+    for tmp, _ in staged:
+        Path(tmp).unlink(missing_ok=True)
+    if first_new is None:
+        return
+    folder = out
+    while True:
+        try:
+            folder.rmdir()  # only ever an empty folder
+        except OSError:
+            return
+        if folder == first_new:
+            return
+        folder = folder.parent
 
 
 def _json_default(obj):
@@ -141,20 +257,62 @@ def _json_default(obj):
 
 
 def read_meta(path: str | os.PathLike) -> dict:
-    """meta.json of a checkpoint directory, validated."""
+    """meta.json of a checkpoint directory, validated: a prunelora checkpoint of a format version
+    this code knows, whose model fields have the right types and sane sizes."""
     path = Path(path)
     if not path.is_dir():
         raise MissingFileError(f"checkpoint {str(path)!r} does not exist (expected a directory with {WEIGHTS} and {META})")
     meta_path = path / META
     if not meta_path.is_file():
         raise MissingFileError(f"checkpoint {str(path)!r} has no {META}")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise CheckpointError(f"{meta_path} is {meta_path.stat().st_size} bytes; a meta.json is at most "
+                              f"{MAX_META_BYTES // 2**20} MiB")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{meta_path} is not UTF-8 text") from None
+    except RecursionError:
+        raise CheckpointError(f"{meta_path} is nested too deeply to be a meta.json") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_path} is not a prunelora checkpoint (no format: {FORMAT})")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{meta_path}: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path} has format_version {version}, newer than this prunelora reads "
+                              f"(up to {FORMAT_VERSION}); upgrade prunelora")
+    check_model_meta(meta.get("model"), str(meta_path))
+    for key in ("dataset", "recipe", "forget", "metrics", "cost"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise CheckpointError(f"{meta_path}: {key} must be a mapping, not {type(meta[key]).__name__}")
+    if isinstance(meta.get("dataset"), dict) and not isinstance(meta["dataset"].get("name", ""), str):
+        raise CheckpointError(f"{meta_path}: dataset.name must be a string")
     return meta
+
+
+def check_model_meta(model: Any, source: str) -> None:
+    """The `model` record of a meta.json: a name, integer sizes within `MODEL_LIMITS`, and keyword
+    arguments that are scalars (numbers at most `MAX_MODEL_KWARG`)."""
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        raise CheckpointError(f"{source}: model.name is missing")
+    for key, (low, high) in MODEL_LIMITS.items():
+        value = model.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(f"{source}: model.{key} {value!r} is not an integer in [{low}, {high}]")
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{source}: model.kwargs must be a mapping")
+    for key, value in kwargs.items():
+        if value is None or isinstance(value, (bool, str)):
+            continue
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_MODEL_KWARG:
+            raise CheckpointError(f"{source}: model.kwargs.{key} {value!r} is not a number within "
+                                  f"[-{MAX_MODEL_KWARG}, {MAX_MODEL_KWARG}]")
+    if model.get("pruned") is not None and not isinstance(model["pruned"], dict):
+        raise CheckpointError(f"{source}: model.pruned must be a mapping")
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -179,44 +337,89 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from None
 
 
-def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
-    """Load `state` strictly, with one clear line when the architecture or class count differs."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+def read_weight_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes from a safetensors header, without reading (or allocating) the tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc})") from None
+
+
+def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], source: str) -> None:
+    """One clear line when the tensors of a file do not fit the model (names, then shapes)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
             f"{source} is of another architecture: {len(missing)} missing tensors (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         )
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
+    for key, shape in found.items():
+        if tuple(shape) != tuple(expected[key]):
             raise CheckpointError(
-                f"{source}: tensor {key} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected[key].shape)} (another architecture or number of classes)"
+                f"{source}: tensor {key} has shape {tuple(shape)}, the model expects "
+                f"{tuple(expected[key])} (another architecture or number of classes)"
             )
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load `state` strictly, with one clear line when the architecture or class count differs."""
+    check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                 {k: tuple(v.shape) for k, v in state.items()}, source)
     model.load_state_dict(state, strict=True)
     return model
 
 
-def build_model_from_meta(meta: dict) -> nn.Module:
+def build_model_from_meta(meta: dict, device: str | torch.device | None = None) -> nn.Module:
     """The registry model meta.json names; a physically pruned one gets its stored smaller modules
-    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again."""
+    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again.
+
+    `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
+    """
     from prunelora.models import create_model
     from prunelora.pruning.physical import rebuild_pruned
 
     m = meta["model"]
-    model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],
-                         image_size=m["image_size"], **m.get("kwargs", {}))
-    if m.get("pruned"):
-        rebuild_pruned(model, m["pruned"])
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],
+                             image_size=m["image_size"], **m.get("kwargs", {}))
+        if m.get("pruned"):
+            rebuild_pruned(model, m["pruned"])
     return model
 
 
+def check_model_size(build, what: str) -> None:
+    """Build a model on the `meta` device with `build()` (no memory) and refuse one above
+    `MAX_PARAMETERS` before anything is allocated."""
+    with torch.device("meta"):
+        probe = build()
+    count = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    if count > MAX_PARAMETERS:
+        raise InvalidInputError(f"{what} would have {count:,} parameters; at most {MAX_PARAMETERS:,} are built")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint directory and load its weights. Returns (model, meta)."""
+    """Rebuild the model of a checkpoint directory and load its weights. Returns (model, meta).
+
+    Nothing is allocated before the safetensors header has been compared with the model meta.json
+    describes (built on the `meta` device); the weights must match meta.json's digest of them
+    (when it records one) and be finite.
+    """
     meta = read_meta(path)
-    state = read_weights(Path(path) / WEIGHTS)
+    weights = Path(path) / WEIGHTS
+    if not weights.is_file():
+        raise MissingFileError(f"checkpoint {str(path)!r} has no {WEIGHTS}")
+    shapes = read_weight_shapes(weights)
+    skeleton = build_model_from_meta(meta, device="meta")
+    check_shapes({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, shapes, str(path))
+    del skeleton
+    state = read_weights(weights)
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != _sha256_file(weights):
+        raise CheckpointError(f"{path}: {WEIGHTS} is not the file {META} was written with (its SHA-256 "
+                              "differs): an interrupted or mixed save; restore both files together")
+    check_finite(state, str(path))
     model = build_model_from_meta(meta)
     load_state_into(model, state, str(path))
     return model.to(map_location).eval(), meta

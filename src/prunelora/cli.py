@@ -1,8 +1,10 @@
 """The command line: a thin table from command name to a typed function of the Python API.
 
 Every command accepts `--config FILE.yaml` whose keys mirror its long options (`forget-class` or
-`forget_class`); flags given on the command line override the file. Errors a user can cause print
-one line and exit with status 2.
+`forget_class`, not both); flags given on the command line override the file. Errors a user can
+cause print one line and exit with status 2; Ctrl-C prints one line and exits with 130, from the
+first instant (this module imports only the standard library at the top, so that `main` is
+reached before any heavy import).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-import yaml
 
 from prunelora.errors import InvalidInputError, MissingFileError, PruneLoRAError
 
@@ -114,17 +114,48 @@ def recipe_from_args(args: argparse.Namespace):
 
 
 def _device(args) -> str | None:
-    return None if args.device == "auto" else args.device
+    return check_device(args.device)
+
+
+def check_device(device: str) -> str | None:
+    """`--device` checked against what this machine has (None for `auto`); one line listing the
+    available devices otherwise, instead of torch's traceback at the first tensor moved."""
+    if device == "auto":
+        return None
+    import torch
+
+    available = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    ok = dev is not None and (
+        dev.type == "cpu"
+        or (dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count())
+        or (dev.type == "mps" and "mps" in available))
+    if not ok:
+        raise InvalidInputError(f"--device {device!r} is not available here; available: {', '.join(available)}")
+    return device
 
 
 def _parse_kv(items: list[str] | None, flag: str) -> dict:
     """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
+    import yaml
+
     out = {}
     for item in items or []:
         if "=" not in item:
             raise InvalidInputError(f"{flag} {item!r} is not key=value")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError):
+            raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
     return out
 
 
@@ -307,35 +338,112 @@ def preset_path(name: str) -> Path:
     return path
 
 
+def _strict_yaml_loader():
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    would silently keep the last)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: the safe constructor reports it
+                pass
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
 def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
     """A YAML file holding a mapping (an empty file is an empty mapping); one clear line otherwise."""
+    import yaml
+
     file = Path(path)
     if not file.is_file():
         raise MissingFileError(f"{label} {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(file.read_text()) or {}
+        data = yaml.load(file.read_bytes().decode("utf-8"), Loader=_strict_yaml_loader()) or {}  # noqa: S506
     except yaml.YAMLError as exc:
         raise InvalidInputError(f"{label} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{label} {str(path)!r} is not UTF-8 text") from None
+    except RecursionError:
+        raise InvalidInputError(f"{label} {str(path)!r} is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
     return data
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _config_value(action: argparse.Action, value):
+    """A YAML value for `action`, its type checked strictly (a bool is not a number, 1.5 is not an
+    integer, a list only where the option takes several values). Raises ValueError when wrong."""
+    import math
+
+    if value is None:
+        return None
+    if action.nargs == 0:  # a flag: --no-progress, --[no-]train-head
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false")
+        return value
+    if isinstance(action, argparse._AppendAction):  # --model-arg, repeatable
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in items):
+            raise ValueError("expected a string or a list of strings")
+        return items
+    if action.dest == "forget_class":  # 3, "3,5" or [3, 5]
+        if _is_int(value) or isinstance(value, str) or (isinstance(value, list) and value
+                                                        and all(_is_int(v) for v in value)):
+            return value
+        raise ValueError("expected a class index or a list of class indices")
+    if action.type is int:
+        if not _is_int(value):
+            raise ValueError("expected an integer")
+        return value
+    if action.type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return float(value)
+    if action.type is str and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value  # a method's list option (prune_types: [conv]); the method splits strings too
+    if action.type in (None, str):
+        if not isinstance(value, str):
+            raise ValueError("expected a string")
+        return value
+    return action.type(value)
 
 
 def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
     """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
     data = read_yaml_mapping(path, "--config")
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "preset")}
-    defaults = {}
+    defaults, spelled = {}, {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in known:
             raise InvalidInputError(f"--config {path}: unknown key {key!r} (keys mirror the command's long options)")
+        if dest in spelled:
+            raise InvalidInputError(f"--config {path}: {spelled[dest]!r} and {key!r} name the same option; "
+                                    "give it once")
+        spelled[dest] = key
         action = known[dest]
-        if action.type is not None and value is not None and not isinstance(value, list):
-            try:
-                value = action.type(value)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"--config {path}: {key}={value!r} is not a valid value") from None
+        try:
+            value = _config_value(action, value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"--config {path}: {key}={value!r} is not a valid value ({exc})") from None
         if action.choices is not None and value not in action.choices:
             raise InvalidInputError(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
         defaults[dest] = value
@@ -343,14 +451,66 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    from prunelora.training.distributed import is_main_process
-
-    if not is_main_process():  # under a distributed launcher, one process speaks for all
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
-    parser, subparsers = build_parser()
-    command = next((a for a in argv if a in subparsers), "")
+    """The `prunelora` command. Ctrl-C at any moment, imports included, prints one line (exit 130)."""
     try:
+        # While torch, numpy and peft load, Ctrl-C is held back: a KeyboardInterrupt raised inside
+        # a C extension's import is printed there as a traceback (and swallowed), out of our reach.
+        with _interrupts_held() as held:
+            from prunelora.training.distributed import is_main_process
+
+            parsers = build_parser()
+        if held:
+            raise KeyboardInterrupt
+        if not is_main_process():  # under a distributed launcher, one process speaks for all
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
+        return _main(sys.argv[1:] if argv is None else list(argv), *parsers)
+    except KeyboardInterrupt:
+        return interrupted()
+
+
+class _interrupts_held:
+    """Within the block SIGINT only records itself (a non-empty list once it came); on leaving,
+    the previous handler is back. Outside the main thread, where Python allows no handler, a no-op."""
+
+    def __enter__(self) -> list:
+        import signal
+
+        self.came: list = []
+        try:
+            self.previous = signal.signal(signal.SIGINT, lambda signum, frame: self.came.append(signum))
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self.came
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def interrupted() -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting prints nothing more
+    sys.stderr.write("prunelora: interrupted\n")
+    return 130
+
+
+def _one_line_warnings() -> None:
+    import warnings
+
+    def one_line(message, category, filename, lineno, line=None) -> str:  # not the source line too
+        return f"prunelora: warning: {message}\n"
+
+    warnings.formatwarning = one_line
+
+
+def _main(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> int:
+    command = ""
+    try:
+        _one_line_warnings()
+        command = next((a for a in argv if a in subparsers), "")
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()
@@ -371,11 +531,9 @@ def main(argv: list[str] | None = None) -> int:
             raise InvalidInputError(f"the following arguments are required: {', '.join(missing)}")
         return args._fn(args)
     except PruneLoRAError as exc:
-        sys.stderr.write(f"prunelora {command}: error: {exc}\n" if command else f"prunelora: error: {exc}\n")
+        message = str(exc).replace("\n", " ")  # one line, whatever the message holds
+        sys.stderr.write(f"prunelora {command}: error: {message}\n" if command else f"prunelora: error: {message}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("prunelora: interrupted\n")
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

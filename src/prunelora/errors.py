@@ -20,3 +20,8 @@ class MissingFileError(PruneLoRAError, FileNotFoundError):
 
 class CheckpointError(InvalidInputError):
     """A checkpoint that is truncated, not safetensors, or does not fit the expected model."""
+
+
+class OutputError(PruneLoRAError, OSError):
+    """An output that cannot be written: a read-only or full disk, a parent that is a file, a
+    dangling symbolic link. Reported before any work where it can be foreseen."""

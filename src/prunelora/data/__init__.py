@@ -4,6 +4,8 @@ from prunelora.data.datasets import (
     NORMALIZATION,
     DatasetBundle,
     ImageDataset,
+    check_data_identity,
+    data_digest,
     list_datasets,
     load_dataset,
     register_dataset,
@@ -29,7 +31,8 @@ from prunelora.data.splits import (
 )
 
 __all__ = [
-    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "resolve_splits", "validation_indices",
-    "list_datasets", "load_dataset", "make_loader", "register_dataset", "stratified_indices", "stratified_subset",
+    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "resolve_splits",
+    "validation_indices", "check_data_identity", "data_digest", "list_datasets", "load_dataset", "make_loader",
+    "register_dataset", "stratified_indices", "stratified_subset",
     "Relabelled", "concat", "eval_view", "fetch", "relabel", "subset", "targets_of",
 ]

@@ -56,8 +56,12 @@ class ForgetSpec:
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"forget index file {str(path)!r} does not exist")
+        try:
+            content = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"forget index file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
         indices = []
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        for lineno, line in enumerate(content.splitlines(), 1):
             text = line.split("#", 1)[0].strip()
             if not text:
                 continue

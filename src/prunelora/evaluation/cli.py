@@ -16,12 +16,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from prunelora.api import load_for_unlearning
-    from prunelora.checkpoint import atomic_write_text, read_meta
+    from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
     from prunelora.data import ForgetSpec
     from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
     from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
     from prunelora.models.classifier import find_module
 
+    device = _device(args)
+    if args.json is not None:  # before any work: a report that cannot be written is refused now
+        check_writable(args.json, "--json", kind="file")
     meta = read_meta(args.checkpoint)
     spec = forget_spec_from_args(args, required=False)
     if spec is None:

@@ -39,6 +39,9 @@ class MethodConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        from prunelora.typecheck import check_field_types
+
+        check_field_types(self)  # every field of the concrete method's config
         if self.bn_mode not in ("update", "freeze"):
             raise InvalidInputError(f"bn_mode {self.bn_mode!r} is not 'update' or 'freeze'")
         # the training recipe validates the rest, with the same messages (optimizer, schedule,
@@ -86,6 +89,9 @@ class Method:
             raise InvalidInputError(
                 f"method {self.name!r} does not take option {unknown[0]!r}; its options: {', '.join(sorted(known))}"
             )
+        from prunelora.typecheck import check_values
+
+        check_values(self.config_cls, overrides)
         return self.config_cls(**overrides)
 
 
@@ -165,6 +171,13 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
         result, record = entry.run(work, splits, config, ctx)
         wall = time.perf_counter() - start
     result.eval()
+    # A method may diverge without a training loss to notice it (SSD divides by importances):
+    # NaN weights would score UA 100 (argmax over NaN) and be saved as a success.
+    bad = next((k for k, v in result.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())),
+               None)
+    if bad is not None:
+        raise InvalidInputError(f"method {method!r} produced NaN or infinite weights (e.g. {bad}); nothing is "
+                                "saved or scored: lower the learning rate or change the method's options")
     masks = ctx.artifacts.get("masks")
     record = {
         "method": {"name": method, "config": config.to_dict()},

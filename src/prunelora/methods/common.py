@@ -12,6 +12,7 @@ from prunelora.adapters import (
     AdapterSnapshot,
     LoraSettings,
     add_lora,
+    lora_targets,
     merge_lora,
     trainable_parameters,
 )
@@ -170,6 +171,8 @@ class LoraOptions(MethodConfig):
 
     def __post_init__(self) -> None:
         self.lora_types = _as_tuple(self.lora_types)
+        if isinstance(self.lora_alpha, (int, float)) and not self.lora_alpha > 0:
+            raise InvalidInputError(f"lora_alpha {self.lora_alpha} must be > 0 (the update is scaled by alpha/rank)")
         self.lora_settings()  # validates
         super().__post_init__()
 
@@ -186,6 +189,7 @@ class LoraOptions(MethodConfig):
         Returns (plain model, record).
         """
         dataset, loss_fn = objective_data(objective, splits, alpha, self.batch_size, self.seed, ctx.device)
+        check_lora_rank(model, self.lora_settings())
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
                               head_name=ctx.classifier)
         trainable = trainable_parameters(peft_model)
@@ -195,6 +199,28 @@ class LoraOptions(MethodConfig):
         ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
         return merged, {"cost": {"trainable_params": trainable, "steps": result.steps}, "history": result.history}
+
+
+def max_lora_rank(module: nn.Module) -> int:
+    """The largest useful rank of a LoRA update of `module`: the rank of its weight matrix
+    (out x fan-in; a MultiheadAttention: its embedding width)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.ndim < 2:
+        return 0
+    return min(weight.shape[0], weight[0].numel())
+
+
+def check_lora_rank(model: nn.Module, settings: LoraSettings) -> None:
+    """Refuse a rank above what a targeted layer allows, naming the layer, before any adapter is
+    allocated (a rank of 100,000 would otherwise allocate until memory runs out)."""
+    for name in lora_targets(model, settings.types, settings.pattern):
+        limit = max_lora_rank(model.get_submodule(name))
+        if settings.rank > limit:
+            raise InvalidInputError(f"LoRA rank {settings.rank} exceeds what layer {name} allows ({limit}: its "
+                                    f"weight is {limit} wide at most); use --lora-rank {limit} or less, or "
+                                    "--lora-pattern to leave that layer out")
 
 
 def full_finetune(model: nn.Module, splits: Splits, config: MethodConfig, ctx: MethodContext,

@@ -59,12 +59,15 @@ class TrainConfig:
     mixed_precision: str = "no"  # bf16 | fp16 on a GPU; the CPU always trains in fp32
 
     def __post_init__(self) -> None:
+        from prunelora.typecheck import check_field_types
+
+        check_field_types(self)  # `epochs: true` is not one epoch, `batch_size: 1.5` not one image
         if self.optimizer not in OPTIMIZERS:
             raise InvalidInputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise InvalidInputError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if self.steps is None and not self.epochs > 0:
-            raise InvalidInputError(f"epochs {self.epochs} must be > 0")
+        if self.steps is None and not 0 < self.epochs < math.inf:
+            raise InvalidInputError(f"epochs {self.epochs} must be > 0 and finite")
         if self.steps is not None and self.steps < 1:
             raise InvalidInputError(f"steps {self.steps} must be >= 1")
         if self.batch_size < 1:
@@ -75,6 +78,8 @@ class TrainConfig:
             raise InvalidInputError(f"weight decay {self.weight_decay} must be >= 0")
         if not 0 <= self.warmup_fraction < 1:
             raise InvalidInputError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise InvalidInputError(f"label smoothing {self.label_smoothing} is outside [0, 1)")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise InvalidInputError(f"gradient clip {self.grad_clip} must be > 0")
         if self.mixed_precision not in MIXED_PRECISION:
