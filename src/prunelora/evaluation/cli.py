@@ -40,11 +40,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = None
     if original_path is not None:
         original = model if original_path == args.checkpoint else load_for_unlearning(original_path, spec, args.data_dir)[0]
-        target = heldout_accuracy(original, splits, relearn, device=_device(args))
+        target = heldout_accuracy(original, splits, relearn, device=device)
     elif no_original:
         print(f"relearning skipped: {no_original}")
     options = {"probe": not args.no_probe, "probe_layer": args.probe_layer, "relearn": relearn,
-               "relearn_target": target, "device": _device(args)}
+               "relearn_target": target, "device": device}
     reference_metrics = None
     if args.reference:
         ref_meta = read_meta(args.reference)
