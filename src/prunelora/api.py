@@ -116,6 +116,7 @@ def train(
     extra_meta: dict | None = None,
     train_subset: int | None = None,
     subset_seed: int = 0,
+    image_size: int = 32,
 ) -> RunResult:
     """Train `model` from scratch on `dataset` (minus its validation split and any forget set).
 
@@ -123,10 +124,12 @@ def train(
     result is saved as a checkpoint directory; an `out` holding a different run is refused.
     `train_subset` first cuts the train set to that many images, stratified by class and chosen
     by `subset_seed` (the validation split is then carved from the subset; the test set is whole).
-    The checkpoint records it, so unlearning and evaluation rebuild the same data.
+    The checkpoint records it, so unlearning and evaluation rebuild the same data. `image_size`:
+    the side an image folder's images are resized to.
     """
     config = config or TrainConfig()
-    bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment)
+    bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment,
+                          image_size=image_size)
     subset = None if train_subset is None else {"size": train_subset, "seed": subset_seed}
     full_train_size = len(bundle.train)
     bundle = apply_train_subset(bundle, subset)
@@ -175,8 +178,9 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
     if not ds.get("name"):
         raise CheckpointError(f"{checkpoint}: meta.json records no dataset.name")
     recipe = meta.get("recipe") or {}
+    size = ds.get("image_size", 32) if str(ds["name"]).startswith("imagefolder:") else 32
     bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
-                          augment=bool(recipe.get("augment", False)))
+                          augment=bool(recipe.get("augment", False)), image_size=size)
     bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
     # a deletion request must hit the records the model saw: refuse changed data
     if not check_data_identity(bundle, ds, str(checkpoint)):
@@ -213,11 +217,13 @@ def info(checkpoint: str | os.PathLike) -> dict:
 def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method: str = "prunelora", *,
                        out: str | os.PathLike | None = None, overwrite: bool = False, data_dir=None,
                        download: bool = False, device: str | None = None, progress: bool = True,
-                       save_adapter: str | os.PathLike | None = None, **method_options) -> RunResult:
+                       save_adapter: str | os.PathLike | None = None, classifier: str | None = None,
+                       **method_options) -> RunResult:
     """Load a checkpoint, make it forget `forget` with `method`, evaluate the splits, save the result.
 
     The saved model is always a plain merged model. `save_adapter` additionally exports the LoRA
     adapter alone, with a warning (base weights plus the adapter still hold the forgotten data).
+    `classifier` names the classifier module when it is not found by itself (see `unlearn`).
     """
     from prunelora.methods import get_method, unlearn
 
@@ -237,7 +243,8 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
                                     "its own directory")
         # the same rule as --out: never add files to another run's directory
         check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
-    result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta)
+    result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
+                     classifier=classifier)
     record = result.record
     model_meta = meta["model"]
     if result.artifacts.get("architecture"):  # physically pruned: store the smaller modules to rebuild it

@@ -40,6 +40,34 @@ def _add_data(p: argparse.ArgumentParser, dataset_default: str | None = "digits"
     g.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
 
 
+def add_factories(p: argparse.ArgumentParser, model: bool = True, dataset: bool = True) -> None:
+    """`--model-factory` / `--dataset-factory`: a user's own model and data (see `prunelora.factories`)."""
+    g = p.add_argument_group("your own model and data (Python files of yours; running one runs its code)")
+    if model:
+        g.add_argument("--model-factory", default=None, metavar="FILE.py:FUNC",
+                       help="FUNC(num_classes, in_channels, image_size) returns your nn.Module classifier; "
+                            "for a checkpoint it built, name the same factory again")
+    if dataset:
+        g.add_argument("--dataset-factory", default=None, metavar="FILE.py:FUNC",
+                       help="FUNC() returns (train, test) or (train, test, class_names): your map-style Datasets; "
+                            "for a checkpoint trained on them, name the same factory again")
+
+
+def trust_factories(args: argparse.Namespace) -> None:
+    """Load the factories the command line names (only these ever run); `train` builds from them."""
+    from prunelora.factories import load_factory, untrust_all
+
+    untrust_all()  # only what this command line names
+    if getattr(args, "model_factory", None):
+        name = load_factory(args.model_factory)
+        if hasattr(args, "model"):
+            args.model = name
+    if getattr(args, "dataset_factory", None):
+        name = load_factory(args.dataset_factory)
+        if hasattr(args, "dataset"):
+            args.dataset = name
+
+
 def _add_forget(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to forget (exactly one)")
     g.add_argument("--forget-class", default=None, help="class index, or comma-separated indices (e.g. 3 or 3,5)")
@@ -168,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(args.dataset, args.model, recipe_from_args(args), model_kwargs=_parse_kv(args.model_arg, "--model-arg"),
                    data_dir=args.data_dir, download=args.download, val_fraction=args.val_fraction,
-                   train_subset=args.train_subset, subset_seed=args.subset_seed,
+                   train_subset=args.train_subset, subset_seed=args.subset_seed, image_size=args.image_size,
                    out=args.out, overwrite=args.overwrite, device=_device(args), progress=not args.no_progress)
     _print_metrics(result.meta, result.path)
     return 0
@@ -266,6 +294,9 @@ def _setup_train(p):
     p.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="train on N images of the train set, stratified by class (default: all)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed choosing the --train-subset (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=32, metavar="PX",
+                   help="the side imagefolder:PATH images are resized to (default: %(default)s)")
+    add_factories(p)
     _add_recipe(p)
     _add_common(p)
 
@@ -273,6 +304,7 @@ def _setup_train(p):
 def _setup_retrain(p):
     p.add_argument("--checkpoint", required=True, help="the original model's checkpoint directory")
     _add_data(p, dataset_default=None)
+    add_factories(p)
     _add_forget(p)
     _add_common(p)
 
@@ -280,6 +312,7 @@ def _setup_retrain(p):
 def _setup_info(p):
     p.add_argument("checkpoint", help="checkpoint directory")
     p.add_argument("--json", action="store_true", help="print meta.json instead of a table")
+    add_factories(p, dataset=False)
 
 
 def _setup_none(p):
@@ -529,6 +562,7 @@ def _main(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str
                    if getattr(args, a.dest) is None]
         if missing:
             raise InvalidInputError(f"the following arguments are required: {', '.join(missing)}")
+        trust_factories(args)
         return args._fn(args)
     except PruneLoRAError as exc:
         message = str(exc).replace("\n", " ")  # one line, whatever the message holds

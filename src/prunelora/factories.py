@@ -64,6 +64,11 @@ def load_factory(ref: str) -> str:
     return name
 
 
+def untrust_all() -> None:
+    """Forget every trusted factory (each command-line invocation trusts only what it names)."""
+    _TRUSTED.clear()
+
+
 def is_factory(name: str) -> bool:
     return isinstance(name, str) and name.startswith(PREFIX)
 

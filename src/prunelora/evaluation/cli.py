@@ -6,7 +6,13 @@ import argparse
 import json
 import math
 
-from prunelora.cli import _add_forget, _device, forget_spec_from_args, register_command
+from prunelora.cli import (
+    _add_forget,
+    _device,
+    add_factories,
+    forget_spec_from_args,
+    register_command,
+)
 from prunelora.errors import InvalidInputError
 
 
@@ -102,6 +108,7 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    add_factories(p)
     _add_forget(p)
 
 

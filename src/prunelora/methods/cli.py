@@ -13,6 +13,7 @@ from prunelora.cli import (
     _add_forget,
     _device,
     _print_metrics,
+    add_factories,
     forget_spec_from_args,
     register_command,
 )
@@ -71,7 +72,11 @@ def _setup_unlearn(p: argparse.ArgumentParser) -> None:
                         "its keys are options of this command")
     p.add_argument("--save-adapter", default=None, metavar="DIR",
                    help="also save the LoRA adapter alone (warns: base + adapter still hold the forgotten data)")
+    p.add_argument("--classifier-name", default=None, metavar="MODULE",
+                   help="the classifier module (e.g. fc); default: found (head, get_classifier(), else the last "
+                        "nn.Linear). It trains where the method says so and is never pruned")
     _add_data(p, dataset_default=None)
+    add_factories(p)
     _add_forget(p)
     _add_common(p)
     g = p.add_argument_group("method options (each applies to the methods named; default: the method's own)")
@@ -107,7 +112,7 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     result = unlearn_checkpoint(args.checkpoint, forget_spec_from_args(args), args.method, out=args.out,
                                 overwrite=args.overwrite, data_dir=args.data_dir, download=args.download,
                                 device=_device(args), progress=not args.no_progress,
-                                save_adapter=args.save_adapter, **overrides)
+                                save_adapter=args.save_adapter, classifier=args.classifier_name, **overrides)
     _print_metrics(result.meta, result.path)
     return 0
 
