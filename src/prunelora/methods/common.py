@@ -17,10 +17,16 @@ from prunelora.adapters import (
     trainable_parameters,
 )
 from prunelora.data import ImageDataset, Splits
-from prunelora.data.generic import concat, make_loader, relabel, targets_of
+from prunelora.data.generic import concat, make_loader, relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodConfig, MethodContext
 from prunelora.pruning import PRUNE_TARGETS, physical_prune, prune, recalibrate_batchnorm
+from prunelora.pruning.criteria import (
+    CRITERIA,
+    FORGET_AWARE,
+    fit_criterion,
+    smallest_forgetting_amount,
+)
 from prunelora.training import fit
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
@@ -95,12 +101,32 @@ class PruneOptions(MethodConfig):
     bias and the following norm's weight and bias, so it outputs exactly 0 and nothing trains it;
     `weights-only` is the paper's literal `ln_structured` (weight rows of each layer alone, bias
     and BatchNorm kept, so the channel still outputs a constant), kept for the ablation.
+
+    `prune_criterion` chooses which channels go (see `prunelora.pruning.criteria`): `l2` (the
+    paper's weight norm, order `prune_norm`) or a forget-aware one — `activation-ratio`, `tfidf`,
+    `fisher-ratio` — fitted on D_f and a seeded sample of `prune_retain_samples` images of D_r
+    (never on validation or test data). `prune_forget_accuracy` makes the amount automatic: the
+    smallest amount up to `prune_amount` whose dead-channel model scores at most that accuracy (%)
+    on D_f (bisection, D_f only).
     """
 
-    prune_amount: float = 0.5
+    prune_amount: float = field(default=0.5, metadata={"help": (
+        "fraction of channels (heads) pruned, per layer or of all selected ones (--prune-scope); with "
+        "--prune-forget-accuracy the upper bound of the automatic amount")})
     prune_norm: int = 2
     prune_structured: bool = True
-    prune_scope: str = "layer"
+    prune_scope: str = field(default="layer", metadata={"help": (
+        "layer (each layer or coupled group loses --prune-amount of its channels) or global (that share "
+        "of all selected channels, lowest scores first, at least one kept per group)")})
+    prune_criterion: str = field(default="l2", metadata={"help": (
+        "which channels go: l2 (the paper's weight norm, of order --prune-norm) or a forget-aware one "
+        "fitted on D_f and a D_r sample: activation-ratio (mean activation on D_f / on D_r), tfidf "
+        "(class-discriminative TF-IDF of D_f), fisher-ratio (channel Fisher information on D_f / on D_r)")})
+    prune_retain_samples: int = field(default=1024, metadata={"help": (
+        "size of the seeded sample of D_r a forget-aware criterion compares D_f with")})
+    prune_forget_accuracy: float | None = field(default=None, metadata={"help": (
+        "automatic amount: the smallest amount up to --prune-amount whose pruned model (dead channels, "
+        "before repair) has at most this accuracy in percent on D_f, found by bisection on D_f alone")})
     prune_types: tuple[str, ...] = ("conv",)
     prune_pattern: str | None = None
     prune_head: bool = False
@@ -133,24 +159,72 @@ class PruneOptions(MethodConfig):
             raise InvalidInputError(f"prune_norm {self.prune_norm} is not 1 or 2")
         if self.prune_scope not in ("layer", "global"):
             raise InvalidInputError(f"prune_scope {self.prune_scope!r} is not 'layer' or 'global'")
+        if self.prune_criterion not in CRITERIA:
+            raise InvalidInputError(f"prune_criterion {self.prune_criterion!r} is not one of {', '.join(CRITERIA)}")
+        if self.prune_criterion != "l2" and not (self.prune_structured and self.prune_targets == "dead"):
+            raise InvalidInputError(f"prune_criterion {self.prune_criterion!r} scores channels: it needs structured "
+                                    "pruning with prune_targets 'dead' (or prune_mode 'physical')")
+        if self.prune_scope == "global" and self.prune_structured and self.prune_targets != "dead":
+            raise InvalidInputError("prune_scope 'global' with structured pruning needs prune_targets 'dead': "
+                                    "weights-only masks are per layer")
+        if isinstance(self.prune_retain_samples, bool) or not isinstance(self.prune_retain_samples, int) \
+                or self.prune_retain_samples < 1:
+            raise InvalidInputError(f"prune_retain_samples {self.prune_retain_samples!r} is not a positive integer")
+        if self.prune_forget_accuracy is not None:
+            if not 0.0 <= self.prune_forget_accuracy < 100.0:
+                raise InvalidInputError(f"prune_forget_accuracy {self.prune_forget_accuracy} is outside [0, 100) "
+                                        "(a percentage)")
+            if not (self.prune_structured and self.prune_targets == "dead"):
+                raise InvalidInputError("prune_forget_accuracy (an automatic amount) needs structured pruning with "
+                                        "prune_targets 'dead'")
         super().__post_init__()
+
+    def retain_sample(self, splits: Splits):
+        """A seeded sample of `prune_retain_samples` images of D_r (all of it when smaller)."""
+        n = len(splits.retain)
+        if n <= self.prune_retain_samples:
+            return splits.retain
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        return subset(splits.retain, order[: self.prune_retain_samples].sort().values)
+
+    def choose_pruning(self, model: nn.Module, splits: Splits, ctx: MethodContext):
+        """(criterion or None for the default Ln norm, amount) — fitted on D_f and a D_r sample only."""
+        criterion = None
+        if self.prune_criterion != "l2" or self.prune_forget_accuracy is not None:
+            retain = self.retain_sample(splits) if self.prune_criterion in FORGET_AWARE else splits.retain
+            criterion = fit_criterion(self.prune_criterion, model, splits.forget, retain, norm=self.prune_norm,
+                                      batch_size=self.batch_size, device=ctx.device, num_classes=splits.num_classes)
+        amount = self.prune_amount
+        if self.prune_forget_accuracy is not None:
+            if len(splits.forget) == 0:
+                raise InvalidInputError("prune_forget_accuracy needs forget samples, but the forget set is empty")
+            amount = smallest_forgetting_amount(
+                model, criterion, splits.forget, self.prune_forget_accuracy, self.prune_amount, norm=self.prune_norm,
+                types=self.prune_types, pattern=self.prune_pattern, scope=self.prune_scope,
+                example_inputs=splits.forget[0][0].unsqueeze(0), head_name=ctx.classifier, device=ctx.device)
+        ctx.artifacts["pruning"] = {"criterion": self.prune_criterion, "scope": self.prune_scope, "amount": amount}
+        if criterion is not None and self.prune_criterion == "l2":
+            criterion = None  # the default path, bit for bit
+        return criterion, amount
 
     def prune_model(self, model: nn.Module, splits: Splits, ctx: MethodContext, bake: bool) -> dict | None:
         """Prune `model` in place; returns the masks (mask mode) or None (physical mode, where the
         architecture change is left in `ctx.artifacts["architecture"]` for the checkpoint)."""
+        criterion, amount = self.choose_pruning(model, splits, ctx)
         if self.prune_mode == "physical":
-            pruning = physical_prune(model, self.prune_amount, norm=self.prune_norm, types=self.prune_types,
+            pruning = physical_prune(model, amount, norm=self.prune_norm, types=self.prune_types,
                                      pattern=self.prune_pattern, example_inputs=splits.retain[0][0].unsqueeze(0),
-                                     head_name=ctx.classifier)
+                                     head_name=ctx.classifier, importance=criterion, scope=self.prune_scope)
             if self.bn_recalibrate:  # downstream statistics changed with the removed inputs
                 recalibrate_batchnorm(model, splits.retain, device=ctx.device)
             ctx.artifacts["masks"] = None
             ctx.artifacts["architecture"] = pruning.architecture
             return None
-        masks = prune(model, self.prune_amount, structured=self.prune_structured, norm=self.prune_norm,
+        masks = prune(model, amount, structured=self.prune_structured, norm=self.prune_norm,
                       types=self.prune_types, pattern=self.prune_pattern, include_head=self.prune_head,
                       scope=self.prune_scope, bake=bake, targets=self.prune_targets,
-                      example_inputs=splits.retain[0][0].unsqueeze(0), head_name=ctx.classifier)
+                      example_inputs=splits.retain[0][0].unsqueeze(0), head_name=ctx.classifier,
+                      importance=criterion)
         if self.bn_recalibrate:
             recalibrate_batchnorm(model, splits.retain, device=ctx.device)
         ctx.artifacts["masks"] = masks

@@ -28,4 +28,4 @@ def prune_finetune(model, splits, config: PruneFinetuneConfig, ctx):
     config.prune_model(model, splits, ctx, bake=False)
     record = full_finetune(model, splits, config, ctx, "prune-finetune")
     bake_masks(model)  # nothing to bake after physical pruning
-    return model, record
+    return model, {**record, "pruning": ctx.artifacts["pruning"]}

@@ -59,8 +59,10 @@ def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     masks = config.prune_model(model, splits, ctx, bake=True)
     if config.prune_mode == "physical":
         config = _lora_on_pruned_attention(model, config, ctx.classifier)
-    return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
-                             objective=config.objective, alpha=config.alpha)
+    merged, record = config.train_lora(model, splits, ctx, "prunelora", masks=masks,
+                                       keep_sparsity=config.keep_sparsity, objective=config.objective,
+                                       alpha=config.alpha)
+    return merged, {**record, "pruning": ctx.artifacts["pruning"]}
 
 
 def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig, head_name: str | None = None) -> PruneLoRAConfig:

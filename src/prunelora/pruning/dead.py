@@ -93,8 +93,8 @@ def _heads(plan: StructuredPlan, builder: _MaskBuilder) -> None:
 @torch.no_grad()
 def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                        pattern: str | None = None, *, example_inputs: torch.Tensor,
-                       importance: Callable | None = None,
-                       head_name: str | None = None) -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
+                       importance: Callable | None = None, head_name: str | None = None,
+                       scope: str = "layer") -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
     """The masks (keyed `module.param`) that kill the channels and heads `physical_prune` would cut.
 
     Returns (parameters to mask, masks, the plan). Also resets the running statistics of the dead
@@ -102,7 +102,7 @@ def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Se
     way, and the stored statistics then say nothing about the data that channel once saw.
     """
     plan = plan_structured(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                           importance=importance, head_name=head_name)
+                           importance=importance, head_name=head_name, scope=scope)
     builder = _MaskBuilder(model)
     for module, idxs in _channel_deps(plan, builder):
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats \

@@ -227,7 +227,8 @@ PRUNE_TARGETS = ("dead", "weights-only")
 def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 2,
           types: Sequence[str] = ("conv",), pattern: str | None = None, include_head: bool = False,
           scope: str = "layer", bake: bool = False, *, targets: str = "dead",
-          example_inputs: torch.Tensor | None = None, head_name: str | None = None) -> dict[str, torch.Tensor]:
+          example_inputs: torch.Tensor | None = None, head_name: str | None = None,
+          importance: Callable | None = None) -> dict[str, torch.Tensor]:
     """Prune `model` in place and return its masks, keyed `module.param`.
 
     Structured, `targets="dead"` (the default): the channels and heads physical pruning would cut
@@ -237,8 +238,10 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
     Structured, `targets="weights-only"`: the paper's literal `ln_structured(dim=0)`, kept for the
     ablation — each selected layer independently loses its output-channel weight rows of lowest
     Ln norm; its bias and the next BatchNorm survive, so the channel still outputs a constant.
-    Unstructured (`structured=False`): magnitude, per layer or `scope="global"`; `targets` does
-    not apply. With `bake=False` the masks stay attached as parametrizations (for training); with
+    Dead-channel pruning takes a group `importance` (see `prunelora.pruning.criteria`; default the
+    Ln norm) and `scope` (`layer` or `global`, see `physical.plan_structured`); weights-only
+    pruning is per layer and Ln only. Unstructured (`structured=False`): magnitude, per layer or
+    `scope="global"`; `targets` does not apply. With `bake=False` the masks stay attached as parametrizations (for training); with
     `bake=True` the zeros are written into the tensors.
     """
     if targets not in PRUNE_TARGETS:
@@ -253,8 +256,11 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
         from prunelora.pruning.dead import dead_channel_masks  # it imports this module
 
         params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                                              head_name=head_name)
+                                              head_name=head_name, importance=importance, scope=scope)
     else:
+        if structured and (importance is not None or scope != "layer"):
+            raise InvalidInputError("weights-only structured pruning is per layer by Ln norm: another criterion or "
+                                    "scope 'global' needs targets 'dead'")
         params = select_params(model, types, pattern, include_head, head_name)
         masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
             unstructured_masks(params, amount, scope)

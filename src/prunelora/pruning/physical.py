@@ -340,14 +340,27 @@ class StructuredPlan:
     skipped: list[str] = field(default_factory=list)
 
 
-def _plan_channel_groups(model: nn.Module, amount: float, selected: set[str], example_inputs: torch.Tensor,
-                         importance: Callable, head: nn.Module | None, plan: StructuredPlan, cut: set[str]) -> None:
+@dataclass
+class _Unit:
+    """Something that loses channels: a DepGraph group (`root`, `handler`, its output layers'
+    `names`) or an attention's heads (`attn`, `names` = [its name]), with one score per channel."""
+
+    names: list[str]
+    scores: torch.Tensor
+    root: nn.Module | None = None
+    handler: Callable | None = None
+    attn: nn.Module | None = None
+
+
+def _channel_units(model: nn.Module, selected: set[str], example_inputs: torch.Tensor, importance: Callable,
+                   head: nn.Module | None, plan: StructuredPlan, cut: set[str]) -> list[_Unit]:
     name_of = {module: name for name, module in model.named_modules()}
     with torch.enable_grad():
         graph = tp.DependencyGraph().build_dependency(
             model, example_inputs, customized_pruners={PrunedAttention: _AttentionWidth()}, verbose=False)
     plan.graph = graph
     attention = (nn.MultiheadAttention, PrunedAttention, nn.Parameter)
+    units = []
     # Every group is scored on the original weights (as mask pruning does) before anything is cut:
     # cutting one group narrows the inputs of the next, which must not change what that one keeps.
     for group in graph.get_all_groups(ignored_layers=[head] if head is not None else [],
@@ -358,16 +371,58 @@ def _plan_channel_groups(model: nn.Module, amount: float, selected: set[str], ex
         if not selected.intersection(outputs) or any(isinstance(t, attention) for t in targets):
             continue  # not asked for, or the token width of a transformer
         cut.update(n for n in outputs if n is not None)
-        channels = len(group[0].idxs)
-        drop = channels - kept_count(channels, amount)
         scores = importance(group)
         if scores is None:  # a criterion that cannot score this group (Torch-Pruning's convention)
             continue
-        order = torch.sort(scores, stable=True).indices  # ties broken by index, as in mask pruning
-        kept = sorted(order[drop:].tolist())
-        plan.kept.update({n: kept for n in outputs if n is not None})
-        if drop > 0:
-            plan.groups.append((group[0].dep.target.module, group[0].dep.handler, sorted(order[:drop].tolist())))
+        units.append(_Unit([n for n in outputs if n is not None], scores.float().cpu(),
+                           root=group[0].dep.target.module, handler=group[0].dep.handler))
+    return units
+
+
+def _head_units(model: nn.Module, selected: set[str], head_scores: Callable, cut: set[str]) -> list[_Unit]:
+    units = []
+    for name, module in model.named_modules():
+        if name not in selected or not isinstance(module, (nn.MultiheadAttention, PrunedAttention)):
+            continue
+        cut.add(name)
+        units.append(_Unit([name], head_scores(name, module).float().cpu(), attn=module))
+    return units
+
+
+def _drop_per_layer(units: list[_Unit], amount: float) -> list[list[int]]:
+    """Each unit drops its `C - kept_count(C, amount)` lowest-scored channels (ties by index)."""
+    dropped = []
+    for unit in units:
+        channels = len(unit.scores)
+        order = torch.sort(unit.scores, stable=True).indices
+        dropped.append(sorted(order[: channels - kept_count(channels, amount)].tolist()))
+    return dropped
+
+
+def _drop_global(units: list[_Unit], amount: float, normalise: bool) -> list[list[int]]:
+    """`round(amount * N)` of all N channels, lowest scores first across units, at least one kept
+    per unit. `normalise`: divide each unit's scores by its mean |score| first (for criteria whose
+    scale differs between layers, like weight norms)."""
+    scores = [u.scores / u.scores.abs().mean().clamp_min(1e-12) if normalise else u.scores for u in units]
+    if not scores:
+        return []
+    flat = torch.cat(scores)
+    owner = torch.cat([torch.full((len(s),), i) for i, s in enumerate(scores)]).tolist()
+    offsets = [0]
+    for s in scores:
+        offsets.append(offsets[-1] + len(s))
+    budget = int(round(amount * len(flat)))
+    left = [len(s) for s in scores]
+    dropped: list[list[int]] = [[] for _ in units]
+    for index in torch.sort(flat, stable=True).indices.tolist():
+        if budget == 0:
+            break
+        unit = owner[index]
+        if left[unit] > 1:
+            dropped[unit].append(index - offsets[unit])
+            left[unit] -= 1
+            budget -= 1
+    return [sorted(d) for d in dropped]
 
 
 def head_importance(attn: nn.Module, norm: int = 2) -> torch.Tensor:
@@ -382,28 +437,22 @@ def head_importance(attn: nn.Module, norm: int = 2) -> torch.Tensor:
     return rows.norm(p=norm, dim=1)
 
 
-def _plan_heads(model: nn.Module, amount: float, selected: set[str], norm: int, plan: StructuredPlan,
-                cut: set[str]) -> None:
-    for name, module in model.named_modules():
-        if name not in selected or not isinstance(module, (nn.MultiheadAttention, PrunedAttention)):
-            continue
-        cut.add(name)
-        heads = module.num_heads
-        keep = kept_count(heads, amount)
-        plan.kept[name] = list(range(heads))
-        if keep == heads:
-            continue
-        order = torch.sort(head_importance(module, norm).cpu(), stable=True).indices
-        plan.kept[name] = sorted(order[heads - keep:].tolist())
-        plan.heads.append((name, module, plan.kept[name]))
-
-
 def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                     pattern: str | None = None, *, example_inputs: torch.Tensor, importance: Callable | None = None,
-                    head_name: str | None = None) -> StructuredPlan:
-    """Choose, without changing `model`, the channels and heads structured Ln pruning at `amount`
-    removes (see the module doc: coupled layers are one group, attentions lose whole heads)."""
+                    head_name: str | None = None, scope: str = "layer") -> StructuredPlan:
+    """Choose, without changing `model`, the channels and heads structured pruning at `amount`
+    removes (see the module doc: coupled layers are one group, attentions lose whole heads).
+
+    `importance(group) -> scores` (higher = kept; default: the group Ln norm) scores channels; if it
+    has a `head_scores(name, attention)` method, that scores heads (default: `head_importance`).
+    `scope`: `layer` — every group and attention loses `amount` of its channels (heads); `global`
+    — `amount` of all of them together, lowest scores first, at least one kept per group. Scores
+    are ranked as they are when `importance.comparable_across_layers` is true (the dimensionless
+    forget-aware ratios), else divided by their layer's mean |score| first (weight norms).
+    """
     _check_amount(amount)
+    if scope not in ("layer", "global"):
+        raise InvalidInputError(f"prune scope {scope!r} is not 'layer' or 'global'")
     if norm not in (1, 2):
         raise InvalidInputError(f"norm n={norm} is not 1 or 2")
     head_name = classifier_name(model, head_name)
@@ -413,12 +462,27 @@ def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Seque
     head = model.get_submodule(head_name)
     plan = StructuredPlan()
     cut: set[str] = set()
+    units: list[_Unit] = []
     if any(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules() if n in selected):
         with _traceable(model):
-            _plan_channel_groups(model, amount, selected, example_inputs.to(device),
-                                 importance or GroupLnImportance(norm), head, plan, cut)
-    _plan_heads(model, amount, selected, norm, plan, cut)
+            units += _channel_units(model, selected, example_inputs.to(device),
+                                    importance or GroupLnImportance(norm), head, plan, cut)
+    head_scores = getattr(importance, "head_scores", None) or (lambda _, attn: head_importance(attn, norm).cpu())
+    units += _head_units(model, selected, head_scores, cut)
     model.train(was_training)  # tracing left it in eval mode
+    if scope == "global":
+        dropped = _drop_global(units, amount, not getattr(importance, "comparable_across_layers", False))
+    else:
+        dropped = _drop_per_layer(units, amount)
+    for unit, drop in zip(units, dropped, strict=True):
+        kept = [i for i in range(len(unit.scores)) if i not in set(drop)]
+        plan.kept.update({n: kept for n in unit.names})
+        if not drop:
+            continue
+        if unit.attn is not None:
+            plan.heads.append((unit.names[0], unit.attn, kept))
+        else:
+            plan.groups.append((unit.root, unit.handler, drop))
     plan.skipped = sorted(selected - cut)
     if not cut:
         raise InvalidInputError(
@@ -429,13 +493,15 @@ def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Seque
 
 def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
                    pattern: str | None = None, include_head: bool = False, *, example_inputs: torch.Tensor,
-                   importance: Callable | None = None, head_name: str | None = None) -> PhysicalPruning:
+                   importance: Callable | None = None, head_name: str | None = None,
+                   scope: str = "layer") -> PhysicalPruning:
     """Remove, in place, the channels (and heads) that structured Ln pruning at `amount` selects.
 
     `types`/`pattern` select layers as in `prune` (masks); a selected conv or linear has its output
     channels cut together with every layer coupled to them (see the module doc), a selected
     `MultiheadAttention` loses heads. `example_inputs`: one input batch, for tracing.
-    `importance(group) -> scores` may replace the group Ln norm (e.g. a Torch-Pruning criterion).
+    `importance(group) -> scores` may replace the group Ln norm (e.g. a Torch-Pruning criterion, or
+    a forget-aware one from `prunelora.pruning.criteria`); `scope` as in `plan_structured`.
     Returns the architecture change for meta.json (see `rebuild_pruned`).
     """
     if include_head:
@@ -443,7 +509,7 @@ def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequen
                                 "include_head must be False")
     before = module_specs(model)
     plan = plan_structured(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                           importance=importance, head_name=head_name)
+                           importance=importance, head_name=head_name, scope=scope)
     with _traceable(model):  # restores the requires_grad flags of the cut (new) parameters
         for root, handler, idxs in plan.groups:  # channel indices of one group are untouched by another's cut
             plan.graph.get_pruning_group(root, handler, idxs).prune()
