@@ -170,7 +170,6 @@ class Splits:
         num_classes = seen if num_classes is None else num_classes
         if num_classes < seen:
             raise InvalidInputError(f"num_classes {num_classes} is below the largest label + 1 ({seen})")
-        spec = None
         test_targets = labels[2]
         if forget_classes is not None:
             spec = ForgetSpec.from_classes(list(forget_classes))

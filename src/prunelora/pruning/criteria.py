@@ -69,6 +69,13 @@ class Criterion:
     def __call__(self, group) -> torch.Tensor | None:
         raise NotImplementedError
 
+    def _check_samples(self, forget, retain_sample) -> None:
+        """A data-driven criterion needs both D_f and a D_r sample (one line when either is empty)."""
+        if len(forget) == 0:
+            raise InvalidInputError(f"pruning criterion {self.name!r} needs forget samples, but the forget set is empty")
+        if len(retain_sample) == 0:
+            raise InvalidInputError(f"pruning criterion {self.name!r} needs retain samples, but the sample is empty")
+
     def head_scores(self, name: str, attn: nn.Module) -> torch.Tensor:
         raise NotImplementedError
 
@@ -138,10 +145,7 @@ class _ActivationStats(Criterion):
 
     def fit(self, model: nn.Module, forget, retain_sample, *, batch_size: int = 256,
             device: torch.device | str = "cpu", num_classes: int | None = None) -> Criterion:
-        if len(forget) == 0:
-            raise InvalidInputError(f"pruning criterion {self.name!r} needs forget samples, but the forget set is empty")
-        if len(retain_sample) == 0:
-            raise InvalidInputError(f"pruning criterion {self.name!r} needs retain samples, but the sample is empty")
+        self._check_samples(forget, retain_sample)
         if num_classes is None:
             num_classes = int(max(targets_of(retain_sample).max(), targets_of(forget).max())) + 1
         rows = num_classes + 1  # the classes of D_r, then D_f as one more row
@@ -244,10 +248,7 @@ class FisherRatio(Criterion):
 
     def fit(self, model: nn.Module, forget, retain_sample, *, batch_size: int = 256,
             device: torch.device | str = "cpu", num_classes: int | None = None) -> Criterion:
-        if len(forget) == 0:
-            raise InvalidInputError(f"pruning criterion {self.name!r} needs forget samples, but the forget set is empty")
-        if len(retain_sample) == 0:
-            raise InvalidInputError(f"pruning criterion {self.name!r} needs retain samples, but the sample is empty")
+        self._check_samples(forget, retain_sample)
         self.forget_fisher = self._fisher(model, forget, batch_size, device)
         self.retain_fisher = self._fisher(model, retain_sample, batch_size, device)
         return self
