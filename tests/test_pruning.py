@@ -144,7 +144,7 @@ def test_structured_importance_is_a_callable():
 
 
 def test_ln_norm_must_be_1_or_2():
-    with pytest.raises(InvalidInputError, match="n=3"):
+    with pytest.raises(InvalidInputError, match="prune_norm 3 is not 1 or 2"):
         LnImportance(3)
 
 

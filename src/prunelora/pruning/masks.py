@@ -24,12 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-
-LAYER_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
-    "conv": (nn.Conv2d,),
-    "linear": (nn.Linear,),
-    "mha": (nn.MultiheadAttention,),
-}
+from prunelora.pruning.settings import PruneSettings, layer_classes
 
 
 @dataclass(frozen=True)
@@ -53,11 +48,8 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
     (the reference code did that with dim=0 on the head). For `mha` the packed q/k/v projection
     `in_proj_weight` is selected; its `out_proj` is an `nn.Linear` selected by `linear`.
     """
-    bad = [t for t in types if t not in LAYER_TYPES]
-    if bad:
-        raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    wanted = layer_classes(types)
     head_name = classifier_name(model, head_name)
-    wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
     regex = compile_pattern(model, pattern)
     out = []
     for name, module in model.named_modules():
@@ -113,8 +105,7 @@ class LnImportance:
     """Per output channel (dim 0): the Ln norm of that channel's weights (n = 1 or 2)."""
 
     def __init__(self, n: int = 2) -> None:
-        if n not in (1, 2):
-            raise InvalidInputError(f"norm n={n} is not 1 or 2")
+        PruneSettings(norm=n)  # refuses an order other than 1 or 2
         self.n = n
 
     def __call__(self, weight: torch.Tensor) -> torch.Tensor:
@@ -126,15 +117,10 @@ def magnitude(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().abs()
 
 
-def _check_amount(amount: float) -> None:
-    if not 0.0 < amount < 1.0:
-        raise InvalidInputError(f"prune amount {amount} is outside (0, 1)")
-
-
 def structured_masks(params: Sequence[PrunedParam], amount: float,
                      importance: Importance | None = None) -> dict[str, torch.Tensor]:
     """For each weight, zero the `round(amount * C)` output channels of lowest importance."""
-    _check_amount(amount)
+    PruneSettings(amount=amount)
     importance = importance or LnImportance(2)
     masks = {}
     for p in params:
@@ -154,9 +140,7 @@ def structured_masks(params: Sequence[PrunedParam], amount: float,
 def unstructured_masks(params: Sequence[PrunedParam], amount: float, scope: str = "layer",
                        importance: Importance = magnitude) -> dict[str, torch.Tensor]:
     """Zero the `amount` fraction of weights of lowest importance, per layer or globally."""
-    _check_amount(amount)
-    if scope not in ("layer", "global"):
-        raise InvalidInputError(f"unstructured scope {scope!r} is not 'layer' or 'global'")
+    PruneSettings(amount=amount, scope=scope, structured=False)
     scores = {p.key: importance(getattr(p.module, p.param)) for p in params}
     masks = {}
     if scope == "global":
@@ -221,9 +205,6 @@ def multiply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             weight.mul_(mask.to(weight.device))
 
 
-PRUNE_TARGETS = ("dead", "weights-only")
-
-
 def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 2,
           types: Sequence[str] = ("conv",), pattern: str | None = None, include_head: bool = False,
           scope: str = "layer", bake: bool = False, *, targets: str = "dead",
@@ -244,12 +225,9 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
     `scope="global"`; `targets` does not apply. With `bake=False` the masks stay attached as parametrizations (for training); with
     `bake=True` the zeros are written into the tensors.
     """
-    if targets not in PRUNE_TARGETS:
-        raise InvalidInputError(f"prune targets {targets!r} is not one of {', '.join(PRUNE_TARGETS)}")
+    PruneSettings(amount=amount, norm=norm, structured=structured, scope=scope, types=tuple(types),
+                  pattern=pattern, include_head=include_head, targets=targets)
     if structured and targets == "dead":
-        if include_head:
-            raise InvalidInputError("dead-channel pruning never prunes the head's outputs (whole classes); "
-                                    "pruning the head needs targets 'weights-only'")
         if example_inputs is None:
             raise InvalidInputError("dead-channel pruning traces the model: pass example_inputs (one input "
                                     "batch), or targets 'weights-only' for per-layer weight masks")
@@ -258,9 +236,9 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
         params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
                                               head_name=head_name, importance=importance, scope=scope)
     else:
-        if structured and (importance is not None or scope != "layer"):
-            raise InvalidInputError("weights-only structured pruning is per layer by Ln norm: another criterion or "
-                                    "scope 'global' needs targets 'dead'")
+        if structured and importance is not None:  # (the settings refused scope 'global' already)
+            raise InvalidInputError("weights-only structured pruning is per layer by Ln norm: another criterion "
+                                    "needs targets 'dead'")
         params = select_params(model, types, pattern, include_head, head_name)
         masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
             unstructured_masks(params, amount, scope)

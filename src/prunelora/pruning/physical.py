@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from prunelora.errors import CheckpointError, InvalidInputError
-from prunelora.pruning.masks import LAYER_TYPES, _check_amount, classifier_name, compile_pattern
+from prunelora.pruning.masks import classifier_name, compile_pattern
+from prunelora.pruning.settings import PruneSettings, layer_classes
 
 ARCHITECTURE_FORMAT = 1
 
@@ -245,8 +246,7 @@ class GroupLnImportance:
     cut, of that output channel's Ln norm (mask pruning's `LnImportance`, shared by coupled layers)."""
 
     def __init__(self, n: int = 2) -> None:
-        if n not in (1, 2):
-            raise InvalidInputError(f"norm n={n} is not 1 or 2")
+        PruneSettings(norm=n)  # refuses an order other than 1 or 2
         self.n = n
 
     @torch.no_grad()
@@ -294,11 +294,8 @@ def kept_count(channels: int, amount: float) -> int:
 
 
 def _selected_names(model: nn.Module, types: Sequence[str], pattern: str | None, head_name: str | None) -> set[str]:
-    bad = [t for t in types if t not in LAYER_TYPES]
-    if bad:
-        raise InvalidInputError(f"layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    wanted = layer_classes(types) + ((PrunedAttention,) if "mha" in types else ())
     head_name = classifier_name(model, head_name)
-    wanted = tuple(cls for t in types for cls in LAYER_TYPES[t]) + ((PrunedAttention,) if "mha" in types else ())
     regex = compile_pattern(model, pattern)
     names = {name for name, module in model.named_modules()
              if isinstance(module, wanted) and not (name == head_name or name.startswith(head_name + "."))
@@ -450,11 +447,7 @@ def plan_structured(model: nn.Module, amount: float, norm: int = 2, types: Seque
     are ranked as they are when `importance.comparable_across_layers` is true (the dimensionless
     forget-aware ratios), else divided by their layer's mean |score| first (weight norms).
     """
-    _check_amount(amount)
-    if scope not in ("layer", "global"):
-        raise InvalidInputError(f"prune scope {scope!r} is not 'layer' or 'global'")
-    if norm not in (1, 2):
-        raise InvalidInputError(f"norm n={norm} is not 1 or 2")
+    PruneSettings(amount=amount, norm=norm, scope=scope, types=tuple(types), pattern=pattern)
     head_name = classifier_name(model, head_name)
     selected = _selected_names(model, types, pattern, head_name)
     was_training = model.training
@@ -504,9 +497,8 @@ def physical_prune(model: nn.Module, amount: float, norm: int = 2, types: Sequen
     a forget-aware one from `prunelora.pruning.criteria`); `scope` as in `plan_structured`.
     Returns the architecture change for meta.json (see `rebuild_pruned`).
     """
-    if include_head:
-        raise InvalidInputError("physical pruning never removes the head's outputs (whole classes): "
-                                "include_head must be False")
+    PruneSettings(amount=amount, norm=norm, scope=scope, types=tuple(types), pattern=pattern,
+                  include_head=include_head, mode="physical")
     before = module_specs(model)
     plan = plan_structured(model, amount, norm, types, pattern, example_inputs=example_inputs,
                            importance=importance, head_name=head_name, scope=scope)

@@ -1,0 +1,109 @@
+"""What may be pruned and how: the one place where pruning options are checked.
+
+Every entry point builds a `PruneSettings` from its arguments — the methods' `prune_*` options,
+`prune()`, `physical_prune()`, `plan_structured()`, the importance criteria — so a bad amount,
+norm, layer type or combination is refused with the same one line wherever it comes from. The
+messages name the options as a method config and the command line spell them (`prune_amount`,
+`--prune-amount`), since that is where users set them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from prunelora.errors import InvalidInputError
+
+LAYER_TYPES: dict[str, tuple[type[nn.Module], ...]] = {
+    "conv": (nn.Conv2d,),
+    "linear": (nn.Linear,),
+    "mha": (nn.MultiheadAttention,),
+}
+PRUNE_TARGETS = ("dead", "weights-only")
+PRUNE_MODES = ("mask", "physical")
+PRUNE_SCOPES = ("layer", "global")
+CRITERIA = ("l2", "activation-ratio", "tfidf", "fisher-ratio")
+FORGET_AWARE = ("activation-ratio", "tfidf", "fisher-ratio")
+
+
+def layer_classes(types: Sequence[str], option: str = "prune_types") -> tuple[type[nn.Module], ...]:
+    """The module classes of the layer type names `types` (`conv`, `linear`, `mha`); an unknown
+    name is refused naming `option` (LoRA's `lora_types` share the vocabulary)."""
+    bad = [t for t in types if t not in LAYER_TYPES]
+    if bad:
+        raise InvalidInputError(f"{option} {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+    return tuple(cls for t in types for cls in LAYER_TYPES[t])
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """One pruning request, checked on construction. Defaults: the paper's 50% structured L2
+    pruning of every conv, dead channels, per layer, masks.
+
+    `amount`: the fraction of channels (heads, or weights when not `structured`) pruned, in (0, 1).
+    `norm`: the order (1 or 2) of the Ln norm that scores channels. `scope`: `layer` or `global`.
+    `types`/`pattern`: which layers (`conv`, `linear`, `mha`; a name regex). `include_head`: the
+    classifier too (whole classes; weights-only masks only). `targets`: `dead` (weight rows,
+    biases and the following norm) or `weights-only` (the paper's literal weight rows). `mode`:
+    `mask` or `physical` (channels removed). `criterion`: which channels go (see
+    `prunelora.pruning.criteria`). `forget_accuracy`: the automatic amount's target accuracy (%)
+    on D_f; `retain_samples`: the D_r sample a forget-aware criterion is fitted on.
+    """
+
+    amount: float = 0.5
+    norm: int = 2
+    structured: bool = True
+    scope: str = "layer"
+    types: tuple[str, ...] = ("conv",)
+    pattern: str | None = None
+    include_head: bool = False
+    targets: str = "dead"
+    mode: str = "mask"
+    criterion: str = "l2"
+    forget_accuracy: float | None = None
+    retain_samples: int = 1024
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "types", tuple(self.types))
+        dead = self.structured and self.targets == "dead"
+        if self.mode not in PRUNE_MODES:
+            raise InvalidInputError(f"prune_mode {self.mode!r} is not one of {', '.join(PRUNE_MODES)}")
+        if self.mode == "physical" and not self.structured:
+            raise InvalidInputError("prune_mode 'physical' needs prune_structured: scattered zeros cannot be removed")
+        if self.mode == "physical" and self.include_head:
+            raise InvalidInputError("prune_mode 'physical' never prunes the head (its outputs are the classes)")
+        if self.targets not in PRUNE_TARGETS:
+            raise InvalidInputError(f"prune_targets {self.targets!r} is not one of {', '.join(PRUNE_TARGETS)}")
+        if self.mode == "physical" and self.targets != "dead":
+            raise InvalidInputError(f"prune_targets {self.targets!r} needs prune_mode 'mask': physical "
+                                    "pruning removes whole channels")
+        if self.include_head and dead:
+            raise InvalidInputError("prune_head (pruning whole classes) needs prune_targets 'weights-only': "
+                                    "dead-channel pruning never prunes the head")
+        if not 0.0 < self.amount < 1.0:
+            raise InvalidInputError(f"prune_amount {self.amount} is outside (0, 1)")
+        if self.norm not in (1, 2):
+            raise InvalidInputError(f"prune_norm {self.norm} is not 1 or 2")
+        if self.scope not in PRUNE_SCOPES:
+            raise InvalidInputError(f"prune_scope {self.scope!r} is not 'layer' or 'global'")
+        layer_classes(self.types)
+        if self.criterion not in CRITERIA:
+            raise InvalidInputError(f"prune_criterion {self.criterion!r} is not one of {', '.join(CRITERIA)}")
+        if self.criterion != "l2" and not dead:
+            raise InvalidInputError(f"prune_criterion {self.criterion!r} scores channels: it needs structured "
+                                    "pruning with prune_targets 'dead' (or prune_mode 'physical')")
+        if self.scope == "global" and self.structured and self.targets != "dead":
+            raise InvalidInputError("prune_scope 'global' with structured pruning needs prune_targets 'dead': "
+                                    "weights-only masks are per layer")
+        if isinstance(self.retain_samples, bool) or not isinstance(self.retain_samples, int) \
+                or self.retain_samples < 1:
+            raise InvalidInputError(f"prune_retain_samples {self.retain_samples!r} is not a positive integer")
+        if self.forget_accuracy is not None:
+            if not 0.0 <= self.forget_accuracy < 100.0:
+                raise InvalidInputError(f"prune_forget_accuracy {self.forget_accuracy} is outside [0, 100) "
+                                        "(a percentage)")
+            if not dead:
+                raise InvalidInputError("prune_forget_accuracy (an automatic amount) needs structured pruning with "
+                                        "prune_targets 'dead'")
