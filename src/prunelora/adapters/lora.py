@@ -31,19 +31,22 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import (
-    LAYER_TYPES,
-    bake_masks,
-    classifier_name,
-    compile_pattern,
-    multiply_masks,
-)
+from prunelora.pruning.masks import bake_masks, classifier_name, compile_pattern, multiply_masks
+from prunelora.pruning.settings import layer_classes
 
 LORA_BACKENDS = ("peft", "weight")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSettings:
+    """One LoRA request, checked on construction: the one place where LoRA options are validated
+    (the methods' `lora_*` options build one; the messages name the options as users set them).
+
+    `rank` r and `alpha` (the update is scaled by alpha/r), `dropout` on the adapter's input,
+    `types`/`pattern`: which layers (`conv`, `linear`, `mha`; a name regex), `train_head`: the
+    classifier trains whole beside the adapters, `backend`: `peft` or `weight` (see the module doc).
+    """
+
     rank: int = 8
     alpha: float = 16
     dropout: float = 0.1
@@ -53,28 +56,29 @@ class LoraSettings:
     backend: str = "peft"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "types", tuple(self.types))
         if self.backend not in LORA_BACKENDS:
-            raise InvalidInputError(f"LoRA backend {self.backend!r} is not one of {', '.join(LORA_BACKENDS)}")
+            raise InvalidInputError(f"lora_backend {self.backend!r} is not one of {', '.join(LORA_BACKENDS)}")
         if self.backend == "weight" and self.dropout:
-            raise InvalidInputError(f"LoRA dropout {self.dropout} needs the peft backend: the weight form "
+            raise InvalidInputError(f"lora_dropout {self.dropout} needs the peft backend: the weight form "
                                     "(W0 + s·B@A) has no layer input to drop; set lora_dropout to 0")
         if self.rank < 1:
-            raise InvalidInputError(f"LoRA rank {self.rank} must be >= 1")
+            raise InvalidInputError(f"lora_rank {self.rank} must be >= 1")
+        if not self.alpha > 0:
+            raise InvalidInputError(f"lora_alpha {self.alpha} must be > 0 (the update is scaled by alpha/rank)")
         if not 0.0 <= self.dropout < 1.0:
-            raise InvalidInputError(f"LoRA dropout {self.dropout} is outside [0, 1)")
-        bad = [t for t in self.types if t not in LAYER_TYPES]
-        if bad:
-            raise InvalidInputError(f"LoRA layer type {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
+            raise InvalidInputError(f"lora_dropout {self.dropout} is outside [0, 1)")
+        layer_classes(self.types, "lora_types")
         if "mha" in self.types:
             # Attention is always adapted in the weight form (see `attention_in_weight_form`).
             if self.dropout:
                 raise InvalidInputError(
-                    f"LoRA dropout {self.dropout} cannot apply to attention (lora_types mha): attention is "
+                    f"lora_dropout {self.dropout} cannot apply to attention (lora_types mha): attention is "
                     "adapted as W + (alpha/r)·B@A, which has no layer input to drop (peft silently ignores it "
                     "there); set lora_dropout to 0")
             if self.backend == "peft" and set(self.types) != {"mha"}:
                 raise InvalidInputError(
-                    f"LoRA types {','.join(self.types)}: with the peft backend attention (mha) cannot be "
+                    f"lora_types {','.join(self.types)}: with the peft backend attention (mha) cannot be "
                     "combined with other layer types; use lora_backend weight for all of them")
 
     @property
@@ -91,8 +95,8 @@ def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None,
     """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all).
     Inside a targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are
     both adapted."""
+    wanted = layer_classes(types, "lora_types")
     head_name = classifier_name(model, head_name)
-    wanted = tuple(cls for t in types for cls in LAYER_TYPES[t])
     regex = compile_pattern(model, pattern)
     names: list[str] = []
     mha_prefixes: list[str] = []
@@ -108,6 +112,28 @@ def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None,
     if not names:
         raise InvalidInputError(f"no layer of type {'/'.join(types)} matches LoRA pattern {pattern!r}")
     return names
+
+
+def max_lora_rank(module: nn.Module) -> int:
+    """The largest useful rank of a LoRA update of `module`: the rank of its weight matrix
+    (out x fan-in; a MultiheadAttention: its embedding width)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return module.embed_dim
+    weight = getattr(module, "weight", None)
+    if weight is None or weight.ndim < 2:
+        return 0
+    return min(weight.shape[0], weight[0].numel())
+
+
+def check_lora_rank(model: nn.Module, settings: LoraSettings, head_name: str | None = None) -> None:
+    """Refuse a rank above what a targeted layer of `model` allows, naming the layer, before any
+    adapter is allocated (a rank of 100,000 would otherwise allocate until memory runs out)."""
+    for name in lora_targets(model, settings.types, settings.pattern, head_name):
+        limit = max_lora_rank(model.get_submodule(name))
+        if settings.rank > limit:
+            raise InvalidInputError(f"LoRA rank {settings.rank} exceeds what layer {name} allows ({limit}: its "
+                                    f"weight is {limit} wide at most); use --lora-rank {limit} or less, or "
+                                    "--lora-pattern to leave that layer out")
 
 
 class _RowMask(nn.Module):
