@@ -332,7 +332,8 @@ def test_a_method_producing_nan_is_refused_not_saved(ctx, run_cli, monkeypatch, 
             model.conv1.weight.fill_(float("nan"))
         return model, {}
 
-    monkeypatch.setitem(base._METHODS, "diverge", base.Method("diverge", SSDConfig, diverge, "test: NaN weights"))
+    monkeypatch.setitem(base._METHODS, "diverge", base.Method("diverge", SSDConfig, diverge, "test: NaN weights",
+                                                              base._METHODS["ssd"].capabilities))
     before = snapshot(ctx.tmp)
     code, stdout, stderr = run_cli(*_unlearn(ctx, ctx.checkpoint, "--method", "diverge"))
     line = one_error_line((code, stdout, stderr), "unlearn")

@@ -47,7 +47,7 @@ def test_the_methods_are_registered_with_their_forget_set_needs():
     methods = list_methods()
     for name, needs_forget in METHODS.items():
         assert name in methods and methods[name]
-        assert get_method(name).needs_forget_samples is needs_forget
+        assert get_method(name).capabilities.needs_forget_samples is needs_forget
 
 
 # --------------------------------------------------------------------------- one interface
@@ -114,12 +114,12 @@ def test_empty_forget_set_is_refused_by_the_methods_that_need_one(trained, class
 
 
 @pytest.mark.parametrize("method,option,value,message", [
-    ("neggrad-plus", "alpha", 0.0, "alpha 0.0 is outside (0, 1)"),
-    ("neggrad-plus", "alpha", 1.0, "alpha 1.0 is outside (0, 1)"),
-    ("neggrad-plus", "alpha", -0.5, "alpha -0.5"),
-    ("neggrad-plus", "alpha", float("nan"), "alpha nan"),
-    ("l1-sparse", "gamma", -1e-4, "gamma -0.0001 must be"),
-    ("l1-sparse", "gamma", float("inf"), "gamma inf must be"),
+    ("neggrad-plus", "neggrad_alpha", 0.0, "neggrad_alpha 0.0 is outside (0, 1)"),
+    ("neggrad-plus", "neggrad_alpha", 1.0, "neggrad_alpha 1.0 is outside (0, 1)"),
+    ("neggrad-plus", "neggrad_alpha", -0.5, "neggrad_alpha -0.5"),
+    ("neggrad-plus", "neggrad_alpha", float("nan"), "neggrad_alpha nan"),
+    ("l1-sparse", "l1_gamma", -1e-4, "l1_gamma -0.0001 must be"),
+    ("l1-sparse", "l1_gamma", float("inf"), "l1_gamma inf must be"),
     ("ga", "lr", 0.0, "learning rate 0.0"),
     ("random-label", "steps", 0, "steps 0"),
     ("random-label", "bn_mode", "off", "bn_mode 'off'"),
@@ -129,8 +129,8 @@ def test_bad_hyper_parameters_are_named(method, option, value, message, trained,
         unlearn(trained.model, class3_splits, method, progress=False, **{option: value})
 
 
-@pytest.mark.parametrize("method,option", [("ga", "alpha"), ("random-label", "gamma"), ("neggrad-plus", "gamma"),
-                                           ("l1-sparse", "alpha")])
+@pytest.mark.parametrize("method,option", [("ga", "neggrad_alpha"), ("random-label", "l1_gamma"),
+                                           ("neggrad-plus", "scrub_gamma"), ("l1-sparse", "neggrad_alpha")])
 def test_option_of_another_method_is_named(method, option, trained, class3_splits):
     with pytest.raises(InvalidInputError, match=f"'{option}'"):
         unlearn(trained.model, class3_splits, method, **{option: 0.5})
@@ -152,7 +152,7 @@ def test_l1_weight_decays_linearly_from_gamma_to_zero():
 def test_l1_sparse_records_the_weights_it_used(trained, class3_splits):
     # 7 steps of batch 256 over 1088 retain samples cross an epoch boundary (5 batches per epoch).
     gamma, steps = 1e-3, 7
-    result = run("l1-sparse", trained.model, class3_splits, steps=steps, gamma=gamma)
+    result = run("l1-sparse", trained.model, class3_splits, steps=steps, l1_gamma=gamma)
     weights = result.record["l1_weights"]
     assert len(weights) == result.record["cost"]["steps"] == steps
     assert len(result.record["history"]) == 2
@@ -167,8 +167,8 @@ def test_l1_sparse_penalty_shrinks_the_weights(trained, class3_splits):
     def l1(model):
         return sum(p.abs().sum().item() for p in model.parameters())
 
-    plain = run("l1-sparse", trained.model, class3_splits, steps=5, gamma=0.0)
-    sparse = run("l1-sparse", trained.model, class3_splits, steps=5, gamma=0.05)
+    plain = run("l1-sparse", trained.model, class3_splits, steps=5, l1_gamma=0.0)
+    sparse = run("l1-sparse", trained.model, class3_splits, steps=5, l1_gamma=0.05)
     assert l1(sparse.model) < l1(plain.model)
 
 
@@ -212,13 +212,13 @@ def test_unlearn_command_runs_each_method(method, run_cli, checkpoint_dir, tmp_p
 
 def test_unlearn_command_passes_and_checks_method_options(run_cli, checkpoint_dir, tmp_path):
     out = tmp_path / "ng"
-    code, _, stderr = run_cli("unlearn", "--checkpoint", checkpoint_dir, "--method", "neggrad-plus", "--alpha", "0.9",
+    code, _, stderr = run_cli("unlearn", "--checkpoint", checkpoint_dir, "--method", "neggrad-plus", "--neggrad-alpha", "0.9",
                               "--forget-class", "3", "--steps", "2", "--out", out, "--no-progress")
     assert code == 0, stderr
-    assert json.loads((out / META).read_text())["method"]["config"]["alpha"] == 0.9
+    assert json.loads((out / META).read_text())["method"]["config"]["neggrad_alpha"] == 0.9
 
-    code, _, stderr = run_cli("unlearn", "--checkpoint", checkpoint_dir, "--method", "ga", "--gamma", "0.1",
+    code, _, stderr = run_cli("unlearn", "--checkpoint", checkpoint_dir, "--method", "ga", "--l1-gamma", "0.1",
                               "--forget-class", "3", "--steps", "2", "--out", tmp_path / "ga", "--no-progress")
     assert code == 2
-    assert "--gamma" in stderr and "'ga'" in stderr
+    assert "--l1-gamma" in stderr and "'ga'" in stderr
     assert not (tmp_path / "ga").exists()

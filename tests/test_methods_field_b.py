@@ -41,7 +41,7 @@ def test_the_three_methods_are_registered_and_need_forget_samples():
     methods = list_methods()
     for name in METHODS:
         assert name in methods and methods[name]
-        assert get_method(name).needs_forget_samples
+        assert get_method(name).capabilities.needs_forget_samples
 
 
 # --------------------------------------------------------------------------- one interface
@@ -104,8 +104,8 @@ def test_empty_forget_set_is_refused(method, class3_splits, trained):
     ("scrub", "msteps", 4),  # more max rounds than the 3 rounds
     ("scrub", "epochs", 2.5),
     ("scrub", "temperature", 0.0),
-    ("scrub", "alpha", -1.0),
-    ("scrub", "gamma", -0.5),
+    ("scrub", "scrub_alpha", -1.0),
+    ("scrub", "scrub_gamma", -0.5),
     ("scrub", "forget_batch_size", 0),
     ("ssd", "selection_weighting", 0.0),
     ("ssd", "dampening_constant", -1.0),
@@ -117,8 +117,8 @@ def test_bad_hyper_parameter_is_named(method, option, value, class3_splits, trai
 
 
 def test_scrub_needs_some_min_objective(class3_splits, trained):
-    with pytest.raises(InvalidInputError, match="alpha and gamma"):
-        run("scrub", trained.model, class3_splits, alpha=0.0, gamma=0.0)
+    with pytest.raises(InvalidInputError, match="scrub_alpha and scrub_gamma"):
+        run("scrub", trained.model, class3_splits, scrub_alpha=0.0, scrub_gamma=0.0)
 
 
 @pytest.mark.parametrize("option", ["lr", "steps", "optimizer"])
@@ -241,10 +241,10 @@ def test_scrub_raises_forget_loss_and_keeps_retain_accuracy(class3_splits, train
 
 def test_scrub_distils_from_a_separate_teacher(class3_splits, trained):
     # Were the teacher the student itself, KL(teacher || student) would be ~0 with no gradient:
-    # the max passes would report ~0 and the KL weight `alpha` would change nothing (measured:
+    # the max passes would report ~0 and the KL weight `scrub_alpha` would change nothing (measured:
     # 1e-7 apart). With the frozen original as teacher they are 5e-3 apart.
     a = run("scrub", trained.model, class3_splits, steps=2, lr=0.02)
-    b = run("scrub", trained.model, class3_splits, steps=2, lr=0.02, alpha=0.5)
+    b = run("scrub", trained.model, class3_splits, steps=2, lr=0.02, scrub_alpha=0.5)
     pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())
     assert max((pa[n] - pb[n]).abs().max().item() for n in pa) > 1e-3
     assert a.record["history"][0]["loss"] < -1e-2  # max passes report the negated KL to the teacher

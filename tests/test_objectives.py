@@ -67,7 +67,7 @@ def test_forgetting_objectives_raise_the_forget_loss_more(trained, class3_splits
 
     retain = unlearn(trained.model, class3_splits, "prunelora", steps=10, progress=False)
     neggrad = unlearn(trained.model, class3_splits, "prunelora", steps=10, objective="neggrad-plus",
-                      alpha=0.5, progress=False)
+                      neggrad_alpha=0.5, progress=False)
     assert forget_loss(neggrad.model) > forget_loss(retain.model)
 
 
@@ -75,8 +75,8 @@ def test_bad_objective_and_alpha_are_refused():
     entry = get_method("prunelora")
     with pytest.raises(InvalidInputError, match="'forget-harder'"):
         entry.make_config(objective="forget-harder")
-    with pytest.raises(InvalidInputError, match="alpha 1.5"):
-        entry.make_config(alpha=1.5)
+    with pytest.raises(InvalidInputError, match="neggrad_alpha 1.5"):
+        entry.make_config(neggrad_alpha=1.5)
 
 
 def test_forgetting_objective_needs_forget_samples(class3_splits):

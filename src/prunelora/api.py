@@ -229,7 +229,7 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
 
     entry = get_method(method)
     config = entry.make_config(**method_options)  # validate options before loading anything
-    if save_adapter is not None and not hasattr(config, "lora_rank"):
+    if save_adapter is not None and not entry.capabilities.uses_lora:
         raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
     model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
     identity = {"kind": "unlearned", "original": meta.get("run_id"), "forget": forget.to_dict(),

@@ -456,7 +456,7 @@ def _check_lora_ranks(config: BenchConfig, bundle) -> None:
     model = None
     for method in config.methods:
         options = get_method(split_method_key(method)[0]).make_config(**config.method_options(method))
-        if not hasattr(options, "lora_settings"):
+        if not get_method(split_method_key(method)[0]).capabilities.uses_lora:
             continue
         if model is None:
             with torch.device("meta"):

@@ -10,8 +10,7 @@ from prunelora.adapters.lora import (
     max_lora_rank,
     merge_lora,
     save_adapter,
-    trainable_parameters,
 )
 
 __all__ = ["AdapterSnapshot", "LoraSettings", "add_lora", "check_lora_rank", "lora_targets", "max_lora_rank",
-           "merge_lora", "save_adapter", "trainable_parameters"]
+           "merge_lora", "save_adapter"]

@@ -362,7 +362,3 @@ def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
     snapshot.config.save_pretrained(str(out))
     barrier()
     return out
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

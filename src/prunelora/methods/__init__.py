@@ -1,26 +1,40 @@
 """Unlearning methods: one module each, registered by name (`list_methods()`).
 
-Every module in this package registers itself on import, so adding a method is one new file.
+A method module registers itself on import (`@register_method` on its run function, with its
+config dataclass and declared `Capabilities`). The package imports the method modules by name
+below, statically, so that the import graph reads as it runs and a helper module (`base`,
+`common`, ...) is never mistaken for a method: adding a method is one new file plus its name here
+(tests/test_method_contract.py fails if a module that registers a method is missing).
 """
 
-import importlib
-import pkgutil
-
+from prunelora.methods import (  # noqa: F401  (imported for their registrations)
+    finetune,
+    ga,
+    l1_sparse,
+    lora,
+    neggrad_plus,
+    prune_finetune,
+    prunelora,
+    random_label,
+    retrain,
+    salun,
+    scrub,
+    ssd,
+)
 from prunelora.methods.base import (
+    Capabilities,
     Method,
     MethodConfig,
     MethodContext,
+    MethodRecord,
+    TrainingOptions,
     UnlearnResult,
     get_method,
     list_methods,
     register_method,
+    renamed_options,
     unlearn,
 )
 
-_NOT_METHODS = {"base", "common", "cli"}
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in _NOT_METHODS:
-        importlib.import_module(f"{__name__}.{_info.name}")
-
-__all__ = ["Method", "MethodConfig", "MethodContext", "UnlearnResult", "get_method", "list_methods",
-           "register_method", "unlearn"]
+__all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "TrainingOptions",
+           "UnlearnResult", "get_method", "list_methods", "register_method", "renamed_options", "unlearn"]

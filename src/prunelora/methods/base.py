@@ -1,8 +1,9 @@
-"""The method registry and the one interface every unlearning method follows.
+"""The method registry and the one contract every unlearning method follows.
 
-A method is a function `run(model, splits, config, ctx) -> (model, record)` registered with a
-typed config dataclass. `unlearn()` wraps every method alike: it copies the model (the caller's is
-never changed), measures wall time and peak memory, and reports sparsity.
+A method is a function `run(model, splits, config, ctx) -> (model, MethodRecord)` registered with
+a typed config dataclass (derived from `MethodConfig`) and its declared `Capabilities`.
+`unlearn()` wraps every method alike: it copies the model (the caller's is never changed),
+measures wall time and peak memory, and reports sparsity.
 """
 
 from __future__ import annotations
@@ -12,36 +13,82 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
-from prunelora.training import TrainConfig, resolve_device, seed_everything
+from prunelora.training import (
+    TrainConfig,
+    TrainResult,
+    fit,
+    resolve_device,
+    seed_everything,
+    trainable_parameters,
+)
 from prunelora.training.memory import PeakMemory
+
+# --------------------------------------------------------------------------- configs
 
 
 @dataclass
 class MethodConfig:
-    """Fields every training-based method shares. Defaults: the paper's Adam, lr 1e-3, 5 epochs."""
+    """The base of every method's config: a seed, strict field types, a JSON form.
 
-    epochs: float = 5
-    steps: int | None = None
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    bn_mode: str = "update"
-    mixed_precision: str = "no"
-    seed: int = 0
+    Subclasses add fields, each with `metadata={"help": ...}` (the command line's help text), and
+    put their checks in `validate()` (calling `super().validate()`). `renamed` maps option names a
+    config no longer takes to the ones that replaced them, so an old config is refused naming the
+    new option rather than silently read otherwise.
+    """
+
+    seed: int = field(default=0, metadata={"help": (
+        "seed of everything the method draws (data order, LoRA's initial matrices, random labels, ...)")})
+
+    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         from prunelora.typecheck import check_field_types
 
-        check_field_types(self)  # every field of the concrete method's config
+        check_field_types(self)  # every field of the concrete method's config, before any range check
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse bad values with one line naming them; may normalise (a comma-separated list
+        becomes a tuple). Overrides call `super().validate()`."""
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def option(config_cls: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A field of `config_cls` with another default (and help, if given): what a method's config
+    writes to change a shared option's default without losing its help text."""
+    (base,) = [f for f in fields(config_cls) if f.name == name]
+    return field(default=default, metadata={**base.metadata, **({"help": help} if help else {})})
+
+
+@dataclass
+class TrainingOptions(MethodConfig):
+    """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs."""
+
+    epochs: float = field(default=5, metadata={"help": (
+        "passes over the method's training data (fractions allowed); --steps replaces it")})
+    steps: int | None = field(default=None, metadata={"help": (
+        "a budget in optimizer steps instead of epochs (small data sets need one)")})
+    batch_size: int = field(default=128, metadata={"help": "images per training batch"})
+    optimizer: str = field(default="adam", metadata={"help": "sgd, adam or adamw"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
+    schedule: str = field(default="constant", metadata={"help": "learning-rate schedule: constant or cosine"})
+    bn_mode: str = field(default="update", metadata={"help": (
+        "update (BatchNorm running statistics follow the training data) or freeze (kept as they are)")})
+    mixed_precision: str = field(default="no", metadata={"help": (
+        "no, bf16 or fp16 (on a GPU; the CPU always trains in fp32)")})
+
+    def validate(self) -> None:
+        super().validate()
         if self.bn_mode not in ("update", "freeze"):
             raise InvalidInputError(f"bn_mode {self.bn_mode!r} is not 'update' or 'freeze'")
         # the training recipe validates the rest, with the same messages (optimizer, schedule,
@@ -54,8 +101,86 @@ class MethodConfig:
                            weight_decay=self.weight_decay, schedule=self.schedule, seed=self.seed,
                            mixed_precision=self.mixed_precision)
 
+    def fit(self, model: nn.Module, dataset, ctx: MethodContext, description: str, *,
+            recipe: TrainConfig | None = None, **options) -> TrainResult:
+        """`prunelora.training.fit` with this config's recipe (or `recipe`), its BatchNorm mode, and
+        the run's device and progress bar; `options` (`loss_fn`, `params`, ...) go to `fit`."""
+        return fit(model, dataset, self.train_config() if recipe is None else recipe,
+                   freeze_batchnorm=self.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
+                   description=description, **options)
+
+    def train(self, model: nn.Module, dataset, ctx: MethodContext, description: str, *,
+              trainable: int | None = None, **options) -> MethodRecord:
+        """One `fit` as a method's record: its steps and history, and the parameters it trained
+        (those of `model` that require a gradient, unless `trainable` says otherwise)."""
+        result = self.fit(model, dataset, ctx, description, **options)
+        return MethodRecord(trainable_parameters(model) if trainable is None else trainable, result.steps,
+                            result.history)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class MethodRecord:
+    """What a method reports of its run: the parameters it trained, its optimizer steps, its
+    training history, the pruning it chose (methods that prune) and method-specific `details`
+    (e.g. SSD's selected weights, SalUn's saliency mask size, retrain's recipe).
+
+    `to_dict()` is its JSON, as meta.json and bench cells hold it: `cost` {trainable_params,
+    steps}, `history`, `pruning` (when set) and each detail under its own key.
+    """
+
+    trainable_params: int
+    steps: int
+    history: list[dict] = field(default_factory=list)
+    pruning: dict | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    RESERVED: ClassVar[tuple[str, ...]] = ("method", "cost", "sparsity", "history", "pruning")
+
+    def __post_init__(self) -> None:
+        clash = [k for k in self.details if k in self.RESERVED]
+        if clash:
+            raise ValueError(f"method record detail {clash[0]!r} would overwrite the record's own key")
+
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        out: dict[str, Any] = {"cost": {"trainable_params": self.trainable_params, "steps": self.steps},
+                               "history": self.history}
+        if self.pruning is not None:
+            out["pruning"] = self.pruning
+        return out | self.details
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MethodRecord:
+        """The inverse of `to_dict`."""
+        rest = dict(data)
+        cost = rest.pop("cost")
+        return cls(trainable_params=cost["trainable_params"], steps=cost["steps"], history=rest.pop("history", []),
+                   pruning=rest.pop("pruning", None), details=rest)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method does, declared where it is registered; nothing reads it from config fields.
+
+    `needs_forget_samples`: it reads D_f (an empty forget set is refused before any work).
+    `trains`: it runs the training loop, with its own recipe (its config derives from
+    `TrainingOptions`) unless `from_scratch`.
+    `uses_pruning`: it prunes first (its config derives from `PruneOptions`; its record holds the
+    pruning chosen). `uses_lora`: it trains LoRA adapters (`LoraOptions`; its adapter can be saved).
+    `from_scratch`: it ignores the given weights and trains a fresh model on D_r with the
+    original's recipe (the checkpoint's meta.json, or `model_factory=` and `recipe=`).
+    """
+
+    needs_forget_samples: bool
+    trains: bool
+    uses_pruning: bool
+    uses_lora: bool
+    from_scratch: bool
 
 
 @dataclass
@@ -71,7 +196,7 @@ class MethodContext:
     classifier: str | None = None  # the classifier's module name (`head`, `fc`, ...): trained whole, never pruned
 
 
-MethodFn = Callable[[nn.Module, Splits, Any, MethodContext], tuple[nn.Module, dict]]
+MethodFn = Callable[[nn.Module, Splits, Any, MethodContext], tuple[nn.Module, MethodRecord]]
 
 
 @dataclass(frozen=True)
@@ -80,31 +205,50 @@ class Method:
     config_cls: type
     run: MethodFn
     summary: str
-    needs_forget_samples: bool = False
+    capabilities: Capabilities
 
-    def make_config(self, **overrides) -> Any:
+    def check_options(self, options: dict) -> None:
+        """Refuse an option this method does not take (naming the new one if it was renamed) or a
+        value of the wrong type, before any config is built."""
+        renamed = getattr(self.config_cls, "renamed", {})
         known = {f.name for f in fields(self.config_cls)}
-        unknown = sorted(set(overrides) - known)
+        for name in sorted(options):
+            if name in renamed:
+                new = renamed[name]
+                raise InvalidInputError(
+                    f"method {self.name!r} no longer takes option {name!r}: it is now {new!r} "
+                    f"(--{new.replace('_', '-')}), since {name!r} meant different things in different methods")
+        unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidInputError(
                 f"method {self.name!r} does not take option {unknown[0]!r}; its options: {', '.join(sorted(known))}"
             )
         from prunelora.typecheck import check_values
 
-        check_values(self.config_cls, overrides)
+        check_values(self.config_cls, options)
+
+    def make_config(self, **overrides) -> Any:
+        self.check_options(overrides)
         return self.config_cls(**overrides)
 
 
 _METHODS: dict[str, Method] = {}
 
 
-def register_method(name: str, config_cls: type, summary: str, needs_forget_samples: bool = False):
-    """Decorator: `@register_method("finetune", FinetuneConfig, "one line")` on the run function."""
+def register_method(name: str, config_cls: type, summary: str, *, capabilities: Capabilities):
+    """Decorator: `@register_method("finetune", FinetuneConfig, "one line", capabilities=Capabilities(...))`
+    on the run function."""
 
     def wrap(fn: MethodFn) -> MethodFn:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        _METHODS[name] = Method(name, config_cls, fn, summary, needs_forget_samples)
+        if not (isinstance(config_cls, type) and issubclass(config_cls, MethodConfig)):
+            raise TypeError(f"method {name!r}: its config {config_cls!r} does not derive from MethodConfig")
+        own_recipe = capabilities.trains and not capabilities.from_scratch
+        if own_recipe != issubclass(config_cls, TrainingOptions):
+            raise TypeError(f"method {name!r}: a config derives from TrainingOptions exactly when the method "
+                            "trains with its own recipe (trains, not from_scratch)")
+        _METHODS[name] = Method(name, config_cls, fn, summary, capabilities)
         return fn
 
     return wrap
@@ -119,6 +263,15 @@ def get_method(name: str) -> Method:
 def list_methods() -> dict[str, str]:
     """Registered method names with their one-line summaries."""
     return {name: m.summary for name, m in sorted(_METHODS.items())}
+
+
+def renamed_options() -> dict[str, dict[str, str]]:
+    """Option names no method takes any more: old name -> {method: the option that replaced it}."""
+    out: dict[str, dict[str, str]] = {}
+    for name, method in sorted(_METHODS.items()):
+        for old, new in getattr(method.config_cls, "renamed", {}).items():
+            out.setdefault(old, {})[name] = new
+    return out
 
 
 @dataclass
@@ -143,7 +296,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     `model_factory()` trained with `recipe` (a `TrainConfig`). `classifier` names the classifier
     module (e.g. `"fc"`); by default it is found (`head`, timm's `get_classifier()`, else the last
     `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
-    parameters and the sparsity report.
+    parameters and the sparsity report (see `MethodRecord` for the method's own part).
     """
     from prunelora.models.classifier import classifier_outputs, find_classifier
     from prunelora.pruning import sparsity_report
@@ -154,10 +307,11 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     if config is None:
         config = entry.make_config(**overrides)
     elif overrides:
+        entry.check_options(overrides)
         config = dataclasses.replace(config, **overrides)
     if not isinstance(config, entry.config_cls):
         raise InvalidInputError(f"method {method!r} takes a {entry.config_cls.__name__}, not {type(config).__name__}")
-    if entry.needs_forget_samples and len(splits.forget) == 0:
+    if entry.capabilities.needs_forget_samples and len(splits.forget) == 0:
         raise InvalidInputError(f"method {method!r} needs forget samples, but the forget set is empty")
     dev = resolve_device(device)
     classifier_name, _ = find_classifier(model, classifier)  # one clear line for a model without one
@@ -165,7 +319,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
                         recipe=recipe, classifier=classifier_name)
     work = copy.deepcopy(model).to(dev)
     # Everything a method draws (LoRA's A matrices, a retrain's initial weights) follows its seed.
-    seed_everything(getattr(config, "seed", 0))
+    seed_everything(config.seed)
     with PeakMemory(dev) as peak:
         start = time.perf_counter()
         result, record = entry.run(work, splits, config, ctx)
@@ -178,11 +332,14 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     if bad is not None:
         raise InvalidInputError(f"method {method!r} produced NaN or infinite weights (e.g. {bad}); nothing is "
                                 "saved or scored: lower the learning rate or change the method's options")
-    masks = ctx.artifacts.get("masks")
-    record = {
+    if not isinstance(record, MethodRecord):
+        raise TypeError(f"method {method!r} returned a {type(record).__name__}, not a MethodRecord")
+    if entry.capabilities.uses_pruning:
+        record = dataclasses.replace(record, pruning=ctx.artifacts["pruning"])
+    own = record.to_dict()
+    return UnlearnResult(result, {
         "method": {"name": method, "config": config.to_dict()},
-        "cost": {"wall_time_s": wall, "peak_memory_mb": peak.mb, **record.pop("cost", {})},
-        "sparsity": sparsity_report(result, masks),
-        **record,
-    }
-    return UnlearnResult(result, record, ctx.artifacts)
+        "cost": {"wall_time_s": wall, "peak_memory_mb": peak.mb, **own.pop("cost")},
+        "sparsity": sparsity_report(result, ctx.artifacts.get("masks")),
+        **own,
+    }, ctx.artifacts)

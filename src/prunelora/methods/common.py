@@ -8,29 +8,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from prunelora.adapters import (
-    AdapterSnapshot,
-    LoraSettings,
-    add_lora,
-    lora_targets,
-    merge_lora,
-    trainable_parameters,
-)
+from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, check_lora_rank, merge_lora
 from prunelora.data import ImageDataset, Splits
 from prunelora.data.generic import concat, make_loader, relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodConfig, MethodContext
-from prunelora.pruning import PRUNE_TARGETS, physical_prune, prune, recalibrate_batchnorm
-from prunelora.pruning.criteria import (
-    CRITERIA,
-    FORGET_AWARE,
-    fit_criterion,
-    smallest_forgetting_amount,
-)
-from prunelora.training import fit
+from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions
+from prunelora.pruning import PruneSettings, physical_prune, prune, recalibrate_batchnorm
+from prunelora.pruning.criteria import FORGET_AWARE, fit_criterion, smallest_forgetting_amount
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
-PRUNE_MODES = ("mask", "physical")
 
 
 def cycle(dataset: ImageDataset, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -52,6 +38,16 @@ def random_label_dataset(splits: Splits, seed: int) -> ImageDataset:
     """D_r plus D_f relabelled with random wrong labels (Golatkar et al. 2020; SalUn's RL)."""
     forget = relabel(splits.forget, random_wrong_labels(targets_of(splits.forget), splits.num_classes, seed))
     return concat(splits.retain, forget)
+
+
+NEGGRAD_ALPHA_HELP = ("NegGrad+'s weight alpha in alpha*CE(D_r) - (1 - alpha)*CE(D_f), in (0, 1) (Kurmanji et "
+                      "al.); prunelora uses it with --objective neggrad-plus")
+
+
+def check_neggrad_alpha(alpha: float) -> None:
+    """NegGrad+'s alpha (the `neggrad-plus` method's, and PruneLoRA's `neggrad-plus` objective's)."""
+    if not 0.0 < alpha < 1.0:
+        raise InvalidInputError(f"neggrad_alpha {alpha} is outside (0, 1)")
 
 
 def neggrad_plus_loss(splits: Splits, alpha: float, batch_size: int, seed: int, device):
@@ -89,7 +85,7 @@ def _as_tuple(value) -> tuple[str, ...]:
 
 
 @dataclass
-class PruneOptions(MethodConfig):
+class PruneOptions(TrainingOptions):
     """Pruning before adaptation. Default: the paper's 50% structured L2 on every conv.
 
     `prune_mode`: `mask` (the paper's) zeroes the pruned channels and keeps them zero; `physical`
@@ -108,13 +104,17 @@ class PruneOptions(MethodConfig):
     (never on validation or test data). `prune_forget_accuracy` makes the amount automatic: the
     smallest amount up to `prune_amount` whose dead-channel model scores at most that accuracy (%)
     on D_f (bisection, D_f only).
+
+    Every `prune_*` option is checked by `prunelora.pruning.PruneSettings` (`prune_settings()`).
     """
 
     prune_amount: float = field(default=0.5, metadata={"help": (
         "fraction of channels (heads) pruned, per layer or of all selected ones (--prune-scope); with "
         "--prune-forget-accuracy the upper bound of the automatic amount")})
-    prune_norm: int = 2
-    prune_structured: bool = True
+    prune_norm: int = field(default=2, metadata={"help": "order of the Ln norm that scores channels: 1 or 2"})
+    prune_structured: bool = field(default=True, metadata={"help": (
+        "structured (whole output channels and heads, the paper's) or, with --no-prune-structured, single "
+        "weights by magnitude")})
     prune_scope: str = field(default="layer", metadata={"help": (
         "layer (each layer or coupled group loses --prune-amount of its channels) or global (that share "
         "of all selected channels, lowest scores first, at least one kept per group)")})
@@ -127,57 +127,35 @@ class PruneOptions(MethodConfig):
     prune_forget_accuracy: float | None = field(default=None, metadata={"help": (
         "automatic amount: the smallest amount up to --prune-amount whose pruned model (dead channels, "
         "before repair) has at most this accuracy in percent on D_f, found by bisection on D_f alone")})
-    prune_types: tuple[str, ...] = ("conv",)
-    prune_pattern: str | None = None
-    prune_head: bool = False
-    bn_recalibrate: bool = True
-    prune_mode: str = "mask"
+    prune_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
+        "layer types pruned, comma-separated: conv, linear, mha (attention heads)")})
+    prune_pattern: str | None = field(default=None, metadata={"help": (
+        "only layers whose name matches this regex ({last} stands for the highest block index)")})
+    prune_head: bool = field(default=False, metadata={"help": (
+        "prune the classifier too (whole classes; needs --prune-targets weights-only)")})
+    bn_recalibrate: bool = field(default=True, metadata={"help": (
+        "recompute BatchNorm running statistics on D_r after pruning")})
+    prune_mode: str = field(default="mask", metadata={"help": (
+        "mask (pruned channels zeroed and kept at zero, the paper's) or physical (removed: a smaller, "
+        "faster model, the same function)")})
     prune_targets: str = field(default="dead", metadata={"help": (
         "what structured mask pruning zeroes: dead (default: weight rows, biases and the following "
         "norm's weight and bias, so a pruned channel outputs 0) or weights-only (the paper's literal "
         "weight rows alone, for the ablation: the channel keeps its bias and BatchNorm)")})
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         self.prune_types = _as_tuple(self.prune_types)
-        if self.prune_mode not in PRUNE_MODES:
-            raise InvalidInputError(f"prune_mode {self.prune_mode!r} is not one of {', '.join(PRUNE_MODES)}")
-        if self.prune_mode == "physical" and not self.prune_structured:
-            raise InvalidInputError("prune_mode 'physical' needs prune_structured: scattered zeros cannot be removed")
-        if self.prune_mode == "physical" and self.prune_head:
-            raise InvalidInputError("prune_mode 'physical' never prunes the head (its outputs are the classes)")
-        if self.prune_targets not in PRUNE_TARGETS:
-            raise InvalidInputError(f"prune_targets {self.prune_targets!r} is not one of {', '.join(PRUNE_TARGETS)}")
-        if self.prune_mode == "physical" and self.prune_targets != "dead":
-            raise InvalidInputError(f"prune_targets {self.prune_targets!r} needs prune_mode 'mask': physical "
-                                    "pruning removes whole channels")
-        if self.prune_head and self.prune_structured and self.prune_targets == "dead":
-            raise InvalidInputError("prune_head (pruning whole classes) needs prune_targets 'weights-only': "
-                                    "dead-channel pruning never prunes the head")
-        if not 0.0 < self.prune_amount < 1.0:
-            raise InvalidInputError(f"prune_amount {self.prune_amount} is outside (0, 1)")
-        if self.prune_norm not in (1, 2):
-            raise InvalidInputError(f"prune_norm {self.prune_norm} is not 1 or 2")
-        if self.prune_scope not in ("layer", "global"):
-            raise InvalidInputError(f"prune_scope {self.prune_scope!r} is not 'layer' or 'global'")
-        if self.prune_criterion not in CRITERIA:
-            raise InvalidInputError(f"prune_criterion {self.prune_criterion!r} is not one of {', '.join(CRITERIA)}")
-        if self.prune_criterion != "l2" and not (self.prune_structured and self.prune_targets == "dead"):
-            raise InvalidInputError(f"prune_criterion {self.prune_criterion!r} scores channels: it needs structured "
-                                    "pruning with prune_targets 'dead' (or prune_mode 'physical')")
-        if self.prune_scope == "global" and self.prune_structured and self.prune_targets != "dead":
-            raise InvalidInputError("prune_scope 'global' with structured pruning needs prune_targets 'dead': "
-                                    "weights-only masks are per layer")
-        if isinstance(self.prune_retain_samples, bool) or not isinstance(self.prune_retain_samples, int) \
-                or self.prune_retain_samples < 1:
-            raise InvalidInputError(f"prune_retain_samples {self.prune_retain_samples!r} is not a positive integer")
-        if self.prune_forget_accuracy is not None:
-            if not 0.0 <= self.prune_forget_accuracy < 100.0:
-                raise InvalidInputError(f"prune_forget_accuracy {self.prune_forget_accuracy} is outside [0, 100) "
-                                        "(a percentage)")
-            if not (self.prune_structured and self.prune_targets == "dead"):
-                raise InvalidInputError("prune_forget_accuracy (an automatic amount) needs structured pruning with "
-                                        "prune_targets 'dead'")
-        super().__post_init__()
+        self.prune_settings()  # every pruning option, checked in one place
+        super().validate()
+
+    def prune_settings(self) -> PruneSettings:
+        """These options as `PruneSettings`, which checks them."""
+        return PruneSettings(
+            amount=self.prune_amount, norm=self.prune_norm,
+            structured=self.prune_structured, scope=self.prune_scope, types=self.prune_types,
+            pattern=self.prune_pattern, include_head=self.prune_head, targets=self.prune_targets,
+            mode=self.prune_mode, criterion=self.prune_criterion, forget_accuracy=self.prune_forget_accuracy,
+            retain_samples=self.prune_retain_samples)
 
     def retain_sample(self, splits: Splits):
         """A seeded sample of `prune_retain_samples` images of D_r (all of it when smaller)."""
@@ -232,23 +210,29 @@ class PruneOptions(MethodConfig):
 
 
 @dataclass
-class LoraOptions(MethodConfig):
-    """LoRA adapters. Default: the paper's ResNet setting (r=8, alpha=16, dropout 0.1, every conv)."""
+class LoraOptions(TrainingOptions):
+    """LoRA adapters. Default: the paper's ResNet setting (r=8, alpha=16, dropout 0.1, every conv).
 
-    lora_rank: int = 8
-    lora_alpha: float = 16
-    lora_dropout: float = 0.1
-    lora_types: tuple[str, ...] = ("conv",)
-    lora_pattern: str | None = None
-    train_head: bool = True
-    lora_backend: str = "peft"
+    Every `lora_*` option is checked by `prunelora.adapters.LoraSettings` (`lora_settings()`).
+    """
 
-    def __post_init__(self) -> None:
+    lora_rank: int = field(default=8, metadata={"help": "rank r of each LoRA update"})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA scale: the update is multiplied by alpha/rank"})
+    lora_dropout: float = field(default=0.1, metadata={"help": (
+        "dropout on each adapter's input (0 for the weight backend and for attention)")})
+    lora_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
+        "layer types adapted, comma-separated: conv, linear, mha (attention)")})
+    lora_pattern: str | None = field(default=None, metadata={"help": (
+        "only layers whose name matches this regex ({last} stands for the highest block index)")})
+    train_head: bool = field(default=True, metadata={"help": "train the classifier whole beside the adapters"})
+    lora_backend: str = field(default="peft", metadata={"help": (
+        "peft (an adapter path beside each layer, the paper's) or weight (W0 + (alpha/r)*B@A in the weight "
+        "itself: one convolution per layer, faster; needs --lora-dropout 0)")})
+
+    def validate(self) -> None:
         self.lora_types = _as_tuple(self.lora_types)
-        if isinstance(self.lora_alpha, (int, float)) and not self.lora_alpha > 0:
-            raise InvalidInputError(f"lora_alpha {self.lora_alpha} must be > 0 (the update is scaled by alpha/rank)")
-        self.lora_settings()  # validates
-        super().__post_init__()
+        self.lora_settings()  # every LoRA option, checked in one place
+        super().validate()
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
@@ -257,50 +241,15 @@ class LoraOptions(MethodConfig):
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
                    masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
-                   alpha: float = 0.95) -> tuple[nn.Module, dict]:
-        """Add adapters, train them (and the head) with `objective` (default: on D_r), merge.
-
-        Returns (plain model, record).
-        """
+                   alpha: float = 0.95) -> tuple[nn.Module, MethodRecord]:
+        """Add adapters, train them (and the head) with `objective` (default: on D_r; `alpha`:
+        NegGrad+'s), merge. Returns (plain model, record)."""
         dataset, loss_fn = objective_data(objective, splits, alpha, self.batch_size, self.seed, ctx.device)
         check_lora_rank(model, self.lora_settings())
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
                               head_name=ctx.classifier)
-        trainable = trainable_parameters(peft_model)
-        result = fit(peft_model, dataset, self.train_config(), loss_fn=loss_fn,
-                     freeze_batchnorm=self.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
-                     description=description)
+        record = self.train(peft_model, dataset, ctx, description, loss_fn=loss_fn)
         ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
-        return merged, {"cost": {"trainable_params": trainable, "steps": result.steps}, "history": result.history}
+        return merged, record
 
-
-def max_lora_rank(module: nn.Module) -> int:
-    """The largest useful rank of a LoRA update of `module`: the rank of its weight matrix
-    (out x fan-in; a MultiheadAttention: its embedding width)."""
-    if isinstance(module, nn.MultiheadAttention):
-        return module.embed_dim
-    weight = getattr(module, "weight", None)
-    if weight is None or weight.ndim < 2:
-        return 0
-    return min(weight.shape[0], weight[0].numel())
-
-
-def check_lora_rank(model: nn.Module, settings: LoraSettings) -> None:
-    """Refuse a rank above what a targeted layer allows, naming the layer, before any adapter is
-    allocated (a rank of 100,000 would otherwise allocate until memory runs out)."""
-    for name in lora_targets(model, settings.types, settings.pattern):
-        limit = max_lora_rank(model.get_submodule(name))
-        if settings.rank > limit:
-            raise InvalidInputError(f"LoRA rank {settings.rank} exceeds what layer {name} allows ({limit}: its "
-                                    f"weight is {limit} wide at most); use --lora-rank {limit} or less, or "
-                                    "--lora-pattern to leave that layer out")
-
-
-def full_finetune(model: nn.Module, splits: Splits, config: MethodConfig, ctx: MethodContext,
-                  description: str) -> dict:
-    """Train every parameter on D_r (the fine-tuning baselines)."""
-    result = fit(model, splits.retain, config.train_config(), freeze_batchnorm=config.bn_mode == "freeze",
-                 device=ctx.device, progress=ctx.progress, description=description)
-    return {"cost": {"trainable_params": trainable_parameters(model), "steps": result.steps},
-            "history": result.history}

@@ -14,13 +14,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from prunelora.adapters import trainable_parameters
-from prunelora.methods.base import MethodConfig, register_method
-from prunelora.training import fit
+from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
 
 
 @dataclass
-class GradientAscentConfig(MethodConfig):
+class GradientAscentConfig(TrainingOptions):
     """Defaults: the GA baseline of the authors' public code of "Model Sparsity Can Simplify Machine
     Unlearning" (Jia et al., NeurIPS 2023; OPTML-Group/Unlearn-Sparse) and of SalUn (Fan et al.,
     ICLR 2024; OPTML-Group/Unlearn-Saliency), both READMEs: `--unlearn GA --unlearn_epochs 5
@@ -29,12 +27,12 @@ class GradientAscentConfig(MethodConfig):
     An epoch is one pass over D_f.
     """
 
-    epochs: float = 5
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 1e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: float = option(TrainingOptions, "epochs", 5)
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 1e-4)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
 
 
 def ascent_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -43,10 +41,7 @@ def ascent_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 
 @register_method("ga", GradientAscentConfig, "gradient ascent on D_f: maximise its cross-entropy (Thudi et al. 2022)",
-                 needs_forget_samples=True)
+                 capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def gradient_ascent(model, splits, config: GradientAscentConfig, ctx):
-    result = fit(model, splits.forget, config.train_config(), loss_fn=ascent_loss,
-                 freeze_batchnorm=config.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
-                 description="ga")
-    return model, {"cost": {"trainable_params": trainable_parameters(model), "steps": result.steps},
-                   "history": result.history}
+    return model, config.train(model, splits.forget, ctx, "ga", loss_fn=ascent_loss)

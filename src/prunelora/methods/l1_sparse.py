@@ -2,7 +2,7 @@
 
 Jia, Liu, Ram, Yao, Liu, Liu, Sharma and Liu, "Model Sparsity Can Simplify Machine Unlearning"
 (NeurIPS 2023), "sparsity-aware unlearning": minimise CE(D_r) + γ_t·‖θ‖₁ over every trainable
-parameter, with γ_t falling linearly from `gamma` to 0, so the run first pushes the weights towards
+parameter, with γ_t falling linearly from `l1_gamma` to 0, so the run first pushes the weights towards
 sparsity (which the paper shows narrows the gap to retraining) and then repairs accuracy with plain
 fine-tuning. D_f is never used.
 
@@ -15,39 +15,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from prunelora.adapters import trainable_parameters
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodConfig, register_method
-from prunelora.training import fit
+from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
 
 
 @dataclass
-class L1SparseConfig(MethodConfig):
+class L1SparseConfig(TrainingOptions):
     """Defaults: the ℓ1-sparse baseline as the authors' and SalUn's public code run it
     (OPTML-Group/Unlearn-Sparse and OPTML-Group/Unlearn-Saliency READMEs, `--unlearn FT_prune
     --unlearn_epochs 10 --unlearn_lr 0.01`): SGD, momentum 0.9, weight decay 5e-4, batch 256,
-    constant lr. Neither README fixes γ (the paper tunes it per setting); `gamma` 1e-4 is the value
+    constant lr. Neither README fixes γ (the paper tunes it per setting); `l1_gamma` 1e-4 is the value
     used for CIFAR-10 and SVHN in the baseline scripts of Scissorhands (Wu and Harandi, ECCV 2024;
     JingWu321/Scissorhands), which re-run SalUn's code.
     """
 
-    epochs: float = 10
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    gamma: float = 1e-4
+    epochs: float = option(TrainingOptions, "epochs", 10)
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 0.01)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
+    l1_gamma: float = field(default=1e-4, metadata={"help": (
+        "the L1 penalty's weight at the first step, decaying linearly to 0 at the last")})
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.gamma) and self.gamma >= 0):
-            raise InvalidInputError(f"gamma {self.gamma} must be a finite number >= 0")
-        super().__post_init__()
+    renamed: ClassVar[dict[str, str]] = {"gamma": "l1_gamma"}
+
+    def validate(self) -> None:
+        if not (math.isfinite(self.l1_gamma) and self.l1_gamma >= 0):
+            raise InvalidInputError(f"l1_gamma {self.l1_gamma} must be a finite number >= 0")
+        super().validate()
 
 
 def l1_weight(step: int, total: int, gamma: float) -> float:
@@ -82,14 +84,14 @@ def l1_sparse_loss(params: list[nn.Parameter], total: int, gamma: float, weights
 
 
 @register_method("l1-sparse", L1SparseConfig,
-                 "fine-tune on D_r with a linearly decaying L1 penalty (Jia et al. 2023)")
+                 "fine-tune on D_r with a linearly decaying L1 penalty (Jia et al. 2023)",
+                 capabilities=Capabilities(needs_forget_samples=False, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def l1_sparse(model, splits, config: L1SparseConfig, ctx):
-    recipe = config.train_config()
-    total = recipe.total_steps(len(splits.retain))
+    total = config.train_config().total_steps(len(splits.retain))
     params = [p for p in model.parameters() if p.requires_grad]
     weights_used: list[float] = []
-    result = fit(model, splits.retain, recipe, loss_fn=l1_sparse_loss(params, total, config.gamma, weights_used),
-                 freeze_batchnorm=config.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
-                 description="l1-sparse")
-    return model, {"cost": {"trainable_params": trainable_parameters(model), "steps": result.steps},
-                   "history": result.history, "l1_weights": weights_used}
+    record = config.train(model, splits.retain, ctx, "l1-sparse",
+                          loss_fn=l1_sparse_loss(params, total, config.l1_gamma, weights_used))
+    record.details["l1_weights"] = weights_used
+    return model, record

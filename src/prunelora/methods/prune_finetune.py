@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelora.methods.base import register_method
-from prunelora.methods.common import PruneOptions, full_finetune
+from prunelora.methods.base import Capabilities, register_method
+from prunelora.methods.common import PruneOptions
 from prunelora.pruning import bake_masks
 
 
@@ -23,9 +23,11 @@ class PruneFinetuneConfig(PruneOptions):
     """Paper baseline: 50% structured L2 pruning of every conv, then Adam lr 1e-3 for 5 epochs."""
 
 
-@register_method("prune-finetune", PruneFinetuneConfig, "prune, then fine-tune all parameters on D_r; masks kept")
+@register_method("prune-finetune", PruneFinetuneConfig, "prune, then fine-tune all parameters on D_r; masks kept",
+                 capabilities=Capabilities(needs_forget_samples=False, trains=True, uses_pruning=True,
+                                           uses_lora=False, from_scratch=False))
 def prune_finetune(model, splits, config: PruneFinetuneConfig, ctx):
     config.prune_model(model, splits, ctx, bake=False)
-    record = full_finetune(model, splits, config, ctx, "prune-finetune")
+    record = config.train(model, splits.retain, ctx, "prune-finetune")
     bake_masks(model)  # nothing to bake after physical pruning
-    return model, {**record, "pruning": ctx.artifacts["pruning"]}
+    return model, record

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import nn
 
 from prunelora.adapters.lora import lora_targets
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import register_method
-from prunelora.methods.common import OBJECTIVES, LoraOptions, PruneOptions
+from prunelora.methods.base import Capabilities, register_method
+from prunelora.methods.common import (
+    NEGGRAD_ALPHA_HELP,
+    OBJECTIVES,
+    LoraOptions,
+    PruneOptions,
+    check_neggrad_alpha,
+)
 
 
 @dataclass
@@ -29,20 +36,26 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
     `keep_sparsity=False` merges the dense update like the reference code (for the ablation).
     `objective`: what the adapters are trained on — `retain` (the paper: D_r only),
     `random-label` (D_r plus D_f with random wrong labels) or `neggrad-plus`
-    (`alpha`·CE(D_r) − (1 − `alpha`)·CE(D_f)). No published toolkit combines pruning, LoRA and a
-    forgetting loss; the default stays the paper's.
+    (`alpha`·CE(D_r) − (1 − `alpha`)·CE(D_f), alpha being `neggrad_alpha`, as for the
+    `neggrad-plus` method). No published toolkit combines pruning, LoRA and a forgetting loss; the
+    default stays the paper's.
     """
 
-    keep_sparsity: bool = True
-    objective: str = "retain"
-    alpha: float = 0.95  # the neggrad-plus method's default (Kurmanji et al.)
+    keep_sparsity: bool = field(default=True, metadata={"help": (
+        "merge so that every pruned weight stays exactly zero (--no-keep-sparsity: the reference code's "
+        "dense merge, for the ablation)")})
+    objective: str = field(default="retain", metadata={"help": (
+        "what the adapters are trained on: retain (the paper: D_r only), random-label (D_r plus D_f with "
+        "random wrong labels) or neggrad-plus (see --neggrad-alpha)")})
+    neggrad_alpha: float = field(default=0.95, metadata={"help": NEGGRAD_ALPHA_HELP})
 
-    def __post_init__(self) -> None:
+    renamed: ClassVar[dict[str, str]] = {"alpha": "neggrad_alpha"}
+
+    def validate(self) -> None:
         if self.objective not in OBJECTIVES:
             raise InvalidInputError(f"objective {self.objective!r} is not one of {', '.join(OBJECTIVES)}")
-        if not 0.0 < self.alpha < 1.0:
-            raise InvalidInputError(f"alpha {self.alpha} is outside (0, 1)")
-        super().__post_init__()
+        check_neggrad_alpha(self.neggrad_alpha)
+        super().validate()
         if not self.prune_structured and self.keep_sparsity and self.lora_backend == "peft" \
                 and "mha" not in self.lora_types:
             # peft's adapter runs beside the layer (x -> B(A(x))): individual weights of its update
@@ -53,16 +66,16 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
                 "--lora-backend weight (the update is masked weight by weight) or structured pruning")
 
 
-@register_method("prunelora", PruneLoRAConfig, "prune, then LoRA on D_r, then a sparsity-preserving merge (the paper)")
+@register_method("prunelora", PruneLoRAConfig, "prune, then LoRA on D_r, then a sparsity-preserving merge (the paper)",
+                 capabilities=Capabilities(needs_forget_samples=False, trains=True, uses_pruning=True,
+                                           uses_lora=True, from_scratch=False))
 def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     # Bake the zeros into the (frozen) base weights: peft merges into `weight` directly.
     masks = config.prune_model(model, splits, ctx, bake=True)
     if config.prune_mode == "physical":
         config = _lora_on_pruned_attention(model, config, ctx.classifier)
-    merged, record = config.train_lora(model, splits, ctx, "prunelora", masks=masks,
-                                       keep_sparsity=config.keep_sparsity, objective=config.objective,
-                                       alpha=config.alpha)
-    return merged, {**record, "pruning": ctx.artifacts["pruning"]}
+    return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
+                             objective=config.objective, alpha=config.neggrad_alpha)
 
 
 def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig, head_name: str | None = None) -> PruneLoRAConfig:

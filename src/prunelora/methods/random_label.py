@@ -12,33 +12,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelora.adapters import trainable_parameters
-from prunelora.methods.base import MethodConfig, register_method
+from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
 from prunelora.methods.common import random_label_dataset
-from prunelora.training import fit
 
 
 @dataclass
-class RandomLabelConfig(MethodConfig):
+class RandomLabelConfig(TrainingOptions):
     """Defaults: SalUn's public code (OPTML-Group/Unlearn-Saliency, `Classification/arg_parser.py`):
     10 epochs at lr 0.01 (its `--unlearn_epochs` / `--unlearn_lr` defaults), SGD with momentum 0.9,
     weight decay 5e-4, batch 256; its step decay (epochs 91/136) never fires within 10 epochs.
     """
 
-    epochs: float = 10
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    epochs: float = option(TrainingOptions, "epochs", 10)
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 0.01)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
 
 
 @register_method("random-label", RandomLabelConfig,
                  "fine-tune on D_r plus D_f with random wrong labels (RL, Golatkar et al. 2020)",
-                 needs_forget_samples=True)
+                 capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def random_label(model, splits, config: RandomLabelConfig, ctx):
-    dataset = random_label_dataset(splits, config.seed)
-    result = fit(model, dataset, config.train_config(), freeze_batchnorm=config.bn_mode == "freeze",
-                 device=ctx.device, progress=ctx.progress, description="random-label")
-    return model, {"cost": {"trainable_params": trainable_parameters(model), "steps": result.steps},
-                   "history": result.history}
+    return model, config.train(model, random_label_dataset(splits, config.seed), ctx, "random-label")

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
 from prunelora.checkpoint import build_model_from_meta
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import register_method
+from prunelora.methods.base import Capabilities, MethodConfig, MethodRecord, register_method
 from prunelora.training import TrainConfig, fit
 from prunelora.training.loop import resolve_device
 
 
 @dataclass
-class RetrainConfig:
+class RetrainConfig(MethodConfig):
     """Only the seed is chosen here: everything else is the original checkpoint's recipe."""
 
-    seed: int = 0
 
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@register_method("retrain", RetrainConfig, "exact unlearning: train from scratch on D_r with the original recipe")
+@register_method("retrain", RetrainConfig, "exact unlearning: train from scratch on D_r with the original recipe",
+                 capabilities=Capabilities(needs_forget_samples=False, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=True))
 def retrain(model, splits, config: RetrainConfig, ctx):
     if ctx.model_factory is not None:  # a user's own model: their factory and recipe
         if not isinstance(ctx.recipe, TrainConfig):
@@ -42,5 +39,6 @@ def retrain(model, splits, config: RetrainConfig, ctx):
         recipe = TrainConfig.from_dict({**meta["recipe"], "seed": config.seed})
         fresh = build_model_from_meta(meta).to(resolve_device(ctx.device))
     result = fit(fresh, splits.retain, recipe, device=ctx.device, progress=ctx.progress, description="retrain")
-    return fresh, {"cost": {"trainable_params": sum(p.numel() for p in fresh.parameters()), "steps": result.steps},
-                   "history": result.history, "recipe": recipe.to_dict()}
+    # a fresh model trains every parameter, whatever it was built with
+    return fresh, MethodRecord(sum(p.numel() for p in fresh.parameters()), result.steps, result.history,
+                               details={"recipe": recipe.to_dict()})

@@ -19,7 +19,7 @@ wrong labels (`random_label_dataset`, shared with the `random-label` method).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,13 +27,18 @@ from torch import nn
 from prunelora.data import ImageDataset
 from prunelora.data.generic import make_loader
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodConfig, register_method
+from prunelora.methods.base import (
+    Capabilities,
+    MethodRecord,
+    TrainingOptions,
+    option,
+    register_method,
+)
 from prunelora.methods.common import random_label_dataset
-from prunelora.training import fit
 
 
 @dataclass
-class SalUnConfig(MethodConfig):
+class SalUnConfig(TrainingOptions):
     """Defaults from the paper and the authors' public code (OPTML-Group/Unlearn-Saliency).
 
     `mask_fraction` 0.5: the paper's default saliency sparsity (50% of the weights). The recipe is
@@ -42,19 +47,20 @@ class SalUnConfig(MethodConfig):
     never triggers within 10 epochs, hence a constant schedule.
     """
 
-    epochs: float = 10
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "constant"
-    mask_fraction: float = 0.5
+    epochs: float = option(TrainingOptions, "epochs", 10)
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 0.1)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
+    schedule: str = option(TrainingOptions, "schedule", "constant")
+    mask_fraction: float = field(default=0.5, metadata={"help": (
+        "share of the weights SalUn trains: those with the largest forget-loss gradient, in (0, 1]")})
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not 0.0 < self.mask_fraction <= 1.0:
             raise InvalidInputError(f"mask_fraction {self.mask_fraction} is outside (0, 1]")
-        super().__post_init__()
+        super().validate()
 
 
 def forget_gradient_magnitude(model: nn.Module, forget: ImageDataset, batch_size: int,
@@ -99,7 +105,9 @@ def saliency_mask(saliency: dict[str, torch.Tensor], fraction: float) -> dict[st
 
 
 @register_method("salun", SalUnConfig, "SalUn: random-label fine-tuning of the forget-salient weights only "
-                 "(Fan et al. 2024)", needs_forget_samples=True)
+                 "(Fan et al. 2024)",
+                 capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def salun(model, splits, config: SalUnConfig, ctx):
     masks = saliency_mask(forget_gradient_magnitude(model, splits.forget, config.batch_size, ctx.device),
                           config.mask_fraction)
@@ -116,15 +124,13 @@ def salun(model, splits, config: SalUnConfig, ctx):
 
     hooks = [params[n].register_hook(lambda grad, mask=m: grad * mask) for n, m in trained.items()]
     try:
-        result = fit(model, random_label_dataset(splits, config.seed), config.train_config(),
-                     params=[params[n] for n in trained], after_step=restore_masked_out,
-                     freeze_batchnorm=config.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
-                     description="salun")
+        result = config.fit(model, random_label_dataset(splits, config.seed), ctx, "salun",
+                            params=[params[n] for n in trained], after_step=restore_masked_out)
     finally:
         for hook in hooks:
             hook.remove()
         model.zero_grad(set_to_none=True)
     masked_in = int(sum(int(m.sum()) for m in masks.values()))
-    return model, {"cost": {"trainable_params": masked_in, "steps": result.steps}, "history": result.history,
-                   "saliency": {"mask_fraction": config.mask_fraction, "masked_in": masked_in,
-                                "total": int(sum(m.numel() for m in masks.values()))}}
+    return model, MethodRecord(masked_in, result.steps, result.history, details={"saliency": {
+        "mask_fraction": config.mask_fraction, "masked_in": masked_in,
+        "total": int(sum(m.numel() for m in masks.values()))}})

@@ -4,8 +4,8 @@ NeurIPS 2023, arXiv 2302.09880).
 The original model is a frozen teacher; the student (the model being unlearned) alternates
 - max steps on D_f: maximise KL(teacher ‖ student) at temperature T, i.e. move away from the
   teacher on the forget set, and
-- min steps on D_r: gamma·CE(student, y) + alpha·KL(teacher ‖ student), i.e. stay close to the
-  teacher and accurate on the retain set.
+- min steps on D_r: gamma·CE(student, y) + alpha·KL(teacher ‖ student) (`scrub_gamma`,
+  `scrub_alpha`), i.e. stay close to the teacher and accurate on the retain set.
 Each of the `epochs` rounds is one max pass over D_f (only in the first `msteps` rounds) followed
 by one min pass over D_r; the last rounds are min-only, which the paper uses to repair retain
 performance after the max steps.
@@ -20,58 +20,70 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodConfig, register_method
-from prunelora.training import TrainConfig, fit
+from prunelora.methods.base import (
+    Capabilities,
+    MethodRecord,
+    TrainingOptions,
+    option,
+    register_method,
+)
+from prunelora.training import TrainConfig, trainable_parameters
 
 
 @dataclass
-class ScrubConfig(MethodConfig):
+class ScrubConfig(TrainingOptions):
     """Defaults from the authors' public code (meghdadk/SCRUB, large_scale_unlearning.ipynb, the
     CIFAR-10 ResNet setting): SGD, lr 5e-4, momentum 0.9, weight decay 5e-4; 3 rounds (`epochs`)
-    of which `msteps` 2 include a max pass; temperature 4; `gamma` 0.99 on the cross-entropy and
-    `alpha` 0.001 on the KL term of the min steps; batch size 256 on D_r and 512 on D_f. Their
+    of which `msteps` 2 include a max pass; temperature 4; `scrub_gamma` 0.99 on the cross-entropy
+    and `scrub_alpha` 0.001 on the KL term of the min steps; batch size 256 on D_r and 512 on D_f. Their
     learning-rate decay (after epoch 3) never triggers within 3 rounds: constant schedule.
 
     `steps`, when given, replaces each one-epoch pass by that many optimizer steps (so a run takes
     `steps` × (`epochs` + `msteps`) steps). `schedule="cosine"` decays the learning rate per round.
     """
 
-    epochs: float = 3
-    batch_size: int = 256
-    optimizer: str = "sgd"
-    lr: float = 5e-4
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "constant"
-    msteps: int = 2
-    temperature: float = 4.0
-    alpha: float = 0.001
-    gamma: float = 0.99
-    forget_batch_size: int = 512
+    epochs: float = option(TrainingOptions, "epochs", 3, help=(
+        "rounds (scrub: each a max pass over D_f, in the first --msteps rounds, then a min pass over D_r)"))
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 5e-4)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
+    schedule: str = option(TrainingOptions, "schedule", "constant")
+    msteps: int = field(default=2, metadata={"help": "the first rounds that include a max pass over D_f"})
+    temperature: float = field(default=4.0, metadata={"help": "softmax temperature of the KL to the teacher"})
+    scrub_alpha: float = field(default=0.001, metadata={"help": (
+        "SCRUB's weight on KL(teacher || student) in the min steps on D_r, >= 0")})
+    scrub_gamma: float = field(default=0.99, metadata={"help": (
+        "SCRUB's weight on the cross-entropy in the min steps on D_r, >= 0")})
+    forget_batch_size: int = field(default=512, metadata={"help": "images per batch of the max passes on D_f"})
 
-    def __post_init__(self) -> None:
+    renamed: ClassVar[dict[str, str]] = {"alpha": "scrub_alpha", "gamma": "scrub_gamma"}
+
+    def validate(self) -> None:
         if not (float(self.epochs).is_integer() and self.epochs >= 1):
             raise InvalidInputError(f"epochs {self.epochs} is not a whole number of rounds >= 1 (scrub)")
         if not 1 <= self.msteps <= self.epochs:
             raise InvalidInputError(f"msteps {self.msteps} is outside [1, epochs={self.epochs:g}]")
         if not self.temperature > 0:
             raise InvalidInputError(f"temperature {self.temperature} must be > 0")
-        if self.alpha < 0:
-            raise InvalidInputError(f"alpha {self.alpha} must be >= 0")
-        if self.gamma < 0:
-            raise InvalidInputError(f"gamma {self.gamma} must be >= 0")
-        if self.alpha == 0 and self.gamma == 0:
-            raise InvalidInputError("alpha and gamma are both 0: the min steps would have no objective")
+        if self.scrub_alpha < 0:
+            raise InvalidInputError(f"scrub_alpha {self.scrub_alpha} must be >= 0")
+        if self.scrub_gamma < 0:
+            raise InvalidInputError(f"scrub_gamma {self.scrub_gamma} must be >= 0")
+        if self.scrub_alpha == 0 and self.scrub_gamma == 0:
+            raise InvalidInputError("scrub_alpha and scrub_gamma are both 0: the min steps would have no objective")
         if self.forget_batch_size < 1:
             raise InvalidInputError(f"forget_batch_size {self.forget_batch_size} must be >= 1")
-        super().__post_init__()
+        super().validate()
 
     def pass_config(self, round_: int, forget: bool) -> TrainConfig:
         """The recipe of one pass: one epoch (or `steps` steps), its own seed, the round's lr."""
@@ -93,7 +105,9 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 
 
 @register_method("scrub", ScrubConfig, "SCRUB: student moves away from the original on D_f, stays close on D_r "
-                 "(Kurmanji et al. 2023)", needs_forget_samples=True)
+                 "(Kurmanji et al. 2023)",
+                 capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def scrub(model, splits, config: ScrubConfig, ctx):
     teacher = _frozen_copy(model)
     ce = nn.CrossEntropyLoss()
@@ -107,7 +121,7 @@ def scrub(model, splits, config: ScrubConfig, ctx):
         logits = student(x)
         with torch.no_grad():
             target = teacher(x)
-        return config.gamma * ce(logits, y) + config.alpha * distill_kl(logits, target, config.temperature)
+        return config.scrub_gamma * ce(logits, y) + config.scrub_alpha * distill_kl(logits, target, config.temperature)
 
     rounds = int(config.epochs)
     history, steps = [], 0
@@ -115,14 +129,12 @@ def scrub(model, splits, config: ScrubConfig, ctx):
         passes = [("max", splits.forget, max_loss)] if round_ <= config.msteps else []
         passes.append(("min", splits.retain, min_loss))
         for phase, dataset, loss_fn in passes:
-            result = fit(model, dataset, config.pass_config(round_, forget=phase == "max"), loss_fn=loss_fn,
-                         freeze_batchnorm=config.bn_mode == "freeze", device=ctx.device, progress=ctx.progress,
-                         description=f"scrub {phase} {round_}/{rounds}")
+            result = config.fit(model, dataset, ctx, f"scrub {phase} {round_}/{rounds}", loss_fn=loss_fn,
+                                recipe=config.pass_config(round_, forget=phase == "max"))
             steps += result.steps
             history.append({"round": round_, "phase": phase, "steps": steps, "loss": result.final_loss})
     model.zero_grad(set_to_none=True)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return model, {"cost": {"trainable_params": trainable, "steps": steps}, "history": history}
+    return model, MethodRecord(trainable_parameters(model), steps, history)
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:

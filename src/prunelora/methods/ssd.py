@@ -13,7 +13,7 @@ mode (as the reference), so BatchNorm statistics do not change either.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,34 +21,34 @@ from torch import nn
 from prunelora.data import ImageDataset
 from prunelora.data.generic import concat, eval_view, make_loader
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import register_method
+from prunelora.methods.base import Capabilities, MethodConfig, MethodRecord, register_method
 
 
 @dataclass
-class SSDConfig:
+class SSDConfig(MethodConfig):
     """Defaults from the paper and the authors' public code (if-loops/selective-synaptic-dampening):
     `selection_weighting` alpha 10 and `dampening_constant` lambda 1 (used for all their ResNet18
     CIFAR tasks), importances over batches of 128.
 
-    Not a `MethodConfig`: SSD takes no optimizer, learning rate or training budget. `seed` is
+    Not a `TrainingOptions`: SSD takes no optimizer, learning rate or training budget. `seed` is
     kept for the common interface; SSD itself draws nothing at random.
     """
 
-    selection_weighting: float = 10.0
-    dampening_constant: float = 1.0
-    batch_size: int = 128
-    seed: int = 0
+    selection_weighting: float = field(default=10.0, metadata={"help": (
+        "SSD's alpha: a weight is dampened when its importance to D_f exceeds this multiple of its "
+        "importance to all training data")})
+    dampening_constant: float = field(default=1.0, metadata={"help": (
+        "SSD's lambda: a selected weight is multiplied by min(lambda * importance(D) / importance(D_f), 1)")})
+    batch_size: int = field(default=128, metadata={"help": "images per batch (ssd: of the importance estimates)"})
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if not self.selection_weighting > 0:
             raise InvalidInputError(f"selection_weighting {self.selection_weighting} must be > 0")
         if not self.dampening_constant > 0:
             raise InvalidInputError(f"dampening_constant {self.dampening_constant} must be > 0")
         if self.batch_size < 1:
             raise InvalidInputError(f"batch_size {self.batch_size} must be >= 1")
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        super().validate()
 
 
 def fisher_importance(model: nn.Module, dataset: ImageDataset, batch_size: int, device) -> list[torch.Tensor]:
@@ -67,7 +67,9 @@ def fisher_importance(model: nn.Module, dataset: ImageDataset, batch_size: int, 
 
 
 @register_method("ssd", SSDConfig, "Selective Synaptic Dampening: no training, dampen weights far more important "
-                 "to D_f than to D (Foster et al. 2024)", needs_forget_samples=True)
+                 "to D_f than to D (Foster et al. 2024)",
+                 capabilities=Capabilities(needs_forget_samples=True, trains=False, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
 def ssd(model, splits, config: SSDConfig, ctx):
     model.eval()
     # The full training data without augmentation: importances are a deterministic estimate.
@@ -86,5 +88,5 @@ def ssd(model, splits, config: SSDConfig, ctx):
             p[selected] = p[selected] * beta
             dampened += int(selected.sum())
     total = sum(p.numel() for p in params)
-    return model, {"cost": {"trainable_params": 0, "steps": 0}, "history": [],
-                   "ssd": {"selected_params": dampened, "selected_fraction": dampened / max(total, 1)}}
+    return model, MethodRecord(0, 0, details={"ssd": {"selected_params": dampened,
+                                                      "selected_fraction": dampened / max(total, 1)}})

@@ -9,7 +9,8 @@ from prunelora.training.loop import (
     predict,
     resolve_device,
     seed_everything,
+    trainable_parameters,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "fit", "predict",
-           "resolve_device", "seed_everything"]
+           "resolve_device", "seed_everything", "trainable_parameters"]

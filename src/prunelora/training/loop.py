@@ -310,6 +310,11 @@ def predict(model: nn.Module, dataset, batch_size: int = 256,
     return out_logits, out_targets
 
 
+def trainable_parameters(model: nn.Module) -> int:
+    """The number of parameters that require a gradient (what an optimizer over `model` trains)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def accuracy_on(model: nn.Module, dataset, device: str | torch.device | None = None) -> float:
     """Top-1 accuracy in percent; NaN for an empty dataset."""
     if len(dataset) == 0:
