@@ -87,6 +87,10 @@ def _setup_unlearn(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:
             g.add_argument(flag, type=typ, default=None, help=helptext)
+    from prunelora.methods import renamed_options
+
+    for old in renamed_options():  # hidden, any value: refused by the method, naming the option that replaced it
+        g.add_argument("--" + old.replace("_", "-"), type=lambda value: value, default=None, help=argparse.SUPPRESS)
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
@@ -96,7 +100,9 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
     method = get_method(args.method)
     fields = {f.name for f in dataclasses.fields(method.config_cls)}
-    overrides = {}
+    from prunelora.methods import renamed_options
+
+    overrides = {old: getattr(args, old) for old in renamed_options() if getattr(args, old) is not None}
     for name in method_options():
         value = getattr(args, name)
         if value is None:
