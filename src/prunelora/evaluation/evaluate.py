@@ -15,7 +15,8 @@ from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
-from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
+from prunelora.evaluation.attacks import default_attacks, mia_all
+from prunelora.evaluation.metrics import accuracy, avg_gap, per_sample_loss
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
     DEFAULT_RELEARN,
@@ -102,14 +103,15 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
 
 def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, forget=None, test=None,
              forget_classes=None, reference: dict[str, float] | None = None,
-             attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
+             attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
     """All metrics of the README's "Metrics" section for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
-    the members), balanced and seeded; the attack is applied to D_f. `MIA` is the
+    the members), balanced and seeded; the attack is applied to D_f. `attacks`: names registered in
+    `prunelora.evaluation.attacks` (None: every attack that needs no shadow models; `()`: none). `MIA` is the
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
@@ -149,6 +151,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         "val": accuracy(*outputs["val"]),
     }
     mia: dict[str, dict] = {}
+    attacks = default_attacks() if attacks is None else attacks
     if len(splits.forget) and attacks:
         # Fitted once, by the main process, on the outputs gathered from every process.
         results = broadcast_from_main(
