@@ -57,9 +57,19 @@ def serialized_size_mb(model: nn.Module) -> float:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
-    return {"params": total, "nonzero_params": nonzero}
+    """Parameters and non-zero parameters as the forward pass uses them: a weight under a mask
+    parametrization (pruned, not yet baked) counts its masked value, not the unmasked original."""
+    from torch.nn.utils import parametrize
+
+    tensors = []
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # the unmasked originals; their module yields the masked weight below
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        tensors += [t for t in (getattr(module, name) for name in names) if t is not None]
+    return {"params": sum(t.numel() for t in tensors), "nonzero_params": sum(int((t != 0).sum()) for t in tensors)}
 
 
 def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
