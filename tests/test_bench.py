@@ -497,6 +497,8 @@ def test_demo_refuses_bad_input_before_training(run_cli, checkpoint_copy, tmp_pa
     assert "nosuchmethod" in line and not out.exists()
 
 
+# slow: two whole benches of every method; each method runs in the method tests, a bench in the tests above
+@pytest.mark.slow
 def test_every_registered_method_runs_in_a_bench_on_digits(run_cli, tmp_path):
     """Issue 6: all methods from the bench config, on digits, seeded and repeatable."""
     from prunelora.methods import get_method, list_methods
