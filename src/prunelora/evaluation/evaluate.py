@@ -117,7 +117,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
-    """All metrics of the README's "Metrics" section for `model` on `splits`, in percent where they are rates.
+    """All metrics defined in docs/design.md ("Metrics") for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
     the members), balanced and seeded; the attack is applied to D_f. `attacks`: names registered in
