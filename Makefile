@@ -1,11 +1,11 @@
-# The two commands of the README. Both set the project up from a fresh clone:
+# The commands of the README. Each sets the project up from a fresh clone:
 # a .venv is created when missing and the package is installed with its dev extras.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-quick lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/prunelora demo
 
+# Every test, the slow ones included (what CI runs). `-m ""` lifts pyproject's `-m 'not slow'`.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m ""
+
+# The same without the tests marked slow (the default of a plain `pytest`).
+test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis

@@ -17,14 +17,14 @@ from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig
 from prunelora.cli import CONFIG_DIR, preset_path
-from prunelora.evaluation.metrics import ATTACKS
+from prunelora.evaluation.attacks import default_attacks
 from prunelora.methods import base as methods_base
 
 SCENARIO = "class3"
 METHODS = ("retrain", "finetune", "prune-finetune", "lora", "prunelora")
 REQUIRED_COLUMNS = (
     ["scenario", "method", "seed", "UA", "RA", "TA", "FA", "MIA"]
-    + [f"MIA-{a}" for a in ATTACKS] + [f"MIA-{a}-acc" for a in ATTACKS]
+    + [f"MIA-{a}" for a in default_attacks()] + [f"MIA-{a}-acc" for a in default_attacks()]
     + ["Avg.Gap", "wall_time_s", "time_ratio", "peak_memory_mb", "trainable_params", "sparsity",
        "throughput"]
     + ["Probe-FA", "Probe-TA", "Probe.Gap", "Probe-FA@layers.1", "Probe.Gap@layers.1", "relearn_steps",
@@ -214,7 +214,7 @@ def test_cells_hold_rows_and_losses(bench_out):
         payload = json.loads(path.read_text())
         assert payload["row"]["method"] == method
         assert payload["row"]["UA"] == rows[method]["UA"]
-        assert set(payload["mia"]) == set(ATTACKS)
+        assert set(payload["mia"]) == set(default_attacks())
         assert payload["losses"]["forget"] and payload["losses"]["test"]
         assert payload["record"]["method"]["name"] == method
         assert set(payload["probe"]) == {"classifier", "layers.1"}
@@ -497,6 +497,8 @@ def test_demo_refuses_bad_input_before_training(run_cli, checkpoint_copy, tmp_pa
     assert "nosuchmethod" in line and not out.exists()
 
 
+# slow: two whole benches of every method; each method runs in the method tests, a bench in the tests above
+@pytest.mark.slow
 def test_every_registered_method_runs_in_a_bench_on_digits(run_cli, tmp_path):
     """Issue 6: all methods from the bench config, on digits, seeded and repeatable."""
     from prunelora.methods import get_method, list_methods

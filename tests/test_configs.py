@@ -12,7 +12,7 @@ import yaml
 from prunelora.bench import BenchConfig
 from prunelora.cli import CONFIG_DIR, apply_config_file, build_parser, preset_path
 from prunelora.errors import InvalidInputError, MissingFileError
-from prunelora.evaluation.metrics import ATTACKS
+from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.methods import get_method, list_methods
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +73,8 @@ def test_bench_config_validates(path):
         built_options = built.to_dict()
         for key, value in options.items():  # every option reached the method's config
             assert built_options[key] == value, (path.name, method, key)
-    for attack in config.mia.get("attacks", ATTACKS):
-        assert attack in ATTACKS
+    for attack in config.mia.get("attacks", default_attacks()):
+        assert attack in list_attacks()
 
 
 @pytest.mark.parametrize("path", BENCHES, ids=lambda p: p.name)

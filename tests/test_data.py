@@ -18,6 +18,7 @@ from prunelora.data import (
     list_datasets,
     load_dataset,
     make_loader,
+    register_dataset,
     stratified_indices,
     stratified_subset,
 )
@@ -519,3 +520,17 @@ def test_image_dataset_rejects_bad_tensors():
         ImageDataset(torch.zeros(2, 1, 4, 4), torch.zeros(2), (0.5,), (0.5,))
     with pytest.raises(ValueError, match="targets"):
         ImageDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3), (0.5,), (0.5,))
+
+
+def test_register_dataset_refuses_a_name_already_registered(monkeypatch):
+    from prunelora.data import datasets
+
+    monkeypatch.setattr(datasets, "_DATASETS", dict(datasets._DATASETS))  # registrations stay in this test
+    digits_loader = datasets._DATASETS["digits"]
+    with pytest.raises(InvalidInputError, match="dataset 'digits' is already registered"):
+        register_dataset("digits", "elsewhere")(lambda data_dir=None, download=False, augment=False: None)
+    assert datasets._DATASETS["digits"] == digits_loader  # the first loader stands
+    register_dataset("my-digits", "a test")(digits_loader[0])
+    assert list_datasets()["my-digits"] == "a test" and load_dataset("my-digits").name == "digits"
+    with pytest.raises(InvalidInputError, match="'my-digits' is already registered"):
+        register_dataset("my-digits", "twice")(digits_loader[0])

@@ -12,7 +12,7 @@ import pytest
 from cli_checks import one_error_line
 
 from prunelora.checkpoint import META
-from prunelora.evaluation.metrics import ATTACKS
+from prunelora.evaluation.attacks import default_attacks
 
 
 def _ok(result) -> str:
@@ -76,7 +76,7 @@ def test_eval_json(u_vs_r, runs, class3_splits):
     assert 0 <= metrics["Avg.Gap"] <= 100
     assert metrics["time_ratio"] == pytest.approx(
         _meta(runs["U"])["cost"]["wall_time_s"] / _meta(runs["R"])["cost"]["wall_time_s"])
-    assert set(payload["mia"]) == set(ATTACKS)
+    assert set(payload["mia"]) == set(default_attacks())
     for attack, res in payload["mia"].items():
         assert res["attack"] == attack
         assert 0 <= res["attack_accuracy"] <= 100

@@ -7,6 +7,12 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
+# slow: a benchmark script: two runs and six evaluations; evaluate() with and
+# without probe and relearning is covered by tests/test_probe_relearn.py and tests/test_evaluate.py
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_probe_cost.py"
 
 

@@ -12,6 +12,7 @@ from torch import nn
 from prunelora.checkpoint import load_checkpoint
 from prunelora.data import ForgetSpec, ImageDataset, Splits
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.attacks import default_attacks
 from prunelora.evaluation.evaluate import (
     GAP_KEYS,
     Evaluation,
@@ -19,10 +20,9 @@ from prunelora.evaluation.evaluate import (
     evaluate,
     inference_throughput,
 )
-from prunelora.evaluation.metrics import ATTACKS
 
-RATES = ("UA", "RA", "TA", "FA", "val", "MIA") + tuple(f"MIA-{a}" for a in ATTACKS) \
-    + tuple(f"MIA-{a}-acc" for a in ATTACKS)
+RATES = ("UA", "RA", "TA", "FA", "val", "MIA") + tuple(f"MIA-{a}" for a in default_attacks()) \
+    + tuple(f"MIA-{a}-acc" for a in default_attacks())
 
 
 # --------------------------------------------------------------------------- a real model
@@ -74,7 +74,7 @@ def test_real_model_accuracies_agree_with_the_splits(real, model, class3_splits)
 
 
 def test_real_model_mia_details(real, class3_splits):
-    assert set(real.mia) == set(ATTACKS)
+    assert set(real.mia) == set(default_attacks())
     for attack, res in real.mia.items():
         assert res["attack"] == attack
         assert res["efficacy"] == real.metrics[f"MIA-{attack}"]

@@ -8,6 +8,12 @@ import importlib.util
 import math
 from pathlib import Path
 
+import pytest
+
+# slow: a benchmark script: ten pruned runs and two retrains; the criteria and the
+# amount search are covered by tests/test_forget_aware.py
+pytestmark = pytest.mark.slow
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "forget_aware_sweep.py"
 
 

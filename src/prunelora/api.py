@@ -88,7 +88,7 @@ def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBun
 
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
-    """Accuracy on every split (percent); keys as the README defines them: RA, UA, TA, FA, val."""
+    """Accuracy on every split (percent); keys as docs/design.md defines them: RA, UA, TA, FA, val."""
     metrics = {"RA": accuracy_on(model, splits.retain, device), "val": accuracy_on(model, splits.val, device),
                "TA": accuracy_on(model, splits.test_retain, device)}
     if splits.spec is not None:

@@ -35,8 +35,8 @@ from prunelora.checkpoint import (
 )
 from prunelora.data import ForgetSpec, build_splits, check_data_identity, load_dataset
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.evaluate import evaluate
-from prunelora.evaluation.metrics import ATTACKS
 from prunelora.evaluation.relearn import relearn_ratio
 from prunelora.training import TrainConfig
 from prunelora.training.distributed import barrier, broadcast_from_main, is_main_process
@@ -177,12 +177,12 @@ class BenchConfig:
         unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
-        attacks = self.mia.get("attacks", list(ATTACKS))
+        attacks = self.mia.get("attacks", list(default_attacks()))
         if not isinstance(attacks, list):
             raise InvalidInputError(f"{source}: mia.attacks must be a list, not {attacks!r}")
-        bad = [a for a in attacks if a not in ATTACKS]
+        bad = [a for a in attacks if a not in list(list_attacks())]
         if bad:
-            raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(ATTACKS)}")
+            raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(list_attacks())}")
         max_samples = self.mia.get("max_samples", 5000)
         if not isinstance(max_samples, int) or max_samples < 4:
             raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
@@ -372,7 +372,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                        subset_seed=subset["seed"] if subset else 0)
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
-    judge = {"attacks": tuple(config.mia.get("attacks", ATTACKS)), "mia_max_samples": config.mia.get("max_samples", 5000),
+    judge = {"attacks": tuple(config.mia.get("attacks", default_attacks())), "mia_max_samples": config.mia.get("max_samples", 5000),
            "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation()}
     retrain_seeds = config.retrain_seeds or config.seeds
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.

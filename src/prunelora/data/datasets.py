@@ -207,9 +207,12 @@ _DATASETS: dict[str, tuple[Loader, str]] = {}
 
 
 def register_dataset(name: str, offline: str) -> Callable[[Loader], Loader]:
-    """Register a loader `fn(data_dir, download, augment) -> DatasetBundle` under `name`."""
+    """Register a loader `fn(data_dir, download, augment) -> DatasetBundle` under `name` (a new name:
+    a second loader for a registered name is refused, so none is replaced silently)."""
 
     def wrap(fn: Loader) -> Loader:
+        if name in _DATASETS:
+            raise InvalidInputError(f"dataset {name!r} is already registered; pick another name")
         _DATASETS[name] = (fn, offline)
         return fn
 

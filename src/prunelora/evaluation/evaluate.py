@@ -15,7 +15,8 @@ from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
-from prunelora.evaluation.metrics import ATTACKS, accuracy, avg_gap, mia_all, per_sample_loss
+from prunelora.evaluation.attacks import default_attacks, mia_all
+from prunelora.evaluation.metrics import accuracy, avg_gap, per_sample_loss
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
     DEFAULT_RELEARN,
@@ -56,9 +57,19 @@ def serialized_size_mb(model: nn.Module) -> float:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
-    return {"params": total, "nonzero_params": nonzero}
+    """Parameters and non-zero parameters as the forward pass uses them: a weight under a mask
+    parametrization (pruned, not yet baked) counts its masked value, not the unmasked original."""
+    from torch.nn.utils import parametrize
+
+    tensors = []
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # the unmasked originals; their module yields the masked weight below
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        tensors += [t for t in (getattr(module, name) for name in names) if t is not None]
+    return {"params": sum(t.numel() for t in tensors), "nonzero_params": sum(int((t != 0).sum()) for t in tensors)}
 
 
 def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
@@ -102,14 +113,15 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
 
 def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, forget=None, test=None,
              forget_classes=None, reference: dict[str, float] | None = None,
-             attacks: tuple[str, ...] = ATTACKS, mia_seed: int = 0, mia_max_samples: int = 5000,
+             attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
-    """All metrics of the README's "Metrics" section for `model` on `splits`, in percent where they are rates.
+    """All metrics defined in docs/design.md ("Metrics") for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
-    the members), balanced and seeded; the attack is applied to D_f. `MIA` is the
+    the members), balanced and seeded; the attack is applied to D_f. `attacks`: names registered in
+    `prunelora.evaluation.attacks` (None: every attack that needs no shadow models; `()`: none). `MIA` is the
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
@@ -149,6 +161,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         "val": accuracy(*outputs["val"]),
     }
     mia: dict[str, dict] = {}
+    attacks = default_attacks() if attacks is None else attacks
     if len(splits.forget) and attacks:
         # Fitted once, by the main process, on the outputs gathered from every process.
         results = broadcast_from_main(

@@ -1,8 +1,9 @@
-"""Unlearning metrics: the accuracy family, membership-inference attacks and Avg.Gap.
+"""Unlearning metrics: the accuracy family, the features membership-inference attacks read, Avg.Gap.
 
 Every function here is pure: it takes model outputs (logits, shape ``(N, C)``) and integer
 targets (shape ``(N,)``) as torch tensors or numpy arrays and returns numbers; nothing runs a
-model. Definitions (the README's "Metrics" section):
+model. The attacks themselves are registered in :mod:`prunelora.evaluation.attacks`.
+Definitions (docs/design.md, "Metrics"):
 
 - ``UA  = 100 * (1 - Acc(D_f))``, ``RA = Acc(D_r)``, ``TA = Acc(test-retain)``
 - ``MIA-Efficacy`` = percent of D_f that an attack, trained on members (a sample of D_r) vs
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,16 +23,12 @@ import torch.nn.functional as F
 from prunelora.errors import InvalidInputError
 
 __all__ = [
-    "ATTACKS",
     "MIA_FEATURES",
-    "MIAResult",
     "accuracy",
     "avg_gap",
     "confidence",
     "entropy",
     "loss",
-    "mia_all",
-    "mia_efficacy",
     "modified_entropy",
     "per_sample_loss",
     "unlearning_accuracy",
@@ -43,17 +38,9 @@ ArrayLike = torch.Tensor | np.ndarray
 Outputs = tuple[ArrayLike, ArrayLike]
 """``(logits, targets)`` of one data split."""
 
-ATTACKS: tuple[str, ...] = ("loss-lr", "confidence-svc", "entropy-svc", "m-entropy-svc")
-"""Accepted attack names. ``loss-lr``: logistic regression on the per-sample loss (the
-PruneLoRA paper's code). ``<feature>-svc``: ``SVC(C=3, gamma="auto", kernel="rbf")`` on that
-single feature (``confidence-svc`` is the variant reported by the sparsity-unlearning and
-SalUn papers)."""
-
 # Floor for 1 - p before the log in the m-entropy: the same constant as the reference
 # implementation of Song & Mittal (2021), so values match theirs wherever theirs are finite.
 _LOG_FLOOR = 1e-30
-
-_MIN_PER_CLASS = 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,164 +161,6 @@ MIA_FEATURES: dict[str, Callable[[ArrayLike, ArrayLike], np.ndarray]] = {
     "m-entropy": modified_entropy,
 }
 """Feature name -> function ``(logits, targets) -> 1-D float64 numpy array``."""
-
-
-# --------------------------------------------------------------------------------------------
-# membership-inference attacks
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MIAResult:
-    """Outcome of one membership-inference attack.
-
-    ``efficacy``: percent of D_f predicted non-member (``nan`` if D_f is empty).
-    ``attack_accuracy``: balanced accuracy (percent) on held-out members vs non-members; about 50
-    means the attack cannot tell them apart, so its efficacy carries little information.
-    ``n_members`` / ``n_nonmembers``: samples of each class the attack was fitted on.
-    ``n_heldout``: held-out samples, both classes together. ``n_forget``: size of D_f.
-    """
-
-    attack: str
-    efficacy: float
-    attack_accuracy: float
-    n_members: int
-    n_nonmembers: int
-    n_heldout: int
-    n_forget: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (JSON-serialisable) of all fields."""
-        return asdict(self)
-
-
-def _check_attack(attack: str) -> None:
-    if attack not in ATTACKS:
-        raise InvalidInputError(f"unknown MIA attack {attack!r}; accepted: {', '.join(ATTACKS)}")
-
-
-def _make_classifier(attack: str) -> Any:
-    # sklearn is imported here so that importing prunelora stays cheap for commands that never
-    # evaluate (and the module does no work at import time).
-    if attack == "loss-lr":
-        from sklearn.linear_model import LogisticRegression
-
-        # lbfgs is deterministic; max_iter raised because raw losses are not standardised
-        # (kept raw to match the reference code).
-        return LogisticRegression(class_weight="balanced", solver="lbfgs", max_iter=1000)
-    from sklearn.svm import SVC
-
-    return SVC(C=3, gamma="auto", kernel="rbf")
-
-
-def _feature(attack: str, outputs: Outputs, role: str) -> np.ndarray:
-    if not (isinstance(outputs, Sequence) and len(outputs) == 2):
-        raise InvalidInputError(f"{role} must be a (logits, targets) pair")
-    name = attack.rsplit("-", 1)[0]  # "m-entropy-svc" -> "m-entropy", "loss-lr" -> "loss"
-    values = MIA_FEATURES[name](outputs[0], outputs[1])
-    if not np.all(np.isfinite(values)):
-        raise InvalidInputError(
-            f"{role} outputs give non-finite {name!r} values (are there inf/nan logits?)"
-        )
-    return values
-
-
-def mia_efficacy(
-    member: Outputs,
-    nonmember: Outputs,
-    forget: Outputs,
-    attack: str = "confidence-svc",
-    seed: int = 0,
-    max_samples: int = 5000,
-    heldout_fraction: float = 0.3,
-) -> MIAResult:
-    """Fit one membership-inference attack and measure how much of D_f looks like non-members.
-
-    Procedure (all randomness from ``numpy.random.default_rng(seed)``):
-
-    1. Balance: draw ``n = min(len(member), len(nonmember), max_samples)`` samples, without
-       replacement, from the members (outputs on a sample of D_r; label 1) and from the
-       non-members (outputs on test data; label 0).
-    2. Split each class into a held-out part of ``h = round(n * heldout_fraction)`` (kept in
-       ``[1, n - 2]``) and a fit part of ``n - h`` — stratified, as both classes split alike.
-    3. Fit the attack on the single feature of the fit part.
-    4. ``attack_accuracy = 100 * balanced_accuracy(held-out labels, predictions)``.
-    5. ``efficacy = 100 * (1/|D_f|) * sum_{x in D_f} [attack(x) == 0]`` (``nan`` if D_f empty).
-
-    Each argument is a ``(logits, targets)`` pair. Raises ``ValueError`` for an unknown attack,
-    fewer than 4 members or non-members, or a ``heldout_fraction`` outside ``(0, 1)``.
-    """
-    from sklearn.metrics import balanced_accuracy_score
-
-    _check_attack(attack)
-    if not 0.0 < heldout_fraction < 1.0:
-        raise InvalidInputError(f"heldout_fraction must be in (0, 1); got {heldout_fraction}")
-    if max_samples < _MIN_PER_CLASS:
-        raise InvalidInputError(f"max_samples must be at least {_MIN_PER_CLASS}; got {max_samples}")
-
-    x_member = _feature(attack, member, "member")
-    x_nonmember = _feature(attack, nonmember, "nonmember")
-    x_forget = _feature(attack, forget, "forget")
-    for role, values in (("members", x_member), ("non-members", x_nonmember)):
-        if len(values) < _MIN_PER_CLASS:
-            raise InvalidInputError(
-                f"MIA needs at least {_MIN_PER_CLASS} {role} to fit and check an attack; "
-                f"got {len(values)}"
-            )
-
-    n = min(len(x_member), len(x_nonmember), max_samples)
-    n_held = min(max(round(n * heldout_fraction), 1), n - 2)
-    rng = np.random.default_rng(seed)
-    # A random choice without replacement is already shuffled, so its first n_held entries
-    # are a uniformly random held-out part.
-    member_idx = rng.choice(len(x_member), size=n, replace=False)
-    nonmember_idx = rng.choice(len(x_nonmember), size=n, replace=False)
-    m_held, m_fit = x_member[member_idx[:n_held]], x_member[member_idx[n_held:]]
-    nm_held, nm_fit = x_nonmember[nonmember_idx[:n_held]], x_nonmember[nonmember_idx[n_held:]]
-
-    x_fit = np.concatenate([m_fit, nm_fit])[:, None]
-    y_fit = np.concatenate([np.ones(len(m_fit)), np.zeros(len(nm_fit))]).astype(np.int64)
-    x_held = np.concatenate([m_held, nm_held])[:, None]
-    y_held = np.concatenate([np.ones(n_held), np.zeros(n_held)]).astype(np.int64)
-
-    clf = _make_classifier(attack)
-    clf.fit(x_fit, y_fit)
-    attack_acc = 100.0 * float(balanced_accuracy_score(y_held, clf.predict(x_held)))
-    if len(x_forget) == 0:
-        efficacy = float("nan")
-    else:
-        efficacy = 100.0 * float(np.mean(clf.predict(x_forget[:, None]) == 0))
-
-    return MIAResult(
-        attack=attack,
-        efficacy=efficacy,
-        attack_accuracy=attack_acc,
-        n_members=len(m_fit),
-        n_nonmembers=len(nm_fit),
-        n_heldout=2 * n_held,
-        n_forget=len(x_forget),
-    )
-
-
-def mia_all(
-    member: Outputs,
-    nonmember: Outputs,
-    forget: Outputs,
-    attacks: Sequence[str] = ATTACKS,
-    seed: int = 0,
-    max_samples: int = 5000,
-) -> dict[str, MIAResult]:
-    """Run :func:`mia_efficacy` for each attack (same seed, hence the same samples); name -> result."""
-    if isinstance(attacks, str):  # a bare string would otherwise be iterated letter by letter
-        attacks = (attacks,)
-    for attack in attacks:  # fail before fitting anything
-        _check_attack(attack)
-    return {
-        attack: mia_efficacy(
-            member, nonmember, forget, attack=attack, seed=seed, max_samples=max_samples
-        )
-        for attack in attacks
-    }
 
 
 # --------------------------------------------------------------------------------------------
