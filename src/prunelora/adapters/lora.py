@@ -38,6 +38,7 @@ from prunelora.pruning.masks import (
     compile_pattern,
     multiply_masks,
 )
+from prunelora.training.distributed import barrier, is_main_process
 
 LORA_BACKENDS = ("peft", "weight")
 
@@ -319,8 +320,6 @@ def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
     Warns: the original base weights plus this adapter still hold what was to be forgotten.
     """
     from safetensors.torch import save_file
-
-    from prunelora.training.distributed import barrier, is_main_process
 
     out = Path(out)
     if not is_main_process():

@@ -18,8 +18,11 @@ from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
+from prunelora.models.classifier import classifier_outputs, find_classifier
+from prunelora.pruning import sparsity_report
 from prunelora.training import TrainConfig, resolve_device, seed_everything
 from prunelora.training.memory import PeakMemory
+from prunelora.typecheck import check_field_types, check_values
 
 
 @dataclass
@@ -39,8 +42,6 @@ class MethodConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from prunelora.typecheck import check_field_types
-
         check_field_types(self)  # every field of the concrete method's config
         if self.bn_mode not in ("update", "freeze"):
             raise InvalidInputError(f"bn_mode {self.bn_mode!r} is not 'update' or 'freeze'")
@@ -89,8 +90,6 @@ class Method:
             raise InvalidInputError(
                 f"method {self.name!r} does not take option {unknown[0]!r}; its options: {', '.join(sorted(known))}"
             )
-        from prunelora.typecheck import check_values
-
         check_values(self.config_cls, overrides)
         return self.config_cls(**overrides)
 
@@ -145,9 +144,6 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
     parameters and the sparsity report.
     """
-    from prunelora.models.classifier import classifier_outputs, find_classifier
-    from prunelora.pruning import sparsity_report
-
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
     entry = get_method(method)
