@@ -16,9 +16,9 @@ import yaml
 from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig
-from prunelora.cli import CONFIG_DIR, preset_path
 from prunelora.evaluation.metrics import ATTACKS
 from prunelora.methods import base as methods_base
+from prunelora.presets import CONFIG_DIR, preset_path
 
 SCENARIO = "class3"
 METHODS = ("retrain", "finetune", "prune-finetune", "lora", "prunelora")

@@ -5,11 +5,12 @@ from prunelora.training.loop import (
     TrainingDivergedError,
     TrainResult,
     accuracy_on,
+    check_device,
     fit,
     predict,
     resolve_device,
     seed_everything,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "fit", "predict",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "check_device", "fit", "predict",
            "resolve_device", "seed_everything"]

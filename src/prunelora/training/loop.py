@@ -129,6 +129,30 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def check_device(device: str) -> str | None:
+    """A user's `--device` checked against what this machine has (None for `auto`); one line listing
+    the available devices otherwise, instead of torch's traceback at the first tensor moved."""
+    if device == "auto":
+        return None
+    available = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    ok = dev is not None and (
+        dev.type == "cpu"
+        or (dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count())
+        or (dev.type == "mps" and "mps" in available))
+    if not ok:
+        raise InvalidInputError(f"--device {device!r} is not available here; available: {', '.join(available)}")
+    return device
+
+
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if not params:
