@@ -9,6 +9,7 @@ import yaml
 from prunelora.api import train
 from prunelora.cli.options import (
     add_common,
+    add_config_options,
     add_data,
     add_factories,
     config_from_args,
@@ -16,8 +17,6 @@ from prunelora.cli.options import (
 )
 from prunelora.errors import InvalidInputError
 from prunelora.training import TrainConfig, check_device
-from prunelora.training.distributed import MIXED_PRECISION
-from prunelora.training.loop import OPTIMIZERS, SCHEDULES
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -31,26 +30,9 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=32, metavar="PX",
                    help="the side imagefolder:PATH images are resized to (default: %(default)s)")
     add_factories(p)
-    add_recipe(p)
+    # every field of the recipe but its seed (the command's --seed, below)
+    add_config_options(p.add_argument_group("training recipe"), TrainConfig, exclude={"seed"})
     add_common(p)
-
-
-def add_recipe(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training recipe")
-    g.add_argument("--epochs", type=float, default=30, help="training epochs (default: %(default)s)")
-    g.add_argument("--steps", type=int, default=None, help="optimizer steps; overrides --epochs")
-    g.add_argument("--batch-size", type=int, default=128, help="(default: %(default)s)")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="(default: %(default)s)")
-    g.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: %(default)s)")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=5e-4, help="(default: %(default)s)")
-    g.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="(default: %(default)s)")
-    g.add_argument("--warmup-fraction", type=float, default=0.0, help="share of steps for linear warm-up")
-    g.add_argument("--grad-clip", type=float, default=None, help="clip the gradient norm to this value")
-    g.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
-    g.add_argument("--augment", action="store_true", help="random crop + flip (32x32 colour data)")
-    g.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no",
-                   help="bf16 or fp16 autocast on a GPU; the CPU always trains in fp32 (default: %(default)s)")
 
 
 def parse_kv(items: list[str] | None, flag: str) -> dict:
