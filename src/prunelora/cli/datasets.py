@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from prunelora.cli.options import no_options, print_listing
 from prunelora.data import list_datasets
 
-
-def setup(p: argparse.ArgumentParser) -> None:
-    pass
+setup = no_options
 
 
 def run(args: argparse.Namespace) -> int:
     """List the registered datasets and how each is reached offline."""
-    for name, how in list_datasets().items():
-        print(f"{name:20s} {how}")
+    print_listing(list_datasets(), 20)
     return 0

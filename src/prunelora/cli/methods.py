@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from prunelora.cli.options import no_options, print_listing
 from prunelora.methods import list_methods
 
-
-def setup(p: argparse.ArgumentParser) -> None:
-    pass
+setup = no_options
 
 
 def run(args: argparse.Namespace) -> int:
     """List the registered unlearning methods, one line each."""
-    for name, summary in list_methods().items():
-        print(f"{name:16s} {summary}")
+    print_listing(list_methods(), 16)
     return 0

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from prunelora.cli.options import no_options, print_listing
 from prunelora.models import list_models
 
-
-def setup(p: argparse.ArgumentParser) -> None:
-    pass
+setup = no_options
 
 
 def run(args: argparse.Namespace) -> int:
     """List the registered models."""
-    for name, desc in list_models().items():
-        print(f"{name:20s} {desc}")
+    print_listing(list_models(), 20)
     return 0

@@ -131,6 +131,16 @@ def add_bench_overrides(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- output
 
 
+def no_options(p: argparse.ArgumentParser) -> None:
+    """The `setup` of a command that takes no option (the listings)."""
+
+
+def print_listing(entries: dict[str, str], width: int) -> None:
+    """A registry's `name  description` lines, names padded to `width`."""
+    for name, text in entries.items():
+        print(f"{name:{width}s} {text}")
+
+
 def print_metrics(meta: dict, path) -> None:
     """One line: the kind of run, its split accuracies, its wall time and where it was saved."""
     parts = [f"{k} {v:.2f}" for k, v in meta.get("metrics", {}).items() if isinstance(v, float)]
