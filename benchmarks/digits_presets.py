@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from prunelora.api import split_metrics, train
-from prunelora.cli import preset_path
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.methods import unlearn
+from prunelora.presets import preset_path
 from prunelora.training import TrainConfig
 
 ORIGINALS = {

@@ -23,11 +23,11 @@ import torch
 
 from prunelora.api import train
 from prunelora.bench import BenchConfig
-from prunelora.cli import preset_path
 from prunelora.data import build_splits, load_dataset
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
 from prunelora.methods import get_method, unlearn
+from prunelora.presets import preset_path
 from prunelora.training import TrainConfig
 
 VARIANTS = ("without", "probe", "relearn", "both")

@@ -23,10 +23,10 @@ import torch
 import yaml
 
 from prunelora.api import apply_train_subset, train
-from prunelora.cli import preset_path
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.methods import get_method, unlearn
+from prunelora.presets import preset_path
 from prunelora.pruning.criteria import CRITERIA
 from prunelora.training import TrainConfig
 

@@ -16,9 +16,10 @@ import yaml
 from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig
-from prunelora.cli import CONFIG_DIR, preset_path
+from prunelora.checkpoint import read_meta, unlearned_run_id
 from prunelora.evaluation.attacks import default_attacks
 from prunelora.methods import base as methods_base
+from prunelora.presets import CONFIG_DIR, preset_path
 
 SCENARIO = "class3"
 METHODS = ("retrain", "finetune", "prune-finetune", "lora", "prunelora")
@@ -153,6 +154,17 @@ def test_bench_writes_every_output(bench_out):
     assert stamp["identity"] == BenchConfig.from_dict(reduced_demo()).identity()
     assert stamp["config"]["seeds"] == [0]
     assert not list(bench_out.rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_cached_retrain_meta_is_built_as_prunelora_retrain_builds_it(bench_out):
+    """The bench's cached reference and `prunelora retrain` share one meta.json builder
+    (`CheckpointMeta.unlearned`): the same kind, recipe and run id rule."""
+    original = read_meta(next((bench_out / "cache").glob("original-*")))
+    meta = read_meta(bench_out / "cache" / f"{SCENARIO}-retrain-seed0")
+    assert meta["kind"] == "retrain" and meta["method"]["name"] == "retrain"
+    assert meta["recipe"] == original["recipe"] and meta["model"] == original["model"]
+    assert meta["original"] == {"run_id": original["run_id"]}
+    assert meta["run_id"] == unlearned_run_id(original["run_id"], meta["forget"], "retrain", meta["method"]["config"])
 
 
 def test_results_csv(bench_out):

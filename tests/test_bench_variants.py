@@ -11,8 +11,8 @@ import yaml
 from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig, split_method_key
-from prunelora.cli import preset_path
 from prunelora.errors import InvalidInputError
+from prunelora.presets import preset_path
 
 METHODS = ("retrain", "finetune", "finetune@e1")
 BATCH = 128  # finetune's default batch size

@@ -10,10 +10,11 @@ import pytest
 import yaml
 
 from prunelora.bench import BenchConfig
-from prunelora.cli import CONFIG_DIR, apply_config_file, build_parser, preset_path
+from prunelora.cli.app import apply_config_file, build_parser
 from prunelora.errors import InvalidInputError, MissingFileError
 from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.methods import get_method, list_methods
+from prunelora.presets import CONFIG_DIR, preset_path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))

@@ -1,25 +1,34 @@
-"""The Python API behind the CLI: train an original model, retrain exactly, inspect checkpoints."""
+"""The Python API behind the CLI: train an original model, unlearn or retrain a checkpoint, inspect one.
+
+The workflow layer: it composes data, models, training, the methods and checkpoints, and sits
+above all of them (the methods never import it); the benchmark and the command line sit above it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
 from torch import nn
 
+from prunelora.adapters import save_adapter as export_adapter
 from prunelora.checkpoint import (
+    CheckpointMeta,
+    atomic_write_text,
     check_model_size,
     check_output_dir,
     load_checkpoint,
+    run_id,
     save_checkpoint,
+    timestamp,
+    unlearned_run_id,
 )
 from prunelora.data import (
     DatasetBundle,
@@ -32,6 +41,7 @@ from prunelora.data import (
     stratified_subset,
 )
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
+from prunelora.methods import get_method, unlearn
 from prunelora.models import create_model
 from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device, seed_everything
 from prunelora.training.memory import PeakMemory
@@ -45,11 +55,6 @@ class RunResult:
     meta: dict[str, Any]
     path: Path | None = None
     splits: Splits | None = field(default=None, repr=False)
-
-
-def run_id(payload: dict) -> str:
-    """A short stable hash of what defines a run (used to recognise the same run on re-execution)."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> dict:
@@ -151,20 +156,18 @@ def train(
     metrics = split_metrics(net, splits, device)
     if forget is None:
         metrics["test"] = accuracy_on(net, bundle.test, device)
-    meta = {
-        "kind": kind, "run_id": rid, "model": spec,
-        "dataset": dataset_record(bundle, data_dir, val_fraction, 0,
-                                  None if subset is None else {**subset, "of": full_train_size},
-                                  val_indices=splits.val_indices.tolist()),
-        "forget": forget.to_dict() if forget else None,
-        "recipe": config.to_dict(), "seed": config.seed, "metrics": metrics,
-        "cost": {"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
-                 "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)},
-        "history": result.history, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        **(extra_meta or {}),
-    }
+    meta = CheckpointMeta(
+        kind=kind, run_id=rid, model=spec,
+        dataset=dataset_record(bundle, data_dir, val_fraction, 0,
+                               None if subset is None else {**subset, "of": full_train_size},
+                               val_indices=splits.val_indices.tolist()),
+        forget=forget.to_dict() if forget else None, recipe=config.to_dict(), seed=config.seed, metrics=metrics,
+        cost={"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
+              "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)},
+        history=result.history, created=timestamp(), extra=dict(extra_meta or {}),
+    )
     path = save_checkpoint(net, out, meta) if out is not None else None
-    return RunResult(net.eval(), meta, path, splits)
+    return RunResult(net.eval(), meta.to_dict(), path, splits)
 
 
 def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
@@ -225,16 +228,12 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     adapter alone, with a warning (base weights plus the adapter still hold the forgotten data).
     `classifier` names the classifier module when it is not found by itself (see `unlearn`).
     """
-    from prunelora.methods import get_method, unlearn
-
     entry = get_method(method)
     config = entry.make_config(**method_options)  # validate options before loading anything
     if save_adapter is not None and not entry.capabilities.uses_lora:
         raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
     model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
-    identity = {"kind": "unlearned", "original": meta.get("run_id"), "forget": forget.to_dict(),
-                "method": method, "config": config.to_dict()}
-    rid = run_id(identity)
+    rid = unlearned_run_id(meta.get("run_id"), forget.to_dict(), method, config.to_dict())
     if out is not None:
         check_output_dir(out, rid, overwrite)
     if save_adapter is not None:
@@ -246,41 +245,25 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
                      classifier=classifier)
     record = result.record
-    model_meta = meta["model"]
-    if result.artifacts.get("architecture"):  # physically pruned: store the smaller modules to rebuild it
-        from prunelora.pruning import merge_architecture
-
-        model_meta = {**model_meta, "pruned": merge_architecture(model_meta.get("pruned"),
-                                                                 result.artifacts["architecture"])}
-    out_meta = {
-        "kind": "retrain" if method == "retrain" else "unlearned", "run_id": rid, "model": model_meta,
-        "dataset": meta["dataset"], "forget": forget.to_dict(),
-        "recipe": meta.get("recipe"), "seed": getattr(config, "seed", None),
-        "method": record["method"], "metrics": split_metrics(result.model, splits, device),
-        "cost": record["cost"], "sparsity": record["sparsity"], "history": record.get("history", []),
-        "original": {"path": str(checkpoint), "run_id": meta.get("run_id")},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
+    out_meta = CheckpointMeta.unlearned(
+        meta, forget=forget.to_dict(), method=record["method"], cost=record["cost"],
+        seed=getattr(config, "seed", None), sparsity=record["sparsity"], history=record.get("history", []),
+        metrics=split_metrics(result.model, splits, device), architecture=result.artifacts.get("architecture"),
+        original_path=checkpoint)
     path = None
     if out is not None:
         path = _save_outputs(result, out, out_meta, save_adapter, rid)
-    return RunResult(result.model, out_meta, path, splits)
+    return RunResult(result.model, out_meta.to_dict(), path, splits)
 
 
 ADAPTER_RUN = "prunelora-run.json"  # in a --save-adapter directory: which run wrote it
 
 
-def _save_outputs(result, out, out_meta: dict, save_adapter, rid: str) -> Path:
+def _save_outputs(result, out, out_meta: CheckpointMeta, save_adapter, rid: str) -> Path:
     """The adapter (if asked) then the checkpoint; if either fails, an adapter directory this run
     created is removed again, so a failed command leaves no partial output."""
-    from safetensors import SafetensorError
-
-    from prunelora.checkpoint import atomic_write_text
-
     if save_adapter is None:
         return save_checkpoint(result.model, out, out_meta)
-    from prunelora.adapters import save_adapter as export_adapter
-
     adapter_dir = Path(save_adapter)
     created = not adapter_dir.exists()
     try:

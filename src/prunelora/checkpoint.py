@@ -6,6 +6,10 @@ library versions. Every file is written to a temporary name in the same folder a
 interrupted save leaves the previous checkpoint intact; meta.json records the SHA-256 of the weights
 it belongs to, so a pair mixed by an interruption between the two renames is refused on load.
 
+meta.json is one `CheckpointMeta`: built by `train` (an original) or `CheckpointMeta.unlearned`
+(any method's result, the benchmark's cached retrains included), written by `save_checkpoint`, and
+read back through `read_meta` / `CheckpointMeta.read`.
+
 Loading treats both files as untrusted: meta.json's format version, types and sizes are checked, the
 model is first built on the `meta` device (no memory) and its tensor shapes compared with the
 safetensors header, and only then allocated; NaN or infinite weights are refused.
@@ -20,6 +24,10 @@ import math
 import os
 import platform
 import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError, OutputError
+from prunelora.models import create_model
+from prunelora.pruning.physical import merge_architecture, rebuild_pruned
+from prunelora.training.distributed import barrier, is_main_process
 
 FORMAT = "prunelora-checkpoint"
 FORMAT_VERSION = 1
@@ -44,9 +55,130 @@ MAX_META_BYTES = 64 * 2**20
 MAX_PARAMETERS = 1_000_000_000
 
 
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def run_id(payload: dict) -> str:
+    """A short stable hash of what defines a run (used to recognise the same run on re-execution)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+
+def unlearned_run_id(original_run_id: str | None, forget: dict, method: str, config: dict) -> str:
+    """The identity of an unlearning run: which original, what it forgets, with which method and
+    options. Known before the method runs, so that an `--out` holding this very run is accepted."""
+    return run_id({"kind": "unlearned", "original": original_run_id, "forget": forget, "method": method,
+                   "config": config})
+
+
+def timestamp() -> str:
+    """Local time as meta.json's `created` records it (e.g. 2024-05-01T12:30:00)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+# meta.json's keys in the order they are written; the first six are written even when null.
+_WRITTEN_ALWAYS = ("kind", "model", "dataset", "forget", "recipe", "seed")
+_CONTENT_ORDER = ("kind", "run_id", "model", "dataset", "forget", "recipe", "seed", "method", "metrics", "cost",
+                  "sparsity", "history", "original", "created")
+
+
+@dataclass
+class CheckpointMeta:
+    """The content of meta.json: what rebuilds a checkpoint's model and what judges it.
+
+    `kind` is "original", "retrain" or "unlearned"; `model` the registry entry and its arguments
+    (plus `pruned`, the smaller modules of a physically pruned model); `dataset` the data and its
+    identity (`prunelora.api.dataset_record`); `forget` a `ForgetSpec.to_dict()` (None for an
+    original); `recipe` the `TrainConfig` of the original (a retrain repeats it). `extra` holds keys
+    this version does not know (a newer writer's, or `train(extra_meta=...)`): kept, written back.
+    `format_version`, `versions` and `weights_sha256` are set by `save_checkpoint` and read back.
+    """
+
+    kind: str | None = None
+    model: dict = field(default_factory=dict)
+    dataset: dict | None = None
+    forget: dict | None = None
+    recipe: dict | None = None
+    seed: int | None = None
+    run_id: str | None = None
+    method: dict | None = None
+    metrics: dict | None = None
+    cost: dict | None = None
+    sparsity: dict | None = None
+    history: list | None = None
+    original: dict | None = None
+    created: str | None = None
+    extra: dict = field(default_factory=dict)
+    format_version: int | None = None
+    versions: dict | None = None
+    weights_sha256: str | None = None
+
+    @classmethod
+    def unlearned(cls, original: Mapping, *, forget: dict, method: dict, cost: dict, seed: int | None,
+                  sparsity: dict | None = None, history: list | None = None, metrics: dict | None = None,
+                  architecture: dict | None = None, original_path: str | os.PathLike | None = None,
+                  ) -> CheckpointMeta:
+        """The meta.json of a method's result on the checkpoint whose meta.json is `original`.
+
+        `method` is `{"name", "config"}` (the unlearning record's); `architecture` the smaller
+        modules of a physically pruned result (merged into `model.pruned`), `original_path` where
+        the original lies (recorded for `prunelora eval`'s relearning). The run id is
+        `unlearned_run_id` of the same inputs.
+        """
+        model = dict(original["model"])
+        if architecture:  # physically pruned: store the smaller modules to rebuild it
+            model["pruned"] = merge_architecture(model.get("pruned"), architecture)
+        source = {"run_id": original.get("run_id")}
+        if original_path is not None:
+            source = {"path": str(original_path), **source}
+        return cls(kind="retrain" if method["name"] == "retrain" else "unlearned",
+                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"], method["config"]),
+                   model=model, dataset=original["dataset"], forget=forget, recipe=original.get("recipe"),
+                   seed=seed, method=method, metrics=metrics, cost=cost, sparsity=sparsity,
+                   history=[] if history is None else history, original=source, created=timestamp())
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> CheckpointMeta:
+        """A meta.json mapping as read (any format version up to this one); unknown keys go to `extra`."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known and k != "format"}
+        return cls(**values, extra=extra)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> CheckpointMeta:
+        """The checked meta.json of the checkpoint directory `path` (see `read_meta`)."""
+        return cls.from_dict(read_meta(path))
+
+    def to_dict(self) -> dict:
+        """The content of meta.json (without the keys `save_checkpoint` adds), in its written order."""
+        out = {key: getattr(self, key) for key in _CONTENT_ORDER
+               if key in _WRITTEN_ALWAYS or getattr(self, key) is not None}
+        return {**out, **self.extra}
+
+    def file_dict(self, weights_sha256: str) -> dict:
+        """What meta.json holds on disk: the format, this content, the library versions, the weights' digest."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **self.to_dict(),
+                "versions": library_versions(), "weights_sha256": weights_sha256}
+
+    @staticmethod
+    def check(data: Any, source: str) -> None:
+        """Refuse, with one line, a meta.json this code cannot trust: not a prunelora checkpoint, a
+        format version it does not know, a model record of wrong types or insane sizes, or parts
+        that should be mappings and are not. Every older format version stays readable."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{source} is not a prunelora checkpoint (no format: {FORMAT})")
+        written = data.get("format_version")
+        if isinstance(written, bool) or not isinstance(written, int) or written < 1:
+            raise CheckpointError(f"{source}: format_version {written!r} is not a positive integer")
+        if written > FORMAT_VERSION:
+            raise CheckpointError(f"{source} has format_version {written}, newer than this prunelora reads "
+                                  f"(up to {FORMAT_VERSION}); upgrade prunelora")
+        check_model_meta(data.get("model"), source)
+        for key in ("dataset", "recipe", "forget", "metrics", "cost"):
+            if data.get(key) is not None and not isinstance(data[key], dict):
+                raise CheckpointError(f"{source}: {key} must be a mapping, not {type(data[key]).__name__}")
+        if isinstance(data.get("dataset"), dict) and not isinstance(data["dataset"].get("name", ""), str):
+            raise CheckpointError(f"{source}: dataset.name must be a string")
+
+
+def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("prunelora", "torch", "torchvision", "peft", "torch-pruning", "scikit-learn", "safetensors"):
         try:
@@ -63,8 +195,6 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, collective: bool = 
     the others wait until it has. Code that already runs on the main process alone (the report
     writer) passes `collective=False`.
     """
-    from prunelora.training.distributed import barrier, is_main_process
-
     if not collective:
         _write_text(Path(path), text)
         return
@@ -181,8 +311,8 @@ def _sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, Any]) -> Path:
-    """Save `model` and `meta` into the directory `out`.
+def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: CheckpointMeta | dict[str, Any]) -> Path:
+    """Save `model` and `meta` (a `CheckpointMeta`, or its `to_dict()`) into the directory `out`.
 
     Both files are fully written to temporary names before either is renamed into place, so a
     failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact,
@@ -191,12 +321,12 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, An
     Non-finite weights are refused. Under several processes only the main one writes; the others
     wait until it has.
     """
-    from prunelora.training.distributed import barrier, is_main_process
-
     if not is_main_process():
         barrier()
         return Path(out)
-    if "model" not in meta or "name" not in meta["model"]:
+    if isinstance(meta, dict):
+        meta = CheckpointMeta.from_dict(meta)
+    if not isinstance(meta.model, dict) or "name" not in meta.model:
         raise ValueError("meta must describe the model: {'model': {'name': ..., 'num_classes': ...}}")
     out = Path(out)
     tensors = state_dict_for_saving(model)
@@ -209,9 +339,7 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: dict[str, An
         os.close(fd)
         staged.append((weights_tmp, out / WEIGHTS))
         save_file(tensors, weights_tmp, metadata={"format": FORMAT})
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta, "versions": library_versions(),
-                "weights_sha256": _sha256_file(weights_tmp)}
-        text = json.dumps(full, indent=2, default=_json_default) + "\n"
+        text = json.dumps(meta.file_dict(_sha256_file(weights_tmp)), indent=2, default=_json_default) + "\n"
         fd, meta_tmp = tempfile.mkstemp(dir=out, prefix=f".{META}.", suffix=".tmp")
         os.close(fd)
         staged.append((meta_tmp, out / META))
@@ -257,8 +385,9 @@ def _json_default(obj):
 
 
 def read_meta(path: str | os.PathLike) -> dict:
-    """meta.json of a checkpoint directory, validated: a prunelora checkpoint of a format version
-    this code knows, whose model fields have the right types and sane sizes."""
+    """meta.json of a checkpoint directory, as written, after `CheckpointMeta.check`: a prunelora
+    checkpoint of a format version this code knows, whose model fields have the right types and
+    sane sizes. `CheckpointMeta.read` gives the same as a `CheckpointMeta`."""
     path = Path(path)
     if not path.is_dir():
         raise MissingFileError(f"checkpoint {str(path)!r} does not exist (expected a directory with {WEIGHTS} and {META})")
@@ -276,20 +405,7 @@ def read_meta(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{meta_path} is not UTF-8 text") from None
     except RecursionError:
         raise CheckpointError(f"{meta_path} is nested too deeply to be a meta.json") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path} is not a prunelora checkpoint (no format: {FORMAT})")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{meta_path}: format_version {version!r} is not a positive integer")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path} has format_version {version}, newer than this prunelora reads "
-                              f"(up to {FORMAT_VERSION}); upgrade prunelora")
-    check_model_meta(meta.get("model"), str(meta_path))
-    for key in ("dataset", "recipe", "forget", "metrics", "cost"):
-        if meta.get(key) is not None and not isinstance(meta[key], dict):
-            raise CheckpointError(f"{meta_path}: {key} must be a mapping, not {type(meta[key]).__name__}")
-    if isinstance(meta.get("dataset"), dict) and not isinstance(meta["dataset"].get("name", ""), str):
-        raise CheckpointError(f"{meta_path}: dataset.name must be a string")
+    CheckpointMeta.check(meta, str(meta_path))
     return meta
 
 
@@ -377,9 +493,6 @@ def build_model_from_meta(meta: dict, device: str | torch.device | None = None) 
 
     `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
     """
-    from prunelora.models import create_model
-    from prunelora.pruning.physical import rebuild_pruned
-
     m = meta["model"]
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],

@@ -33,6 +33,7 @@ from torch.nn.utils import parametrize
 from prunelora.errors import InvalidInputError
 from prunelora.pruning.masks import bake_masks, classifier_name, compile_pattern, multiply_masks
 from prunelora.pruning.settings import layer_classes
+from prunelora.training.distributed import barrier, is_main_process
 
 LORA_BACKENDS = ("peft", "weight")
 
@@ -345,8 +346,6 @@ def save_adapter(snapshot: AdapterSnapshot, out: str | Path) -> Path:
     Warns: the original base weights plus this adapter still hold what was to be forgotten.
     """
     from safetensors.torch import save_file
-
-    from prunelora.training.distributed import barrier, is_main_process
 
     out = Path(out)
     if not is_main_process():

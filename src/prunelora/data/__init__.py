@@ -21,6 +21,7 @@ from prunelora.data.generic import (
     targets_of,
 )
 from prunelora.data.splits import (
+    FORGET_OPTIONS,
     ForgetSpec,
     Splits,
     build_splits,
@@ -31,7 +32,7 @@ from prunelora.data.splits import (
 )
 
 __all__ = [
-    "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "resolve_splits",
+    "FORGET_OPTIONS", "NORMALIZATION", "DatasetBundle", "ForgetSpec", "ImageDataset", "Splits", "build_splits", "resolve_splits",
     "validation_indices", "check_data_identity", "data_digest", "list_datasets", "load_dataset", "make_loader",
     "register_dataset", "stratified_indices", "stratified_subset",
     "Relabelled", "concat", "eval_view", "fetch", "relabel", "subset", "targets_of",

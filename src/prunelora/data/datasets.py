@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from prunelora.data.generic import fetch, targets_of
 from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.factories import get_factory
 
 # Per-dataset normalisation constants, defined once; stored in every checkpoint's meta.json so
 # that evaluation normalises exactly as training did (the reference code did not).
@@ -170,8 +172,6 @@ def data_digest(bundle: DatasetBundle) -> str:
     that gained files, another copy of a dataset) is refused rather than silently hitting other
     records. Cheap: the images are in-memory uint8 tensors (digits: ~0.1 MB; Fashion-MNIST: 55 MB).
     """
-    from prunelora.data.generic import fetch, targets_of
-
     digest = hashlib.sha256()
     for part in (bundle.train, bundle.test):
         if isinstance(part, ImageDataset):
@@ -249,9 +249,6 @@ def load_dataset(
 def _factory_dataset(name: str, augment: bool) -> DatasetBundle:
     """A user's `--dataset-factory FILE.py:FUNC` data (see `prunelora.factories`): `(train, test)` or
     `(train, test, class_names)`, map-style Datasets of (image tensor C×H×W, integer label)."""
-    from prunelora.data.generic import targets_of
-    from prunelora.factories import get_factory
-
     shown = name[len("factory:"):]
     if augment:
         raise InvalidInputError(f"--augment is prunelora's crop + flip for its own datasets; dataset factory {shown} "

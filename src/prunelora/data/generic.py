@@ -36,6 +36,7 @@ class Relabelled(Dataset):
 
 
 def _is_fast(dataset) -> bool:
+    # imported here, not at the top: prunelora.data.datasets imports this module at its top
     from prunelora.data.datasets import ImageDataset
 
     return isinstance(dataset, ImageDataset)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -13,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from prunelora.data.datasets import DatasetBundle
 from prunelora.data.generic import make_loader, subset, targets_of
 from prunelora.errors import InvalidInputError, MissingFileError
+
+FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give exactly one
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,40 @@ class ForgetSpec:
     def from_dict(cls, d: dict) -> ForgetSpec:
         return cls(kind=d["kind"], classes=tuple(d.get("classes", ())), fraction=float(d.get("fraction", 0.0)),
                    indices=tuple(d.get("indices", ())), seed=int(d.get("seed", 0)), source=d.get("source", ""))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, required: bool = True,
+                     owner: str | None = None) -> ForgetSpec | None:
+        """The spec exactly one of `forget_class` (an index, `"3,5"` or a list), `forget_fraction`
+        (drawn with `forget_seed`) and `forget_indices` (an index file) describes.
+
+        The one parser of a forget request: the command line's flags and a bench scenario's keys
+        both come here. Errors name the command-line flags, or, when `owner` is given (e.g.
+        `"scenario 'class3'"`), the keys of that configuration entry. None when nothing is given
+        and the request is not `required`.
+        """
+        given = [name for name in FORGET_OPTIONS if options.get(name) is not None]
+        if owner is not None and len(given) != 1:
+            raise InvalidInputError(f"{owner} needs exactly one of {', '.join(FORGET_OPTIONS)}")
+        if len(given) > 1:
+            raise InvalidInputError("give exactly one of --forget-class, --forget-fraction, --forget-indices (got "
+                                    + ", ".join("--" + g.replace("_", "-") for g in given) + ")")
+        if not given:
+            if required:
+                raise InvalidInputError("say what to forget: --forget-class C, --forget-fraction F or "
+                                        "--forget-indices FILE")
+            return None
+        if options.get("forget_class") is not None:
+            value = options["forget_class"]
+            return cls.from_classes(",".join(map(str, value)) if isinstance(value, list) else str(value))
+        if options.get("forget_fraction") is not None:
+            try:
+                fraction = float(options["forget_fraction"])
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"forget fraction {options['forget_fraction']!r} is not a number "
+                                        "in (0, 1)") from None
+            return cls(kind="fraction", fraction=fraction, seed=options.get("forget_seed") or 0)
+        return cls.from_index_file(options["forget_indices"])
 
     def describe(self, class_names: list[str] | None = None) -> str:
         if self.kind == "class":

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prunelora.checkpoint import read_meta, state_dict_for_saving
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
@@ -25,6 +26,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
+from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
@@ -50,8 +52,6 @@ class Evaluation:
 def serialized_size_mb(model: nn.Module) -> float:
     """Size of the model's safetensors file, in MiB (serialised in memory, nothing written)."""
     from safetensors.torch import save
-
-    from prunelora.checkpoint import state_dict_for_saving
 
     return len(save(state_dict_for_saving(model))) / 2**20
 
@@ -79,8 +79,6 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
     Physically pruned models count fewer; mask-pruned ones count the same (zeros still multiply).
     """
     from torch_pruning.utils import op_counter
-
-    from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     # The counter matches module types exactly and forgets its custom table after each count.
@@ -253,8 +251,6 @@ def original_for_relearning(meta: dict, checkpoint: str, original: str | None) -
     `(None, reason)` when none can be found.
     """
     from pathlib import Path
-
-    from prunelora.checkpoint import read_meta
 
     wanted = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
     if original is not None:

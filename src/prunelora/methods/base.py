@@ -19,6 +19,8 @@ from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
+from prunelora.models.classifier import classifier_outputs, find_classifier
+from prunelora.pruning import sparsity_report
 from prunelora.training import (
     TrainConfig,
     TrainResult,
@@ -28,6 +30,7 @@ from prunelora.training import (
     trainable_parameters,
 )
 from prunelora.training.memory import PeakMemory
+from prunelora.typecheck import check_field_types, check_values
 
 # --------------------------------------------------------------------------- configs
 
@@ -48,8 +51,6 @@ class MethodConfig:
     renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
-        from prunelora.typecheck import check_field_types
-
         check_field_types(self)  # every field of the concrete method's config, before any range check
         self.validate()
 
@@ -223,8 +224,6 @@ class Method:
             raise InvalidInputError(
                 f"method {self.name!r} does not take option {unknown[0]!r}; its options: {', '.join(sorted(known))}"
             )
-        from prunelora.typecheck import check_values
-
         check_values(self.config_cls, options)
 
     def make_config(self, **overrides) -> Any:
@@ -298,9 +297,6 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
     parameters and the sparsity report (see `MethodRecord` for the method's own part).
     """
-    from prunelora.models.classifier import classifier_outputs, find_classifier
-    from prunelora.pruning import sparsity_report
-
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
     entry = get_method(method)

@@ -26,6 +26,8 @@ from prunelora.methods.common import (
     PruneOptions,
     check_neggrad_alpha,
 )
+from prunelora.pruning import PrunedAttention
+from prunelora.pruning.masks import compile_pattern
 
 
 @dataclass
@@ -82,9 +84,6 @@ def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig, head_na
     """LoRA on `mha` also means an attention that physical pruning turned into a `PrunedAttention`
     (which peft cannot wrap as a whole): there the adapters go on its q/k/v/out linears, which are
     called in its forward. Returns `config` with the same targets named explicitly."""
-    from prunelora.pruning import PrunedAttention
-    from prunelora.pruning.masks import compile_pattern
-
     if "mha" not in config.lora_types:
         return config
     regex = compile_pattern(model, config.lora_pattern)

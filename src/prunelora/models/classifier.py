@@ -15,9 +15,24 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from prunelora.data.generic import eval_view, make_loader
 from prunelora.errors import InvalidInputError
+from prunelora.training.loop import resolve_device
 
-__all__ = ["capture_features", "classifier_inputs", "find_classifier", "pool_features"]
+__all__ = ["Classifier", "capture_features", "classifier_inputs", "find_classifier", "pool_features"]
+
+
+class Classifier(nn.Module):
+    """The registry's models: `forward(x) = head(features(x))`. Subclasses implement `features`;
+    `head` is the final `nn.Linear`, so methods and metrics can treat all architectures alike."""
+
+    head: nn.Linear
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 def _some_names(model: nn.Module, limit: int = 8) -> str:
@@ -106,9 +121,6 @@ def capture_features(model: nn.Module, dataset, module: nn.Module, where: str = 
     """`(features, targets)` of every sample of `dataset`: what enters `module` (`where="input"`,
     flattened) or what leaves it (`"output"`, pooled by `pool_features`), in eval mode, batched,
     without gradients. Features are float32 on the CPU, in the dataset's order."""
-    from prunelora.data.generic import eval_view, make_loader
-    from prunelora.training.loop import resolve_device
-
     if where not in ("input", "output"):
         raise InvalidInputError(f"where {where!r} must be 'input' or 'output'")
     device = resolve_device(device)

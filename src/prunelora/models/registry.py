@@ -8,22 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from prunelora.errors import InvalidInputError
+from prunelora.factories import get_factory
+from prunelora.models.classifier import Classifier, classifier_outputs
+from prunelora.models.timm_models import timm_classifier  # timm itself is imported on first use
+from prunelora.models.tv import torchvision_classifier  # so is torchvision's model zoo
 
-
-class Classifier(nn.Module):
-    """`forward(x) = head(features(x))`. Subclasses implement `features`."""
-
-    head: nn.Linear
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+__all__ = ["Classifier", "create_model", "list_models", "register_model"]
 
 
 ModelFn = Callable[..., Classifier]
@@ -52,9 +45,6 @@ def list_models() -> dict[str, str]:
 
 def _factory_model(name: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
     """A model from a user's `--model-factory FILE.py:FUNC` (see `prunelora.factories`)."""
-    from prunelora.factories import get_factory
-    from prunelora.models.classifier import classifier_outputs
-
     build = get_factory(name, "--model-factory")
     try:
         model = build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
@@ -76,14 +66,10 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
     if num_classes < 2:
         raise InvalidInputError(f"num_classes {num_classes} must be at least 2")
     if name.startswith("torchvision:"):
-        from prunelora.models.tv import torchvision_classifier
-
         return torchvision_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
     if name.startswith("factory:"):
         return _factory_model(name, num_classes, in_channels, image_size, **kwargs)
     if name.startswith("timm:"):
-        from prunelora.models.timm_models import timm_classifier
-
         return timm_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
     if name not in _MODELS:
         raise InvalidInputError(

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from prunelora.errors import InvalidInputError
-from prunelora.models.registry import Classifier
+from prunelora.models.classifier import Classifier
 
 
 class TorchvisionClassifier(Classifier):

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from prunelora.errors import InvalidInputError
-from prunelora.models.registry import Classifier, register_model
+from prunelora.models.classifier import Classifier
+from prunelora.models.registry import register_model
 
 
 def default_patch_size(image_size: int) -> int:

@@ -46,9 +46,13 @@ from torch.nn.utils import parametrize
 
 from prunelora.data.generic import eval_view, make_loader, targets_of
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.metrics import accuracy
+from prunelora.pruning.dead import dead_channel_masks
+from prunelora.pruning.masks import apply_masks
 from prunelora.pruning.physical import GroupLnImportance, PrunedAttention, head_importance
 from prunelora.pruning.settings import CRITERIA as CRITERIA  # the names, checked in `settings`
 from prunelora.pruning.settings import FORGET_AWARE, PruneSettings
+from prunelora.training import predict
 
 _WATCHED = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
 _ATTENTION = (nn.MultiheadAttention, PrunedAttention)
@@ -366,11 +370,6 @@ def forget_accuracy_at(model: nn.Module, criterion: Criterion | None, forget, am
                        device: torch.device | str = "cpu") -> float:
     """Accuracy (%) on `forget` of `model` with the channels `criterion` chooses at `amount` dead
     (no repair); `model` is left exactly as it was (weights and BatchNorm statistics)."""
-    from prunelora.evaluation.metrics import accuracy
-    from prunelora.pruning.dead import dead_channel_masks
-    from prunelora.pruning.masks import apply_masks
-    from prunelora.training import predict
-
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
                                           importance=criterion, head_name=head_name, scope=scope)

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from prunelora.data.generic import make_loader
 from prunelora.errors import InvalidInputError
+from prunelora.models.classifier import find_classifier
 from prunelora.pruning.settings import PruneSettings, layer_classes
 
 
@@ -73,8 +75,6 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
 
 def classifier_name(model: nn.Module, name: str | None = None) -> str:
     """The classifier's module name: `name` if given, else found (`prunelora.models.classifier`)."""
-    from prunelora.models.classifier import find_classifier
-
     return find_classifier(model, name)[0]
 
 
@@ -292,8 +292,6 @@ def recalibrate_batchnorm(model: nn.Module, dataset, batch_size: int = 256, max_
     Pruning leaves them stale: a zeroed channel keeps its old running variance while its output
     collapses, and channels whose variance shrank are amplified. Returns the number of BN layers.
     """
-    from prunelora.data.generic import make_loader
-
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return 0

@@ -5,6 +5,7 @@ from prunelora.training.loop import (
     TrainingDivergedError,
     TrainResult,
     accuracy_on,
+    check_device,
     fit,
     predict,
     resolve_device,
@@ -12,5 +13,5 @@ from prunelora.training.loop import (
     trainable_parameters,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "fit", "predict",
+__all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "check_device", "fit", "predict",
            "resolve_device", "seed_everything", "trainable_parameters"]

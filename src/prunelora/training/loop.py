@@ -30,6 +30,7 @@ from prunelora.training.distributed import (
     uses_accelerate,
     world_size,
 )
+from prunelora.typecheck import check_field_types
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -40,27 +41,27 @@ class TrainConfig:
     """A training recipe. Stored in every checkpoint so that `retrain` can repeat it exactly.
 
     The budget is `epochs`, or `steps` (optimizer steps) when given: small datasets need budgets
-    in steps because an epoch of 1,000 images is only a handful of updates.
+    in steps because an epoch of 1,000 images is only a handful of updates. `prunelora train`'s
+    recipe flags are generated from these fields (their defaults, help and choices).
     """
 
-    epochs: float = 10
-    steps: int | None = None
+    epochs: float = field(default=30, metadata={"help": "training epochs"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps; overrides --epochs"})
     batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
+    optimizer: str = field(default="sgd", metadata={"choices": OPTIMIZERS})
+    lr: float = field(default=0.05, metadata={"help": "peak learning rate"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_fraction: float = 0.0
-    grad_clip: float | None = None
+    schedule: str = field(default="cosine", metadata={"choices": SCHEDULES})
+    warmup_fraction: float = field(default=0.0, metadata={"help": "share of steps for linear warm-up"})
+    grad_clip: float | None = field(default=None, metadata={"help": "clip the gradient norm to this value"})
     label_smoothing: float = 0.0
-    augment: bool = False
-    seed: int = 0
-    mixed_precision: str = "no"  # bf16 | fp16 on a GPU; the CPU always trains in fp32
+    augment: bool = field(default=False, metadata={"help": "random crop + flip (32x32 colour data)"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "bf16 or fp16 autocast on a GPU; the CPU always trains in fp32", "choices": MIXED_PRECISION})
 
     def __post_init__(self) -> None:
-        from prunelora.typecheck import check_field_types
-
         check_field_types(self)  # `epochs: true` is not one epoch, `batch_size: 1.5` not one image
         if self.optimizer not in OPTIMIZERS:
             raise InvalidInputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
@@ -127,6 +128,30 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_device(device: str) -> str | None:
+    """A user's `--device` checked against what this machine has (None for `auto`); one line listing
+    the available devices otherwise, instead of torch's traceback at the first tensor moved."""
+    if device == "auto":
+        return None
+    available = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    ok = dev is not None and (
+        dev.type == "cpu"
+        or (dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count())
+        or (dev.type == "mps" and "mps" in available))
+    if not ok:
+        raise InvalidInputError(f"--device {device!r} is not available here; available: {', '.join(available)}")
+    return device
 
 
 def make_optimizer(params: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

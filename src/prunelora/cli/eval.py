@@ -6,29 +6,42 @@ import argparse
 import json
 import math
 
-from prunelora.cli import (
-    _add_forget,
-    _device,
-    add_factories,
-    forget_spec_from_args,
-    register_command,
-)
+from rich.console import Console
+from rich.table import Table
+
+from prunelora.api import load_for_unlearning
+from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
+from prunelora.cli.options import add_factories, add_forget, forget_spec_from_args
+from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
+from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
+from prunelora.models.classifier import find_module
+from prunelora.training import check_device
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
+def setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint directory to evaluate")
+    p.add_argument("--reference", default=None, help="a retrain checkpoint of the same original (adds Avg.Gap)")
+    p.add_argument("--original", default=None, metavar="DIR",
+                   help="the original checkpoint, whose D_f accuracy relearning must regain (default: the path "
+                        "recorded in the checkpoint's meta.json)")
+    p.add_argument("--no-probe", action="store_true", help="skip the representation probe (Probe-FA, Probe-TA)")
+    p.add_argument("--probe-layer", default=None, metavar="MODULE",
+                   help="also probe this module's output (e.g. layers.1 of the CIFAR ResNets, blocks.1 of the ViT)")
+    p.add_argument("--no-relearn", action="store_true", help="skip the relearning time (relearn_steps)")
+    p.add_argument("--relearn-max-steps", type=int, default=RelearnConfig.max_steps, metavar="N",
+                   help="relearning's cap: a model still below the target after N steps gets N (default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    add_factories(p)
+    add_forget(p)
+
+
+def run(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from prunelora.api import load_for_unlearning
-    from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
-    from prunelora.data import ForgetSpec
-    from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
-    from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
-    from prunelora.models.classifier import find_module
-
-    device = _device(args)
+    device = check_device(args.device)
     if args.json is not None:  # before any work: a report that cannot be written is refused now
         check_writable(args.json, "--json", kind="file")
     meta = read_meta(args.checkpoint)
@@ -89,27 +102,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
                    "original": str(original_path) if original_path else None}
         atomic_write_text(args.json, json.dumps(payload, indent=2, default=float) + "\n")
     return 0
-
-
-def _setup_eval(p: argparse.ArgumentParser) -> None:
-    from prunelora.evaluation.relearn import RelearnConfig
-
-    p.add_argument("checkpoint", help="checkpoint directory to evaluate")
-    p.add_argument("--reference", default=None, help="a retrain checkpoint of the same original (adds Avg.Gap)")
-    p.add_argument("--original", default=None, metavar="DIR",
-                   help="the original checkpoint, whose D_f accuracy relearning must regain (default: the path "
-                        "recorded in the checkpoint's meta.json)")
-    p.add_argument("--no-probe", action="store_true", help="skip the representation probe (Probe-FA, Probe-TA)")
-    p.add_argument("--probe-layer", default=None, metavar="MODULE",
-                   help="also probe this module's output (e.g. layers.1 of the CIFAR ResNets, blocks.1 of the ViT)")
-    p.add_argument("--no-relearn", action="store_true", help="skip the relearning time (relearn_steps)")
-    p.add_argument("--relearn-max-steps", type=int, default=RelearnConfig.max_steps, metavar="N",
-                   help="relearning's cap: a model still below the target after N steps gets N (default: %(default)s)")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
-    add_factories(p)
-    _add_forget(p)
-
-
-register_command("eval", cmd_eval, _setup_eval)

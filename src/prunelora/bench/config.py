@@ -1,0 +1,252 @@
+"""A benchmark's configuration: dataset and model, the original's recipe, scenarios, seeds, methods.
+
+Read from YAML (`BenchConfig.from_file`), checked whole before anything runs (`validate`), and
+hashed into the identity that names its cache (`identity`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from prunelora.checkpoint import run_id
+from prunelora.data import ForgetSpec
+from prunelora.errors import InvalidInputError
+from prunelora.evaluation.attacks import default_attacks, list_attacks
+from prunelora.evaluation.relearn import RelearnConfig
+from prunelora.methods import get_method, list_methods
+from prunelora.models import list_models
+from prunelora.presets import preset_path, read_yaml_mapping
+from prunelora.training import TrainConfig
+
+
+@dataclass
+class Scenario:
+    name: str
+    forget_class: Any = None
+    forget_fraction: float | None = None
+    forget_indices: str | None = None
+    forget_seed: int = 0
+
+    def spec(self) -> ForgetSpec:
+        return ForgetSpec.from_options(vars(self), owner=f"scenario {self.name!r}")
+
+
+METHOD_LABEL = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def split_method_key(key: str, source: str = "config") -> tuple[str, str | None]:
+    """A `methods` key -> (registered method name, variant label or None).
+
+    `NAME` is a method; `NAME@LABEL` is a variant of it with its own options (e.g. `prunelora@1ep`),
+    reported on its own row. `retrain` is the reference and has no variants.
+    """
+    name, at, label = str(key).partition("@")
+    if not at:
+        get_method(name)  # unknown: one line listing the accepted names
+        return name, None
+    if name not in list_methods():
+        raise InvalidInputError(f"{source}: unknown method {name!r} in the variant {key!r}; accepted: "
+                                f"{', '.join(list_methods())}")
+    if not METHOD_LABEL.fullmatch(label):
+        raise InvalidInputError(f"{source}: method variant {key!r} needs a label of letters, digits, '.', '_' "
+                                "or '-' after the '@' (e.g. prunelora@1ep)")
+    if name == "retrain":
+        raise InvalidInputError(f"{source}: method variant {key!r} is refused: retrain is the reference, "
+                                "it has no variants")
+    return name, label
+
+
+@dataclass
+class BenchConfig:
+    """A benchmark: one dataset and model, an original recipe, scenarios, seeds and methods.
+
+    `train_subset: {size: N, seed: S}` trains the original (and builds every split) on N training
+    images, stratified by class, chosen by S; null uses the whole train set. A `methods` key is a
+    method name or `NAME@LABEL`, a variant of that method with other options (see `split_method_key`).
+    `probe: {enabled, layer, seed}` and `relearn: {enabled, <RelearnConfig fields>}` set the
+    representation probe and the relearning time of every cell (both on by default).
+    """
+
+    name: str = "bench"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "resnet8"
+    model_kwargs: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    val_fraction: float = 0.1
+    train_subset: dict | None = None
+    scenarios: list = field(default_factory=lambda: [{"name": "class3", "forget_class": 3}])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    retrain_seeds: list | None = None
+    methods: dict = field(default_factory=lambda: {"finetune": {}, "prunelora": {}})
+    mia: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
+    relearn: dict = field(default_factory=dict)
+    note: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> BenchConfig:
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise InvalidInputError(f"{source}: unknown key {key!r}; accepted: {', '.join(sorted(known))}")
+        config = cls(**data)
+        config.validate(source)
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BenchConfig:
+        return cls.from_dict(read_yaml_mapping(path, "bench config"), str(path))
+
+    def validate(self, source: str = "config") -> None:
+        for key, kind, what in (("train", dict, "a mapping of recipe fields"), ("model_kwargs", dict, "a mapping"),
+                                ("scenarios", list, "a list of scenarios"), ("seeds", list, "a list of integers"),
+                                ("methods", dict, "a mapping of method names to options"), ("mia", dict, "a mapping"),
+                                ("probe", dict, "a mapping"), ("relearn", dict, "a mapping")):
+            if not isinstance(getattr(self, key), kind):
+                raise InvalidInputError(f"{source}: {key} must be {what}, not {getattr(self, key)!r}")
+        for key in ("seeds", "retrain_seeds"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(s, int) for s in value)):
+                raise InvalidInputError(f"{source}: {key} must be a list of integers, not {value!r}")
+        if any(not isinstance(s, dict) for s in self.scenarios):
+            raise InvalidInputError(f"{source}: every scenario must be a mapping (name, forget_class, ...)")
+        if any(opts is not None and not isinstance(opts, dict) for opts in self.methods.values()):
+            raise InvalidInputError(f"{source}: the options of each method must be a mapping")
+        self.subset(source)
+        try:
+            TrainConfig.from_dict(self.train)  # raises on bad values
+        except TypeError as exc:
+            raise InvalidInputError(f"{source}: a value in train has the wrong type ({exc})") from None
+        unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
+        if not self.model.startswith("torchvision:") and self.model not in list_models():
+            raise InvalidInputError(f"{source}: unknown model {self.model!r}")
+        if not self.seeds:
+            raise InvalidInputError(f"{source}: seeds is empty")
+        names = set()
+        for s in self.scenarios:
+            scenario = self.scenario(s, source)
+            if scenario.name in names:
+                raise InvalidInputError(f"{source}: scenario {scenario.name!r} appears twice")
+            names.add(scenario.name)
+        for method in self.methods:
+            split_method_key(method, source)
+            self.method_options(method)
+            self.method_scenarios(method, source)
+        unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
+        attacks = self.mia.get("attacks", list(default_attacks()))
+        if not isinstance(attacks, list):
+            raise InvalidInputError(f"{source}: mia.attacks must be a list, not {attacks!r}")
+        bad = [a for a in attacks if a not in list(list_attacks())]
+        if bad:
+            raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(list_attacks())}")
+        max_samples = self.mia.get("max_samples", 5000)
+        if not isinstance(max_samples, int) or max_samples < 4:
+            raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
+        self.evaluation(source)
+
+    def evaluation(self, source: str = "config") -> dict:
+        """The probe and relearning settings, checked and completed: `{"probe": {...} | None,
+        "relearn": {...} | None}` (None: turned off)."""
+        unknown = set(self.probe) - {"enabled", "layer", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in probe; "
+                                    "accepted: enabled, layer, seed")
+        probe = {"layer": self.probe.get("layer"), "seed": self.probe.get("seed", 0)}
+        if self.probe.get("enabled", True) is not True and self.probe.get("enabled") is not False:
+            raise InvalidInputError(f"{source}: probe.enabled {self.probe['enabled']!r} must be true or false")
+        if probe["layer"] is not None and not isinstance(probe["layer"], str):
+            raise InvalidInputError(f"{source}: probe.layer {probe['layer']!r} must be a module name (e.g. layers.1)")
+        if isinstance(probe["seed"], bool) or not isinstance(probe["seed"], int):
+            raise InvalidInputError(f"{source}: probe.seed {probe['seed']!r} must be an integer")
+        relearn = dict(self.relearn)
+        enabled = relearn.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise InvalidInputError(f"{source}: relearn.enabled {enabled!r} must be true or false")
+        relearn = RelearnConfig.from_dict(relearn, f"{source}: relearn").to_dict()
+        return {"probe": probe if self.probe.get("enabled", True) else None, "relearn": relearn if enabled else None}
+
+    @staticmethod
+    def scenario(data: dict, source: str = "config") -> Scenario:
+        known = {f.name for f in fields(Scenario)}
+        bad = set(data) - known
+        if bad:
+            raise InvalidInputError(f"{source}: unknown key {sorted(bad)[0]!r} in a scenario")
+        if "name" not in data:
+            raise InvalidInputError(f"{source}: every scenario needs a name")
+        scenario = Scenario(**data)
+        scenario.spec()
+        return scenario
+
+    def subset(self, source: str = "config") -> dict | None:
+        """`train_subset` checked and completed (`{"size": N, "seed": S}`), or None."""
+        if self.train_subset is None:
+            return None
+        value = self.train_subset
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{source}: train_subset must be a mapping {{size: N, seed: S}} or null, "
+                                    f"not {value!r}")
+        unknown = set(value) - {"size", "seed"}
+        if unknown:
+            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in train_subset; "
+                                    "accepted: seed, size")
+        size, seed = value.get("size"), value.get("seed", 0)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInputError(f"{source}: train_subset.size {size!r} must be a positive integer "
+                                    "(the number of training images)")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInputError(f"{source}: train_subset.seed {seed!r} must be an integer")
+        return {"size": size, "seed": seed}
+
+    def method_options(self, method: str) -> dict:
+        """A method's options (`method` is a key of `methods`, maybe `NAME@LABEL`): its preset's
+        (if `preset: NAME`) overridden by the config's own."""
+        name, label = split_method_key(method)
+        entry = get_method(name)
+        options = dict(self.methods.get(method) or {})
+        options.pop("scenarios", None)  # where it runs, not how (see `method_scenarios`)
+        preset = options.pop("preset", None)
+        if preset is not None:
+            loaded = read_yaml_mapping(preset_path(preset), "preset")
+            if loaded.get("method", name) != name:
+                raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {name!r}")
+            options = {k: v for k, v in loaded.items() if k != "method"} | options
+        try:
+            entry.make_config(**options)  # validates names and values
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{method}: {exc}" if label else str(exc)) from None
+        return options
+
+    def method_scenarios(self, method: str, source: str = "config") -> list[str]:
+        """The scenarios a method runs in: all, or its own `scenarios: [names]` (e.g. a budget
+        sweep run only where it tells something)."""
+        names = [s["name"] for s in self.scenarios]
+        chosen = (self.methods.get(method) or {}).get("scenarios")
+        if chosen is None:
+            return names
+        if method == "retrain":
+            raise InvalidInputError(f"{source}: retrain runs in every scenario (it is the reference); "
+                                    "remove its scenarios")
+        if not isinstance(chosen, list) or not chosen or any(c not in names for c in chosen):
+            raise InvalidInputError(f"{source}: {method}: scenarios {chosen!r} must be a non-empty list of "
+                                    f"this config's scenarios ({', '.join(names)})")
+        return chosen
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def identity(self) -> str:
+        """What the cached original and the cells depend on (not the seeds or the method list)."""
+        payload = {k: getattr(self, k) for k in ("dataset", "model", "model_kwargs", "train", "val_fraction",
+                                                  "scenarios", "mia")}
+        subset = self.subset()
+        if subset is not None:  # only when set: benches without one keep their identity
+            payload["train_subset"] = subset
+        return run_id(payload)

@@ -1,0 +1,66 @@
+"""Shipped YAML recipes (`configs/NAME.yaml`) and the one strict reader of a YAML mapping.
+
+Low in the house: the command line (`--config`, `--preset`) and the benchmark (`BenchConfig`)
+both read their files through here. Only the standard library, PyYAML and `prunelora.errors`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from prunelora.errors import InvalidInputError, MissingFileError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
+
+
+def preset_path(name: str) -> Path:
+    """A shipped YAML recipe by name (`configs/NAME.yaml`)."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise InvalidInputError(f"unknown preset {name!r}; accepted: {', '.join(known)}")
+    return path
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    would silently keep the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        except TypeError:  # an unhashable key: the safe constructor reports it
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
+    """A YAML file holding a mapping (an empty file is an empty mapping); one clear line otherwise."""
+    file = Path(path)
+    if not file.is_file():
+        raise MissingFileError(f"{label} {str(path)!r} does not exist")
+    try:
+        data = yaml.load(file.read_bytes().decode("utf-8"), Loader=_StrictLoader) or {}  # noqa: S506
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{label} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{label} {str(path)!r} is not UTF-8 text") from None
+    except RecursionError:
+        raise InvalidInputError(f"{label} {str(path)!r} is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
+    return data
