@@ -36,7 +36,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError, OutputError
+from prunelora.errors import (
+    CheckpointError,
+    InvalidInputError,
+    MissingFileError,
+    OutputError,
+    parse_text_file,
+)
 from prunelora.models import create_model
 from prunelora.pruning.physical import merge_architecture, rebuild_pruned
 from prunelora.training.distributed import barrier, is_main_process
@@ -397,14 +403,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     if meta_path.stat().st_size > MAX_META_BYTES:
         raise CheckpointError(f"{meta_path} is {meta_path.stat().st_size} bytes; a meta.json is at most "
                               f"{MAX_META_BYTES // 2**20} MiB")
-    try:
-        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{meta_path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{meta_path} is not UTF-8 text") from None
-    except RecursionError:
-        raise CheckpointError(f"{meta_path} is nested too deeply to be a meta.json") from None
+    meta = parse_text_file(meta_path, json.loads, json.JSONDecodeError,
+                           lambda exc: f"not valid JSON ({exc.msg} at line {exc.lineno})", CheckpointError,
+                           str(meta_path), too_deep="nested too deeply to be a meta.json")
     CheckpointMeta.check(meta, str(meta_path))
     return meta
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 
 class PruneLoRAError(Exception):
     """Base of every error caused by bad input (never by a bug in prunelora)."""
@@ -25,3 +30,19 @@ class CheckpointError(InvalidInputError):
 class OutputError(PruneLoRAError, OSError):
     """An output that cannot be written: a read-only or full disk, a parent that is a file, a
     dangling symbolic link. Reported before any work where it can be foreseen."""
+
+
+def parse_text_file(path: str | os.PathLike, parse: Callable[[str], Any], syntax_error: type[Exception],
+                    describe: Callable[[Exception], str], error: type[PruneLoRAError], name: str,
+                    too_deep: str = "nested too deeply") -> Any:
+    """`parse` of a UTF-8 file's text; each way its content can be unreadable is one line of `error`
+    starting with `name`: a syntax error (`describe(exc)`, e.g. "not valid JSON (...)"), bytes that
+    are not UTF-8, or nesting deep enough to exhaust the parser's recursion."""
+    try:
+        return parse(Path(path).read_bytes().decode("utf-8"))
+    except syntax_error as exc:
+        raise error(f"{name} is {describe(exc)}") from None
+    except UnicodeDecodeError:
+        raise error(f"{name} is not UTF-8 text") from None
+    except RecursionError:
+        raise error(f"{name} is {too_deep}") from None

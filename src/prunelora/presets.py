@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.errors import InvalidInputError, MissingFileError, parse_text_file
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
 
@@ -53,14 +53,9 @@ def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
     file = Path(path)
     if not file.is_file():
         raise MissingFileError(f"{label} {str(path)!r} does not exist")
-    try:
-        data = yaml.load(file.read_bytes().decode("utf-8"), Loader=_StrictLoader) or {}  # noqa: S506
-    except yaml.YAMLError as exc:
-        raise InvalidInputError(f"{label} {str(path)!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
-    except UnicodeDecodeError:
-        raise InvalidInputError(f"{label} {str(path)!r} is not UTF-8 text") from None
-    except RecursionError:
-        raise InvalidInputError(f"{label} {str(path)!r} is nested too deeply") from None
+    data = parse_text_file(file, lambda text: yaml.load(text, Loader=_StrictLoader) or {},  # noqa: S506
+                           yaml.YAMLError, lambda exc: f"not valid YAML ({str(exc).splitlines()[0]})",
+                           InvalidInputError, f"{label} {str(path)!r}")
     if not isinstance(data, dict):
         raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
     return data

@@ -26,6 +26,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
+from prunelora.pruning.masks import used_parameters
 from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
@@ -57,18 +58,8 @@ def serialized_size_mb(model: nn.Module) -> float:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """Parameters and non-zero parameters as the forward pass uses them: a weight under a mask
-    parametrization (pruned, not yet baked) counts its masked value, not the unmasked original."""
-    from torch.nn.utils import parametrize
-
-    tensors = []
-    for module in model.modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue  # the unmasked originals; their module yields the masked weight below
-        names = list(module._parameters)
-        if parametrize.is_parametrized(module):
-            names += list(module.parametrizations.keys())
-        tensors += [t for t in (getattr(module, name) for name in names) if t is not None]
+    """Parameters and non-zero parameters as the forward pass uses them (`used_parameters`)."""
+    tensors = used_parameters(model)
     return {"params": sum(t.numel() for t in tensors), "nonzero_params": sum(int((t != 0).sum()) for t in tensors)}
 
 

@@ -12,7 +12,7 @@ from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, check_lo
 from prunelora.data import ImageDataset, Splits
 from prunelora.data.generic import concat, make_loader, relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions
+from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions, option
 from prunelora.pruning import PruneSettings, physical_prune, prune, recalibrate_batchnorm
 from prunelora.pruning.criteria import FORGET_AWARE, fit_criterion, smallest_forgetting_amount
 
@@ -82,6 +82,20 @@ def _as_tuple(value) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())
     return tuple(value)
+
+
+@dataclass
+class OptmlRecipe(TrainingOptions):
+    """The unlearning recipe of OPTML-Group's public code (Unlearn-Sparse, Unlearn-Saliency), which
+    the field's baselines are usually run with: 10 epochs of SGD, momentum 0.9, weight decay 5e-4,
+    batch 256, lr 0.01, a constant schedule (its step decay at epochs 91/136 never fires in 10)."""
+
+    epochs: float = option(TrainingOptions, "epochs", 10)
+    batch_size: int = option(TrainingOptions, "batch_size", 256)
+    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
+    lr: float = option(TrainingOptions, "lr", 0.01)
+    momentum: float = option(TrainingOptions, "momentum", 0.9)
+    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
 
 
 @dataclass

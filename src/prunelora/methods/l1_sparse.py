@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
+from prunelora.methods.base import Capabilities, register_method
+from prunelora.methods.common import OptmlRecipe
 
 
 @dataclass
-class L1SparseConfig(TrainingOptions):
+class L1SparseConfig(OptmlRecipe):
     """Defaults: the ℓ1-sparse baseline as the authors' and SalUn's public code run it
     (OPTML-Group/Unlearn-Sparse and OPTML-Group/Unlearn-Saliency READMEs, `--unlearn FT_prune
     --unlearn_epochs 10 --unlearn_lr 0.01`): SGD, momentum 0.9, weight decay 5e-4, batch 256,
@@ -35,12 +36,6 @@ class L1SparseConfig(TrainingOptions):
     JingWu321/Scissorhands), which re-run SalUn's code.
     """
 
-    epochs: float = option(TrainingOptions, "epochs", 10)
-    batch_size: int = option(TrainingOptions, "batch_size", 256)
-    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
-    lr: float = option(TrainingOptions, "lr", 0.01)
-    momentum: float = option(TrainingOptions, "momentum", 0.9)
-    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
     l1_gamma: float = field(default=1e-4, metadata={"help": (
         "the L1 penalty's weight at the first step, decaying linearly to 0 at the last")})
 

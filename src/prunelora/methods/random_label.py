@@ -12,23 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
-from prunelora.methods.common import random_label_dataset
+from prunelora.methods.base import Capabilities, register_method
+from prunelora.methods.common import OptmlRecipe, random_label_dataset
 
 
 @dataclass
-class RandomLabelConfig(TrainingOptions):
+class RandomLabelConfig(OptmlRecipe):
     """Defaults: SalUn's public code (OPTML-Group/Unlearn-Saliency, `Classification/arg_parser.py`):
     10 epochs at lr 0.01 (its `--unlearn_epochs` / `--unlearn_lr` defaults), SGD with momentum 0.9,
     weight decay 5e-4, batch 256; its step decay (epochs 91/136) never fires within 10 epochs.
     """
 
-    epochs: float = option(TrainingOptions, "epochs", 10)
-    batch_size: int = option(TrainingOptions, "batch_size", 256)
-    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
-    lr: float = option(TrainingOptions, "lr", 0.01)
-    momentum: float = option(TrainingOptions, "momentum", 0.9)
-    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
 
 
 @register_method("random-label", RandomLabelConfig,

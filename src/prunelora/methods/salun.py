@@ -34,11 +34,11 @@ from prunelora.methods.base import (
     option,
     register_method,
 )
-from prunelora.methods.common import random_label_dataset
+from prunelora.methods.common import OptmlRecipe, random_label_dataset
 
 
 @dataclass
-class SalUnConfig(TrainingOptions):
+class SalUnConfig(OptmlRecipe):
     """Defaults from the paper and the authors' public code (OPTML-Group/Unlearn-Saliency).
 
     `mask_fraction` 0.5: the paper's default saliency sparsity (50% of the weights). The recipe is
@@ -47,13 +47,7 @@ class SalUnConfig(TrainingOptions):
     never triggers within 10 epochs, hence a constant schedule.
     """
 
-    epochs: float = option(TrainingOptions, "epochs", 10)
-    batch_size: int = option(TrainingOptions, "batch_size", 256)
-    optimizer: str = option(TrainingOptions, "optimizer", "sgd")
     lr: float = option(TrainingOptions, "lr", 0.1)
-    momentum: float = option(TrainingOptions, "momentum", 0.9)
-    weight_decay: float = option(TrainingOptions, "weight_decay", 5e-4)
-    schedule: str = option(TrainingOptions, "schedule", "constant")
     mask_fraction: float = field(default=0.5, metadata={"help": (
         "share of the weights SalUn trains: those with the largest forget-loss gradient, in (0, 1]")})
 

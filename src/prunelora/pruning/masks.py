@@ -248,6 +248,20 @@ def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 
     return masks
 
 
+def used_parameters(model: nn.Module) -> list[torch.Tensor]:
+    """Every parameter as the forward pass uses it: a weight under a mask parametrization (pruned,
+    not yet baked) is its masked value, not the unmasked original."""
+    tensors = []
+    for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # the unmasked originals; their module yields the masked weight below
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        tensors += [t for t in (getattr(module, name) for name in names) if t is not None]
+    return tensors
+
+
 def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = None) -> dict:
     """Zero fractions per pruned layer, over the pruned layers, and over all weights of the model.
 
@@ -264,17 +278,10 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
             "zero_channels": (weight.flatten(1) == 0).all(dim=1).float().mean().item(),
         }
     total = zeros = 0
-    for module in model.modules():
-        if isinstance(module, parametrize.ParametrizationList):
-            continue  # the unmasked originals; their module reports the masked weight below
-        names = list(module._parameters)
-        if parametrize.is_parametrized(module):
-            names += list(module.parametrizations.keys())
-        for name in names:
-            tensor = getattr(module, name)
-            if tensor is not None and tensor.ndim > 1:  # weights, not biases or norms
-                total += tensor.numel()
-                zeros += (tensor == 0).sum().item()
+    for tensor in used_parameters(model):
+        if tensor.ndim > 1:  # weights, not biases or norms
+            total += tensor.numel()
+            zeros += (tensor == 0).sum().item()
     pruned_total = sum(v["params"] for v in layers.values())
     return {
         "layers": layers,
