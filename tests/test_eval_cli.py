@@ -244,3 +244,34 @@ def test_bad_probe_and_relearn_options_are_one_line(run_cli, runs, tmp_path, sna
     assert "max_steps 0" in line
     assert not report.exists()
     assert snapshot(runs["U"]) == before
+
+
+def test_attacks_flag_runs_only_the_named_attacks(run_cli, runs, tmp_path):
+    report = tmp_path / "two.json"
+    _ok(run_cli("eval", runs["U"], "--attacks", "loss-lr, entropy-svc", "--no-probe", "--no-relearn",
+                "--json", report))
+    payload = json.loads(report.read_text())
+    assert set(payload["mia"]) == {"loss-lr", "entropy-svc"}
+    assert "MIA-entropy-svc" in payload["metrics"] and "MIA-confidence-svc" not in payload["metrics"]
+    assert len(default_attacks()) > 2  # the default runs more than these two
+
+
+def test_bad_attacks_are_one_line(run_cli, runs, tmp_path, snapshot):
+    before = snapshot(runs["U"])
+    report = tmp_path / "x.json"
+    line = one_error_line(run_cli("eval", runs["U"], "--attacks", "loss-lr,lira9", "--json", report), "eval")
+    assert "'lira9'" in line and "loss-lr" in line
+    line = one_error_line(run_cli("eval", runs["U"], "--attacks", " , ", "--json", report), "eval")
+    assert "names no attack" in line
+    assert not report.exists()
+    assert snapshot(runs["U"]) == before
+
+
+def test_attacks_that_need_shadow_models_are_refused(run_cli, runs, tmp_path, monkeypatch):
+    from prunelora.evaluation import attacks as registry
+
+    monkeypatch.setattr(registry, "_ATTACKS", dict(registry._ATTACKS))
+    registry.register_attack("toy-shadow", features=("confidence",), run=lambda inputs: None, needs_shadow=True,
+                             summary="a stand-in that needs shadow models")
+    line = one_error_line(run_cli("eval", runs["U"], "--attacks", "toy-shadow", "--json", tmp_path / "x.json"), "eval")
+    assert "'toy-shadow'" in line and "shadow" in line

@@ -14,6 +14,7 @@ from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
 from prunelora.cli.options import add_factories, add_forget, forget_spec_from_args
 from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
 from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
 from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
 from prunelora.models.classifier import find_module
@@ -32,6 +33,9 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-relearn", action="store_true", help="skip the relearning time (relearn_steps)")
     p.add_argument("--relearn-max-steps", type=int, default=RelearnConfig.max_steps, metavar="N",
                    help="relearning's cap: a model still below the target after N steps gets N (default: %(default)s)")
+    p.add_argument("--attacks", default=None, metavar="NAME[,NAME...]",
+                   help="membership-inference attacks to run, comma-separated (default: every attack that needs "
+                        f"no shadow models); registered: {', '.join(list_attacks())}")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
@@ -39,9 +43,22 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_forget(p)
 
 
+def attacks_from_text(text: str) -> tuple[str, ...]:
+    """`--attacks a,b`: registered names, each once; anything else is refused in one line."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise InvalidInputError(f"--attacks {text!r} names no attack; registered: {', '.join(list_attacks())}")
+    for name in names:
+        if get_attack(name).needs_shadow:  # get_attack refuses an unknown name, listing the accepted ones
+            raise InvalidInputError(f"--attacks {name!r} needs shadow models, which `prunelora eval` does not "
+                                    "train; run it from Python with its shadow data")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost."""
     device = check_device(args.device)
+    attacks = default_attacks() if args.attacks is None else attacks_from_text(args.attacks)
     if args.json is not None:  # before any work: a report that cannot be written is refused now
         check_writable(args.json, "--json", kind="file")
     meta = read_meta(args.checkpoint)
@@ -63,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     elif no_original:
         print(f"relearning skipped: {no_original}")
     options = {"probe": not args.no_probe, "probe_layer": args.probe_layer, "relearn": relearn,
-               "relearn_target": target, "device": device}
+               "relearn_target": target, "device": device,
+               "attacks": attacks}
     reference_metrics = None
     if args.reference:
         ref_meta = read_meta(args.reference)
