@@ -7,6 +7,7 @@ it; writes `sweep.csv`, `sweep.md` (UA, RA, TA, MIA, Avg.Gap, Probe-FA, wall tim
 and `sweep.png` (Avg.Gap and Probe-FA against the method's wall time) to --out.
 
 Run:   .venv/bin/python benchmarks/forget_aware_sweep.py --out benchmarks/results/forget-aware
+One model at a time: add --merge to keep the other models' rows of --out's sweep.csv.
 Quick: .venv/bin/python benchmarks/forget_aware_sweep.py --quick --out /tmp/sweep   (a smoke test on
        digits: 1-epoch originals, 2-step repairs; its numbers mean nothing)
 Wall times are only meaningful on an otherwise idle machine.
@@ -49,6 +50,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-subset", type=int, default=10000, help="stratified Fashion-MNIST training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/forget-aware"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --out's sweep.csv for the models not run now (measure one model "
+                             "at a time)")
     parser.add_argument("--quick", action="store_true",
                         help="digits, 1-epoch originals, 2-step repairs (a smoke test)")
     return parser.parse_args(argv)
@@ -135,9 +139,25 @@ def write(rows: list[dict], out: Path) -> dict[str, Path]:
     return paths
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier sweep.csv, with numbers parsed back."""
+    with path.open(newline="") as f:
+        return [{k: v if k in ("model", "scenario", "criterion") else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def merge(rows: list[dict], path: Path, models: list[str]) -> list[dict]:
+    """The earlier rows of `path` for models other than `models`, then `rows`."""
+    if not path.exists():
+        return rows
+    return [r for r in read_rows(path) if r["model"] not in models] + rows
+
+
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict[str, Path]]:
     args = parse(argv)
     rows = run(args)
+    if args.merge:
+        rows = merge(rows, args.out / "sweep.csv", args.models)
     paths = write(rows, args.out)
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

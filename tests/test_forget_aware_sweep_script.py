@@ -36,3 +36,20 @@ def test_forget_aware_sweep_script_runs_in_quick_mode(tmp_path):
         assert len(list(csv.DictReader(f))) == len(rows)
     assert paths["md"].read_text().count("\n") == len(rows) + 2
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_keeps_the_other_models_rows_and_replaces_the_rerun_ones(tmp_path):
+    spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def row(model, criterion, gap):
+        return {"model": model, "scenario": "class", "criterion": criterion, "amount": 0.06, "chosen_amount": 0.06,
+                "UA": 100.0, "RA": 99.0, "TA": 88.0, "MIA": 100.0, "Avg.Gap": gap, "Probe-FA": 90.0,
+                "wall_time_s": 30.0}
+
+    module.write([row("resnet8", "l2", 4.0), row("vit", "l2", 9.0)], tmp_path)
+    assert module.read_rows(tmp_path / "sweep.csv") == [row("resnet8", "l2", 4.0), row("vit", "l2", 9.0)]
+    merged = module.merge([row("vit", "tfidf", 1.5)], tmp_path / "sweep.csv", ["vit"])
+    assert merged == [row("resnet8", "l2", 4.0), row("vit", "tfidf", 1.5)]
+    assert module.merge([row("vit", "l2", 2.0)], tmp_path / "absent.csv", ["vit"]) == [row("vit", "l2", 2.0)]
