@@ -17,6 +17,7 @@ from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig
 from prunelora.checkpoint import read_meta, unlearned_run_id
+from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks
 from prunelora.methods import base as methods_base
 from prunelora.presets import CONFIG_DIR, preset_path
@@ -535,3 +536,26 @@ def test_every_registered_method_runs_in_a_bench_on_digits(run_cli, tmp_path):
     for first, second in zip(rows, again, strict=True):
         assert {k: first[k] for k in ("method", "UA", "RA", "TA", "MIA")} == \
             {k: second[k] for k in ("method", "UA", "RA", "TA", "MIA")}
+
+
+def test_a_bench_without_a_training_budget_is_not_taken_for_one_trained_under_the_old_default():
+    """TrainConfig's default budget changed once (10 -> 30 epochs): a bench whose `train` names no
+    budget gets another identity than before, so a cached original trained for 10 is not reused."""
+    base = {"methods": {"finetune": {}}}
+    no_budget = BenchConfig.from_dict({**base, "train": {"lr": 0.05}})
+    ten = BenchConfig.from_dict({**base, "train": {"lr": 0.05, "epochs": 10}})
+    thirty = BenchConfig.from_dict({**base, "train": {"lr": 0.05, "epochs": 30}})
+    assert len({no_budget.identity(), ten.identity(), thirty.identity()}) == 3
+    assert no_budget.identity() == BenchConfig.from_dict({**base, "train": {"lr": 0.05}}).identity()
+
+
+def test_bench_refuses_unknown_and_shadow_attacks(monkeypatch):
+    from prunelora.evaluation import attacks as registry
+
+    with pytest.raises(InvalidInputError, match=r"MIA attack 'nope' is unknown; accepted: loss-lr"):
+        BenchConfig.from_dict({"methods": {"finetune": {}}, "mia": {"attacks": ["nope"]}})
+    monkeypatch.setattr(registry, "_ATTACKS", dict(registry._ATTACKS))
+    registry.register_attack("toy-shadow", features=("confidence",), run=lambda inputs: None, needs_shadow=True,
+                             summary="a stand-in that needs shadow models")
+    with pytest.raises(InvalidInputError, match="'toy-shadow' needs shadow models"):
+        BenchConfig.from_dict({"methods": {"finetune": {}}, "mia": {"attacks": ["toy-shadow"]}})

@@ -24,9 +24,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("prunelora.data",),  # datasets, forget specs, the split builder
     ("prunelora.training",),  # the loop: any nn.Module on any Dataset, the recipe, devices
     ("prunelora.models",),  # the registry and the classifier helpers
-    # the metric formulas (functions of logits and targets): pruning's forget-aware search scores
-    # its candidates with the same accuracy the evaluation reports
-    ("prunelora.evaluation.metrics",),
     ("prunelora.pruning",),
     ("prunelora.adapters",),  # LoRA (peft), on pruned layers too
     ("prunelora.checkpoint",),  # rebuilds any model above, pruned ones included
@@ -42,8 +39,8 @@ LAYERS: list[tuple[str, ...]] = [
 LOCAL_IMPORTS: dict[tuple[str, str], str] = {
     ("prunelora.cli.app", "prunelora.cli"): "start-up: a command's module (torch, methods, peft...) "
                                             "is imported only when that command is parsed",
-    ("prunelora.cli.app", "prunelora.training.distributed"): "start-up: torch is not imported for "
-                                                             "`prunelora --help`",
+    ("prunelora.cli.app", "prunelora.training"): "start-up: torch is not imported for `prunelora --help` "
+                                                 "(training.distributed, with its package)",
     ("prunelora.data.generic", "prunelora.data.datasets"): "cycle: datasets imports generic at its top",
     ("prunelora.pruning.masks", "prunelora.pruning.dead"): "cycle: dead imports masks at its top",
 }
@@ -81,7 +78,13 @@ def _targets(node: ast.Import | ast.ImportFrom, importer: str) -> list[str]:
                 package = package.rpartition(".")[0]
             base = f"{package}.{base}" if base else package
         names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
-    return [n for n in names if n == "prunelora" or n.startswith("prunelora.")]
+    names = [n for n in names if n == "prunelora" or n.startswith("prunelora.")]
+    # Importing a.b.c runs the __init__ of a.b first: an edge to every package above the imported
+    # module, except the importer's own packages (already initialising when the importer runs).
+    own = {importer.rsplit(".", k)[0] for k in range(importer.count(".") + 1)}
+    parents = [p for n in names for p in (n.rsplit(".", k)[0] for k in range(1, n.count(".")))
+               if p in MODULES and p not in own]
+    return list(dict.fromkeys(names + parents))
 
 
 def imports_of(source: str, importer: str) -> list[tuple[str, int, bool]]:
@@ -177,6 +180,16 @@ def test_function_local_imports_are_the_listed_ones():
     assert unlisted == []
 
 
+def test_an_import_counts_the_packages_it_initialises():
+    """`import a.b.c` runs a.b's __init__ first: an edge to it too (a cycle through a package's
+    __init__ is a real one), but not to the importer's own packages."""
+    edges = imports_of("from prunelora.evaluation.metrics import accuracy\n", "prunelora.pruning.criteria")
+    assert {target for target, _, _ in edges} == {"prunelora.evaluation.metrics", "prunelora.evaluation"}
+    assert upward_imports([("prunelora.pruning.criteria", t, line, local) for t, line, local in edges])
+    own = imports_of("from prunelora.pruning.settings import PruneSettings\n", "prunelora.pruning.masks")
+    assert [target for target, _, _ in own] == ["prunelora.pruning.settings"]
+
+
 def test_an_upward_import_is_caught():
     """The check above is not vacuous: a data module importing the methods, at its top or inside
     a function, is reported, and so is a cycle."""
@@ -184,7 +197,8 @@ def test_an_upward_import_is_caught():
                    "def f():\n    from prunelora.cli.app import main\n"):
         edges = [("prunelora.data.splits", target, line, local)
                  for target, line, local in imports_of(source, "prunelora.data.splits")]
-        assert len(upward_imports(edges)) == 1
+        assert upward_imports(edges) and all(" imports prunelora.methods" in line or " imports prunelora.cli" in line
+                                             for line in upward_imports(edges))
     sibling = [("prunelora.evaluation.evaluate", "prunelora.methods.base", 1, False)]
     assert upward_imports(sibling), "the methods and the evaluation must not import each other"
     loop = [("prunelora.models.registry", "prunelora.models.tv", 1, False),

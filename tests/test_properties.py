@@ -293,3 +293,14 @@ def test_reported_sparsity_equals_the_counted_zeros(seed, structured, keep, bake
         assert layer["zero_channels"] == pytest.approx(dead_rows / w.shape[0], abs=1e-6)
     pruned = sum(weights[k].numel() for k in masks)
     assert report["pruned_layers"] == pytest.approx(sum(zeros[k] for k in masks) / pruned, abs=1e-6)
+
+
+def test_tied_weights_count_once():
+    """Two layers sharing one weight: the model has its parameters once, and so do the counts."""
+    from prunelora.evaluation.evaluate import parameter_counts
+
+    first, second = nn.Linear(4, 4), nn.Linear(4, 4)
+    second.weight = first.weight
+    model = nn.Sequential(first, second)
+    expected = sum(p.numel() for p in model.parameters())  # 16 + 4 + 4: the shared weight once
+    assert parameter_counts(model)["params"] == expected == 24

@@ -43,7 +43,14 @@ from prunelora.data import (
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
 from prunelora.methods import get_method, unlearn
 from prunelora.models import create_model
-from prunelora.training import TrainConfig, accuracy_on, fit, resolve_device, seed_everything
+from prunelora.training import (
+    TrainConfig,
+    accuracy_on,
+    fit,
+    resolve_device,
+    seed_everything,
+    trainable_parameters,
+)
 from prunelora.training.memory import PeakMemory
 
 
@@ -163,7 +170,7 @@ def train(
                                val_indices=splits.val_indices.tolist()),
         forget=forget.to_dict() if forget else None, recipe=config.to_dict(), seed=config.seed, metrics=metrics,
         cost={"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
-              "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad)},
+              "trainable_params": trainable_parameters(net)},
         history=result.history, created=timestamp(), extra=dict(extra_meta or {}),
     )
     path = save_checkpoint(net, out, meta) if out is not None else None

@@ -144,9 +144,11 @@ class BenchConfig:
         attacks = self.mia.get("attacks", list(default_attacks()))
         if not isinstance(attacks, list):
             raise InvalidInputError(f"{source}: mia.attacks must be a list, not {attacks!r}")
-        bad = [a for a in attacks if a not in list(list_attacks())]
+        bad = [a for a in attacks if a not in default_attacks()]
         if bad:
-            raise InvalidInputError(f"{source}: unknown MIA attack {bad[0]!r}; accepted: {', '.join(list_attacks())}")
+            why = ("needs shadow models, which the bench does not train" if bad[0] in list_attacks()
+                   else "is unknown")
+            raise InvalidInputError(f"{source}: MIA attack {bad[0]!r} {why}; accepted: {', '.join(default_attacks())}")
         max_samples = self.mia.get("max_samples", 5000)
         if not isinstance(max_samples, int) or max_samples < 4:
             raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
@@ -246,6 +248,10 @@ class BenchConfig:
         """What the cached original and the cells depend on (not the seeds or the method list)."""
         payload = {k: getattr(self, k) for k in ("dataset", "model", "model_kwargs", "train", "val_fraction",
                                                   "scenarios", "mia")}
+        if "epochs" not in self.train and "steps" not in self.train:
+            # the budget then comes from TrainConfig's default, which changed once (10 -> 30 epochs):
+            # an original cached under the old default must not be taken for one trained under this
+            payload["train_default_epochs"] = TrainConfig.epochs
         subset = self.subset()
         if subset is not None:  # only when set: benches without one keep their identity
             payload["train_subset"] = subset

@@ -11,7 +11,13 @@ from rich.table import Table
 
 from prunelora.api import load_for_unlearning
 from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
-from prunelora.cli.options import add_factories, add_forget, forget_spec_from_args
+from prunelora.cli.options import (
+    add_data_dir,
+    add_device,
+    add_factories,
+    add_forget,
+    forget_spec_from_args,
+)
 from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
@@ -37,8 +43,8 @@ def setup(p: argparse.ArgumentParser) -> None:
                    help="membership-inference attacks to run, comma-separated (default: every attack that needs "
                         f"no shadow models); registered: {', '.join(list_attacks())}")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    add_data_dir(p)
+    add_device(p)
     add_factories(p)
     add_forget(p)
 

@@ -72,12 +72,20 @@ def config_from_args(cls: type, args: argparse.Namespace):
 # --------------------------------------------------------------------------- option groups
 
 
+def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the dataset's own)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
+
+
 def add_data(p: argparse.ArgumentParser, dataset_default: str | None = "digits") -> None:
     g = p.add_argument_group("data")
     if dataset_default is not None:
         g.add_argument("--dataset", default=dataset_default,
                        help="dataset name (see `prunelora datasets`) or imagefolder:PATH (default: %(default)s)")
-    g.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the dataset's own)")
+    add_data_dir(g)
     g.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
 
 
@@ -110,7 +118,7 @@ def forget_spec_from_args(args: argparse.Namespace, required: bool = True) -> Fo
 def add_common(p: argparse.ArgumentParser, out: bool = True) -> None:
     p.add_argument("--config", default=None, help="YAML file whose keys mirror these options")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
+    add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if out:
         p.add_argument("--out", required=True, help="output checkpoint directory")
@@ -122,8 +130,8 @@ def add_bench_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default=None, help="comma-separated seeds (overrides the config)")
     p.add_argument("--retrain-seeds", default=None, help="comma-separated retrain seeds (default: --seeds)")
     p.add_argument("--methods", default=None, help="comma-separated methods (overrides the config)")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset files")
-    p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: %(default)s)")
+    add_data_dir(p)
+    add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")
 

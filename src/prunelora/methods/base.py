@@ -73,20 +73,20 @@ def option(config_cls: type, name: str, default: Any, help: str | None = None) -
 class TrainingOptions(MethodConfig):
     """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs."""
 
-    epochs: float = field(default=5, metadata={"help": (
-        "passes over the method's training data (fractions allowed); --steps replaces it")})
-    steps: int | None = field(default=None, metadata={"help": (
-        "a budget in optimizer steps instead of epochs (small data sets need one)")})
-    batch_size: int = field(default=128, metadata={"help": "images per training batch"})
-    optimizer: str = field(default="adam", metadata={"help": "sgd, adam or adamw"})
-    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
-    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
-    schedule: str = field(default="constant", metadata={"help": "learning-rate schedule: constant or cosine"})
+    # the fields TrainConfig also has take its help and choices (one text for `train` and `unlearn`)
+    epochs: float = option(TrainConfig, "epochs", 5, (
+        "passes over the method's training data (fractions allowed); --steps replaces it"))
+    steps: int | None = option(TrainConfig, "steps", None, (
+        "a budget in optimizer steps instead of epochs (small data sets need one)"))
+    batch_size: int = option(TrainConfig, "batch_size", 128)
+    optimizer: str = option(TrainConfig, "optimizer", "adam")
+    lr: float = option(TrainConfig, "lr", 1e-3, "learning rate")
+    momentum: float = option(TrainConfig, "momentum", 0.9)
+    weight_decay: float = option(TrainConfig, "weight_decay", 0.0)
+    schedule: str = option(TrainConfig, "schedule", "constant")
     bn_mode: str = field(default="update", metadata={"help": (
         "update (BatchNorm running statistics follow the training data) or freeze (kept as they are)")})
-    mixed_precision: str = field(default="no", metadata={"help": (
-        "no, bf16 or fp16 (on a GPU; the CPU always trains in fp32)")})
+    mixed_precision: str = option(TrainConfig, "mixed_precision", "no")
 
     def validate(self) -> None:
         super().validate()

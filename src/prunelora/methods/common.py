@@ -259,7 +259,7 @@ class LoraOptions(TrainingOptions):
         """Add adapters, train them (and the head) with `objective` (default: on D_r; `alpha`:
         NegGrad+'s), merge. Returns (plain model, record)."""
         dataset, loss_fn = objective_data(objective, splits, alpha, self.batch_size, self.seed, ctx.device)
-        check_lora_rank(model, self.lora_settings())
+        check_lora_rank(model, self.lora_settings(), ctx.classifier)
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
                               head_name=ctx.classifier)
         record = self.train(peft_model, dataset, ctx, description, loss_fn=loss_fn)

@@ -28,7 +28,7 @@ def register_model(name: str, description: str) -> Callable[[ModelFn], ModelFn]:
 
     def wrap(fn: ModelFn) -> ModelFn:
         if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
+            raise InvalidInputError(f"model {name!r} is already registered; pick another name")
         _MODELS[name] = (fn, description)
         return fn
 

@@ -48,13 +48,12 @@ from torch.nn.utils import parametrize
 
 from prunelora.data.generic import eval_view, make_loader, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.evaluation.metrics import accuracy
 from prunelora.pruning.dead import dead_channel_masks
 from prunelora.pruning.masks import apply_masks
 from prunelora.pruning.physical import GroupLnImportance, PrunedAttention, head_importance
 from prunelora.pruning.settings import CRITERIA as CRITERIA  # the names, checked in `settings`
 from prunelora.pruning.settings import FORGET_AWARE, PruneSettings
-from prunelora.training import predict
+from prunelora.training import accuracy_on
 
 _WATCHED = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
 _ATTENTION = (nn.MultiheadAttention, PrunedAttention)
@@ -377,7 +376,7 @@ def forget_accuracy_at(model: nn.Module, criterion: Criterion | None, forget, am
                                           importance=criterion, head_name=head_name, scope=scope)
     apply_masks(params, masks)
     try:
-        return accuracy(*predict(model, forget, device=device))
+        return accuracy_on(model, forget, device=device)
     finally:
         for p in params:
             parametrize.remove_parametrizations(p.module, p.param, leave_parametrized=False)

@@ -259,7 +259,8 @@ def used_parameters(model: nn.Module) -> list[torch.Tensor]:
         if parametrize.is_parametrized(module):
             names += list(module.parametrizations.keys())
         tensors += [t for t in (getattr(module, name) for name in names) if t is not None]
-    return tensors
+    seen: set[int] = set()  # a parameter shared by two modules (tied weights) counts once
+    return [t for t in tensors if not (id(t) in seen or seen.add(id(t)))]
 
 
 def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = None) -> dict:

@@ -47,12 +47,12 @@ class TrainConfig:
 
     epochs: float = field(default=30, metadata={"help": "training epochs"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps; overrides --epochs"})
-    batch_size: int = 128
-    optimizer: str = field(default="sgd", metadata={"choices": OPTIMIZERS})
+    batch_size: int = field(default=128, metadata={"help": "images per training batch"})
+    optimizer: str = field(default="sgd", metadata={"help": "optimizer (sgd, adam or adamw)", "choices": OPTIMIZERS})
     lr: float = field(default=0.05, metadata={"help": "peak learning rate"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
-    weight_decay: float = 5e-4
-    schedule: str = field(default="cosine", metadata={"choices": SCHEDULES})
+    weight_decay: float = field(default=5e-4, metadata={"help": "weight decay"})
+    schedule: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULES})
     warmup_fraction: float = field(default=0.0, metadata={"help": "share of steps for linear warm-up"})
     grad_clip: float | None = field(default=None, metadata={"help": "clip the gradient norm to this value"})
     label_smoothing: float = 0.0
@@ -341,8 +341,9 @@ def trainable_parameters(model: nn.Module) -> int:
 
 
 def accuracy_on(model: nn.Module, dataset, device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy in percent; NaN for an empty dataset."""
+    """Top-1 accuracy in percent; NaN for an empty dataset. The mean is taken in float64, as
+    `prunelora.evaluation.metrics.accuracy` takes it: the two give the same number."""
     if len(dataset) == 0:
         return float("nan")
     logits, targets = predict(model, dataset, device=device)
-    return 100.0 * (logits.argmax(1) == targets).float().mean().item()
+    return 100.0 * float((logits.argmax(1) == targets).to(torch.float64).mean())
