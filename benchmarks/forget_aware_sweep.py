@@ -7,7 +7,7 @@ it; writes `sweep.csv`, `sweep.md` (UA, RA, TA, MIA, Avg.Gap, Probe-FA, wall tim
 and `sweep.png` (Avg.Gap and Probe-FA against the method's wall time) to --out.
 
 Run:   .venv/bin/python benchmarks/forget_aware_sweep.py --out benchmarks/results/forget-aware
-One model at a time: add --merge to keep the other models' rows of --out's sweep.csv.
+One model or criterion at a time: add --merge to keep the rows of --out's sweep.csv not measured again.
 Quick: .venv/bin/python benchmarks/forget_aware_sweep.py --quick --out /tmp/sweep   (a smoke test on
        digits: 1-epoch originals, 2-step repairs; its numbers mean nothing)
 Wall times are only meaningful on an otherwise idle machine.
@@ -51,8 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/forget-aware"))
     parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of --out's sweep.csv for the models not run now (measure one model "
-                             "at a time)")
+                        help="keep the rows of --out's sweep.csv that this run does not measure again (other "
+                             "models or criteria)")
     parser.add_argument("--quick", action="store_true",
                         help="digits, 1-epoch originals, 2-step repairs (a smoke test)")
     return parser.parse_args(argv)
@@ -146,18 +146,24 @@ def read_rows(path: Path) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
-def merge(rows: list[dict], path: Path, models: list[str]) -> list[dict]:
-    """The earlier rows of `path` for models other than `models`, then `rows`."""
+def merge(rows: list[dict], path: Path, models: list[str], criteria: list[str] | None = None) -> list[dict]:
+    """The earlier rows of `path` that this run did not measure again, then `rows`: a row is
+    replaced when its model is in `models` and its criterion in `criteria` (every criterion when
+    None) or it is the retrain (each run measures the retrain again)."""
     if not path.exists():
         return rows
-    return [r for r in read_rows(path) if r["model"] not in models] + rows
+
+    def rerun(row: dict) -> bool:
+        return row["model"] in models and (criteria is None or row["criterion"] in {*criteria, "retrain"})
+
+    return [r for r in read_rows(path) if not rerun(r)] + rows
 
 
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict[str, Path]]:
     args = parse(argv)
     rows = run(args)
     if args.merge:
-        rows = merge(rows, args.out / "sweep.csv", args.models)
+        rows = merge(rows, args.out / "sweep.csv", args.models, args.criteria)
     paths = write(rows, args.out)
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -193,3 +193,18 @@ def test_the_criterion_is_a_cli_option_and_a_bad_one_is_one_line(run_cli, checkp
     meta = json.loads((out / "meta.json").read_text())
     assert meta["method"]["config"]["prune_criterion"] == "activation-ratio"
     assert meta["method"]["config"]["prune_scope"] == "global"
+
+
+def test_tfidf_scores_do_not_depend_on_a_layers_width():
+    """Under global scope channels of layers of every width are ranked together: a layer whose
+    channels all appear twice (twice as wide, the same pattern) scores each channel the same."""
+    from prunelora.pruning.criteria import TfIdf
+
+    narrow, wide = nn.Linear(2, 3), nn.Linear(2, 6)
+    per_class = torch.tensor([[0.1, 1.0, 0.5], [0.1, 0.5, 1.0], [2.0, 0.1, 0.1]])  # 2 retain classes, then D_f
+    criterion = TfIdf()
+    criterion.stats = {narrow: per_class, wide: torch.cat([per_class, per_class], dim=1)}
+    criterion.present = {narrow: torch.tensor([True, True]), wide: torch.tensor([True, True])}
+    scores = criterion.channel_score(narrow)
+    assert torch.allclose(criterion.channel_score(wide), torch.cat([scores, scores]))
+    assert scores.argmax() == 0  # the channel that fires on D_f alone

@@ -53,3 +53,8 @@ def test_merge_keeps_the_other_models_rows_and_replaces_the_rerun_ones(tmp_path)
     merged = module.merge([row("vit", "tfidf", 1.5)], tmp_path / "sweep.csv", ["vit"])
     assert merged == [row("resnet8", "l2", 4.0), row("vit", "tfidf", 1.5)]
     assert module.merge([row("vit", "l2", 2.0)], tmp_path / "absent.csv", ["vit"]) == [row("vit", "l2", 2.0)]
+    # one criterion again: its rows and the retrain's are replaced, the other criteria's kept
+    module.write([row("vit", "retrain", 0.0), row("vit", "l2", 9.0), row("vit", "tfidf", 6.0)], tmp_path)
+    merged = module.merge([row("vit", "retrain", 0.1), row("vit", "tfidf", 2.0)], tmp_path / "sweep.csv", ["vit"],
+                          ["tfidf"])
+    assert merged == [row("vit", "l2", 9.0), row("vit", "retrain", 0.1), row("vit", "tfidf", 2.0)]

@@ -243,7 +243,10 @@ class TfIdf(_ActivationStats):
         tf = per_class / (per_class.sum(dim=1, keepdim=True) + 1e-12)  # each class's share, per channel
         above = (tf > tf.mean(dim=0, keepdim=True)).sum(dim=0).float()
         idf = torch.log(per_class.shape[0] / (1.0 + above))
-        return tf[-1] * idf
+        # A share of a layer's activation scales with 1/width: times the width, 1 is an even share,
+        # so that global scope ranks a 4-head attention and a 128-neuron MLP on one scale (the
+        # paper prunes layer by layer, where the factor changes nothing).
+        return tf[-1] * idf * tf.shape[1]
 
 
 class FisherRatio(Criterion):
