@@ -11,8 +11,9 @@ D_r only, never a validation or test set.
 - `activation-ratio` (Pochinkov & Schoots 2024, selective pruning): mean activation on D_f over
   mean activation on D_r (+1e-3); the channels that fire most for D_f relative to D_r go first.
 - `tfidf` (Wang et al., WWW 2022, class-discriminative pruning): per channel, the term frequency
-  of its activation for D_f (its share of the layer's activation on D_f) times an inverse document
-  frequency over the classes of D_r plus D_f as one more "class"
+  of its activation for D_f (its share of the layer's activation on D_f, times the layer's width so
+  that an even share is 1 in every layer and global scope compares layers fairly) times an inverse
+  document frequency over the classes of D_r plus D_f as one more "class"
   (`log(K / (1 + #classes whose activation exceeds the channel's mean over classes))`); the most
   discriminative channels for D_f go first. (The paper prunes the channels of HIGH TF-IDF for the
   forgotten class; we follow the paper, not a reading of its code that prunes the lowest.)
