@@ -1,4 +1,4 @@
-"""Issue 5's targets, read from the Fashion-MNIST benchmark results, as ratios measured in one run.
+"""Issue 5's and issue 13's targets, read from the Fashion-MNIST benchmark results, as ratios measured in one run.
 
 Reads `benchmarks/results/<config>/results.csv` of each config given (default: the two that
 `benchmarks/run_fashion_mnist.sh` runs) and writes `benchmarks/results/fashion-mnist-summary.md`:
@@ -8,6 +8,17 @@ Reads `benchmarks/results/<config>/results.csv` of each config given (default: t
 - its wall time as a fraction of retrain's (target <= 5%);
 - its peak memory and wall time against full fine-tuning's at the same budget (targets <= 70%
   and < 100%).
+
+And the targets of forget-aware pruning (issue 13), each held or missed with its figure:
+
+- class-wise: the PruneLoRA family's best Avg.Gap (mean over seeds) <= the best other method's, at
+  <= that method's wall time;
+- deep forgetting: that same family member's Probe.Gap (|Probe-FA - its retrain's|, the linear
+  probe on the classifier's input) <= 2 points, where the best other method's is not;
+- random 10%: the family's best Avg.Gap <= the best other method's.
+
+The family: `prunelora` and every `prunelora@...` variant (the paper's preset, its physical
+pruning, the forget-aware presets). The noise floor (retrain against retrain) is shown beside.
 
 Model width against the gap: benchmarks/width_sweep.py.
 
@@ -23,6 +34,8 @@ from collections import defaultdict
 from pathlib import Path
 
 CONFIGS = ["fashion-mnist-resnet8", "fashion-mnist-vit-tiny"]
+PROBE_TARGET = 2.0  # points of Probe.Gap
+NOT_METHODS = {"retrain", "retrain-vs-retrain"}
 TARGETS = {"gap": 0.5, "time_vs_retrain": 0.05, "memory_vs_finetune": 0.70, "time_vs_finetune": 1.0}
 
 
@@ -91,6 +104,45 @@ def summarize(config: str, rows: list[dict], method: str, baseline: str) -> list
     return lines
 
 
+def _mean(values: list[float]) -> float:
+    """The mean (NaN where a metric is undefined: the probe on a random forget set)."""
+    return statistics.fmean(values) if values else float("nan")
+
+
+def family(method: str) -> bool:
+    return method.split("@")[0] == "prunelora"
+
+
+def forget_aware_targets(config: str, rows: list[dict]) -> list[str]:
+    """One table row per scenario: the family's best against the best other method (issue 13)."""
+    lines = []
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        methods = by_method(rows, scenario)
+        means = {m: {k: _mean([r[k] for r in rs if k in r]) for k in ("Avg.Gap", "wall_time_s", "Probe.Gap")}
+                 for m, rs in methods.items() if m not in NOT_METHODS}
+        ours = {m: v for m, v in means.items() if family(m)}
+        others = {m: v for m, v in means.items() if not family(m)}
+        if not ours or not others:
+            continue
+        best = min(ours, key=lambda m: ours[m]["Avg.Gap"])
+        rival = min(others, key=lambda m: others[m]["Avg.Gap"])
+        floor = _mean([r["Avg.Gap"] for r in methods.get("retrain-vs-retrain", [])])
+        a, b = ours[best], others[rival]
+        verdicts = []
+        gap_held = a["Avg.Gap"] <= b["Avg.Gap"]
+        if scenario.startswith("class"):
+            verdicts.append("gap and time " + ("held" if gap_held and a["wall_time_s"] <= b["wall_time_s"] else "missed"))
+            ours_in, rival_in = a["Probe.Gap"] <= PROBE_TARGET, b["Probe.Gap"] <= PROBE_TARGET
+            verdicts.append("probe " + ("held" if ours_in and not rival_in else
+                                         "not separated (both within 2)" if ours_in else "missed"))
+        else:
+            verdicts.append("gap " + ("held" if gap_held else "missed"))
+        lines.append(f"| {config} | {scenario} | {best} | {a['Avg.Gap']:.2f} | {a['wall_time_s']:.1f} | "
+                     f"{a['Probe.Gap']:.1f} | {rival} | {b['Avg.Gap']:.2f} | {b['wall_time_s']:.1f} | "
+                     f"{b['Probe.Gap']:.1f} | {floor:.2f} | {'; '.join(verdicts)} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default="benchmarks/results")
@@ -115,6 +167,14 @@ def main() -> None:
             raise SystemExit(f"no results at {path}: run benchmarks/run_fashion_mnist.sh first")
         for method in args.methods:
             lines += summarize(config, read_rows(path), method, args.baseline)
+    lines += ["", "## Forget-aware pruning's targets (issue 13)", "",
+              "Mean over seeds; Probe.Gap in points (the linear probe on the classifier's input, class-wise "
+              f"only); the probe target is Probe.Gap <= {PROBE_TARGET:g} where the best other method misses it.", "",
+              "| config | scenario | best of the PruneLoRA family | Avg.Gap | time s | Probe.Gap | best other "
+              "method | Avg.Gap | time s | Probe.Gap | noise floor (Avg.Gap) | targets |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for config in args.configs:
+        lines += forget_aware_targets(config, read_rows(root / config / "results.csv"))
     out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

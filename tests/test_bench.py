@@ -559,3 +559,22 @@ def test_bench_refuses_unknown_and_shadow_attacks(monkeypatch):
                              summary="a stand-in that needs shadow models")
     with pytest.raises(InvalidInputError, match="'toy-shadow' needs shadow models"):
         BenchConfig.from_dict({"methods": {"finetune": {}}, "mia": {"attacks": ["toy-shadow"]}})
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist-resnet8", "fashion-mnist-vit-tiny"])
+def test_the_fashion_mnist_benches_measure_every_method_on_three_scenarios(name):
+    """Every registered method, the forget-aware variants beside the paper's PruneLoRA, 3 seeds each
+    against its own retrain, two classes and a random 10%; every method's options build."""
+    from prunelora.bench.config import split_method_key
+    from prunelora.methods import get_method, list_methods
+
+    config = BenchConfig.from_file(preset_path(name))
+    assert [config.scenario(s).name for s in config.scenarios] == ["class3-dress", "class8-bag", "random10"]
+    assert config.seeds == config.retrain_seeds == [0, 1, 2]
+    assert set(list_methods()) <= {split_method_key(m)[0] for m in config.methods}
+    assert {"prunelora", "prunelora@forget-aware", "prunelora@forget-aware-auto"} <= set(config.methods)
+    for method in config.methods:
+        options = get_method(split_method_key(method)[0]).make_config(**config.method_options(method))
+        if method.startswith("prunelora@forget-aware"):
+            assert options.prune_criterion == "activation-ratio" and options.prune_scope == "global"
+    assert config.method_scenarios("prunelora@forget-aware-auto") == ["class3-dress", "class8-bag"]
