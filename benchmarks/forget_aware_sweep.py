@@ -7,7 +7,8 @@ it; writes `sweep.csv`, `sweep.md` (UA, RA, TA, MIA, Avg.Gap, Probe-FA, wall tim
 and `sweep.png` (Avg.Gap and Probe-FA against the method's wall time) to --out.
 
 Run:   .venv/bin/python benchmarks/forget_aware_sweep.py --out benchmarks/results/forget-aware
-One model or criterion at a time: add --merge to keep the rows of --out's sweep.csv not measured again.
+A part at a time (a model, scenario, criterion or amount): --merge keeps the rows of --out's
+       sweep.csv that the run does not measure again. --replot runs nothing and redraws the table and plot from sweep.csv.
 Quick: .venv/bin/python benchmarks/forget_aware_sweep.py --quick --out /tmp/sweep   (a smoke test on
        digits: 1-epoch originals, 2-step repairs; its numbers mean nothing)
 Wall times are only meaningful on an otherwise idle machine.
@@ -52,7 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/forget-aware"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the rows of --out's sweep.csv that this run does not measure again (other "
-                             "models or criteria)")
+                             "models, scenarios, criteria or amounts)")
+    parser.add_argument("--replot", action="store_true",
+                        help="run nothing: rewrite the table and plot from --out's sweep.csv")
     parser.add_argument("--quick", action="store_true",
                         help="digits, 1-epoch originals, 2-step repairs (a smoke test)")
     return parser.parse_args(argv)
@@ -123,20 +126,52 @@ def write(rows: list[dict], out: Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, key in zip(axes, ("Avg.Gap", "Probe-FA"), strict=True):
-        for (model, scenario, criterion) in sorted({(r["model"], r["scenario"], r["criterion"]) for r in rows}):
-            points = [r for r in rows if (r["model"], r["scenario"], r["criterion"]) == (model, scenario, criterion)]
-            ax.plot([r["wall_time_s"] for r in points], [r[key] for r in points],
-                    "*" if criterion == "retrain" else "o-", label=f"{model} {scenario} {criterion}")
-        ax.set_xlabel("wall time of the method (s)")
-        ax.set_ylabel(key + (" (lower is better)" if key == "Avg.Gap" else " (%; retrain's is the target)"))
-        ax.set_xscale("log")
-    axes[1].legend(fontsize=6, loc="best")
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    criteria = [c for c in dict.fromkeys(r["criterion"] for r in rows) if c != "retrain"]
+    colours = dict(zip(criteria, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    markers = {"class": "o", "random10": "s"}
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 4.2 * len(models)), squeeze=False)
+    for (ax_gap, ax_probe), model in zip(axes, models, strict=True):
+        retrains = {r["scenario"]: r for r in rows if r["model"] == model and r["criterion"] == "retrain"}
+        for scenario in dict.fromkeys(r["scenario"] for r in rows if r["model"] == model):
+            for criterion in criteria:
+                points = sorted((r for r in rows if (r["model"], r["scenario"], r["criterion"]) ==
+                                 (model, scenario, criterion)), key=lambda r: r["amount"])
+                for ax, key in ((ax_gap, "Avg.Gap"), (ax_probe, "Probe-FA")):
+                    shown = [r for r in points if r[key] == r[key]]  # Probe-FA: class-wise only
+                    if not shown:
+                        continue
+                    ax.plot([r["wall_time_s"] for r in shown], [r[key] for r in shown], "-",
+                            marker=markers.get(scenario, "^"), color=colours[criterion],
+                            label=f"{scenario} {criterion}", alpha=0.85)
+                    for r in shown:
+                        ax.annotate(f"{r['amount']:.0%}", (r["wall_time_s"], r[key]), fontsize=7,
+                                    xytext=(3, 3), textcoords="offset points")
+            retrain = retrains.get(scenario)
+            if retrain is not None and retrain["Probe-FA"] == retrain["Probe-FA"]:
+                ax_probe.axhline(retrain["Probe-FA"], color="grey", linestyle="--",
+                                 label=f"{scenario} retrain ({retrain['wall_time_s']:.0f} s)")
+        ax_gap.set_ylabel(f"{model}: Avg.Gap to retrain (lower is better)")
+        ax_probe.set_ylabel(f"{model}: Probe-FA (%; the retrain's line is the target)")
+        for ax in (ax_gap, ax_probe):
+            ax.set_xlabel("wall time of the method (s)")
+            if ax.get_legend_handles_labels()[0]:  # a panel may have nothing (no class-wise rows)
+                ax.legend(fontsize=6, loc="best")
+    fig.suptitle("Forget-aware pruning: criterion x amount (labels: the amount pruned)")
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=120)
     plt.close(fig)
     return paths
+
+
+def _order(row: dict) -> tuple:
+    """Model, scenario, then the retrain and each criterion in their declared order, by amount."""
+    def rank(names, name):
+        return list(names).index(name) if name in names else len(names)
+
+    amount = row["amount"] if row["amount"] == row["amount"] else -1.0  # the retrain's is NaN
+    return (rank(MODELS, row["model"]), rank(SCENARIOS, row["scenario"]), rank(["retrain", *CRITERIA], row["criterion"]),
+            amount)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -146,24 +181,32 @@ def read_rows(path: Path) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
-def merge(rows: list[dict], path: Path, models: list[str], criteria: list[str] | None = None) -> list[dict]:
-    """The earlier rows of `path` that this run did not measure again, then `rows`: a row is
-    replaced when its model is in `models` and its criterion in `criteria` (every criterion when
-    None) or it is the retrain (each run measures the retrain again)."""
+def merge(rows: list[dict], path: Path) -> list[dict]:
+    """The rows of `path` that `rows` does not measure again, then `rows`. A row is measured again
+    when `rows` holds the same model, scenario, criterion and amount (a retrain: model and scenario)."""
     if not path.exists():
         return rows
 
-    def rerun(row: dict) -> bool:
-        return row["model"] in models and (criteria is None or row["criterion"] in {*criteria, "retrain"})
+    def key(row: dict) -> tuple:
+        if row["criterion"] == "retrain":
+            return row["model"], row["scenario"], "retrain"
+        return row["model"], row["scenario"], row["criterion"], round(float(row["amount"]), 6)
 
-    return [r for r in read_rows(path) if not rerun(r)] + rows
+    again = {key(r) for r in rows}
+    return [r for r in read_rows(path) if key(r) not in again] + rows
 
 
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict[str, Path]]:
     args = parse(argv)
-    rows = run(args)
-    if args.merge:
-        rows = merge(rows, args.out / "sweep.csv", args.models, args.criteria)
+    if args.replot:
+        if not (args.out / "sweep.csv").is_file():
+            raise SystemExit(f"--replot: no sweep.csv in {str(args.out)!r}; run the sweep first")
+        rows = read_rows(args.out / "sweep.csv")
+    else:
+        rows = run(args)
+    if args.merge and not args.replot:
+        rows = merge(rows, args.out / "sweep.csv")
+    rows = sorted(rows, key=_order)
     paths = write(rows, args.out)
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}")

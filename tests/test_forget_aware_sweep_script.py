@@ -38,23 +38,50 @@ def test_forget_aware_sweep_script_runs_in_quick_mode(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_merge_keeps_the_other_models_rows_and_replaces_the_rerun_ones(tmp_path):
+def test_merge_replaces_only_the_rows_measured_again(tmp_path):
     spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
 
-    def row(model, criterion, gap):
-        return {"model": model, "scenario": "class", "criterion": criterion, "amount": 0.06, "chosen_amount": 0.06,
+    def row(model, criterion, gap, scenario="class", amount=0.06):
+        return {"model": model, "scenario": scenario, "criterion": criterion,
+                "amount": math.nan if criterion == "retrain" else amount, "chosen_amount": amount,
                 "UA": 100.0, "RA": 99.0, "TA": 88.0, "MIA": 100.0, "Avg.Gap": gap, "Probe-FA": 90.0,
                 "wall_time_s": 30.0}
 
-    module.write([row("resnet8", "l2", 4.0), row("vit", "l2", 9.0)], tmp_path)
-    assert module.read_rows(tmp_path / "sweep.csv") == [row("resnet8", "l2", 4.0), row("vit", "l2", 9.0)]
-    merged = module.merge([row("vit", "tfidf", 1.5)], tmp_path / "sweep.csv", ["vit"])
-    assert merged == [row("resnet8", "l2", 4.0), row("vit", "tfidf", 1.5)]
-    assert module.merge([row("vit", "l2", 2.0)], tmp_path / "absent.csv", ["vit"]) == [row("vit", "l2", 2.0)]
-    # one criterion again: its rows and the retrain's are replaced, the other criteria's kept
-    module.write([row("vit", "retrain", 0.0), row("vit", "l2", 9.0), row("vit", "tfidf", 6.0)], tmp_path)
-    merged = module.merge([row("vit", "retrain", 0.1), row("vit", "tfidf", 2.0)], tmp_path / "sweep.csv", ["vit"],
-                          ["tfidf"])
-    assert merged == [row("vit", "l2", 9.0), row("vit", "retrain", 0.1), row("vit", "tfidf", 2.0)]
+    def same(a, b):
+        return [{k: (None if v != v else v) for k, v in r.items()} for r in a] == \
+            [{k: (None if v != v else v) for k, v in r.items()} for r in b]
+
+    earlier = [row("resnet8", "l2", 4.0), row("vit", "retrain", 0.0), row("vit", "l2", 9.0),
+               row("vit", "tfidf", 6.0), row("vit", "tfidf", 7.0, amount=0.5),
+               row("vit", "retrain", 0.0, scenario="random10"), row("vit", "tfidf", 8.0, scenario="random10")]
+    module.write(earlier, tmp_path)
+    assert same(module.read_rows(tmp_path / "sweep.csv"), earlier)
+    # tfidf at 6% on the ViT's class scenario again: that row and that retrain go, the rest stays
+    again = [row("vit", "retrain", 0.1), row("vit", "tfidf", 2.0)]
+    merged = module.merge(again, tmp_path / "sweep.csv")
+    assert same(merged, [earlier[0], earlier[2], earlier[4], earlier[5], earlier[6], *again])
+    assert same(module.merge(again, tmp_path / "absent.csv"), again)
+
+
+def test_replot_rewrites_table_and_plot_from_the_csv_in_order(tmp_path):
+    spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = {"chosen_amount": 0.06, "UA": 100.0, "RA": 99.0, "TA": 88.0, "MIA": 100.0, "Avg.Gap": 1.0,
+            "Probe-FA": 90.0, "wall_time_s": 30.0}
+    rows = [{"model": "vit", "scenario": "class", "criterion": "tfidf", "amount": 0.5, **base},
+            {"model": "resnet8", "scenario": "random10", "criterion": "l2", "amount": 0.06, **base, "Probe-FA": math.nan},
+            {"model": "vit", "scenario": "class", "criterion": "retrain", "amount": math.nan, **base},
+            {"model": "vit", "scenario": "class", "criterion": "tfidf", "amount": 0.06, **base}]
+    module.write(rows, tmp_path)
+    (tmp_path / "sweep.png").unlink()
+    replotted, paths = module.main(["--replot", "--out", str(tmp_path)])
+    assert [(r["model"], r["criterion"], r["amount"]) for r in replotted][:1] == [("resnet8", "l2", 0.06)]
+    assert replotted[1]["criterion"] == "retrain" and math.isnan(replotted[1]["amount"])
+    assert [(r["criterion"], r["amount"]) for r in replotted[2:]] == [("tfidf", 0.06), ("tfidf", 0.5)]
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["md"].read_text().count("\n") == len(rows) + 2
+    with pytest.raises(SystemExit, match="no sweep.csv"):
+        module.main(["--replot", "--out", str(tmp_path / "empty")])
