@@ -12,7 +12,8 @@ Reads `benchmarks/results/<config>/results.csv` of each config given (default: t
 And the targets of forget-aware pruning (issue 13), each held or missed with its figure:
 
 - class-wise: the PruneLoRA family's best Avg.Gap (mean over seeds) <= the best other method's, at
-  <= that method's wall time;
+  <= that method's wall time (the family member judged: the lowest Avg.Gap among those no slower
+  than that method, else the lowest of all);
 - deep forgetting: that same family member's Probe.Gap (|Probe-FA - its retrain's|, the linear
   probe on the classifier's input) <= 2 points, where the best other method's is not;
 - random 10%: the family's best Avg.Gap <= the best other method's.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -109,6 +111,11 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+def _or_inf(value: float) -> float:
+    """NaN (an unmeasured mean) ranks last."""
+    return math.inf if math.isnan(value) else value
+
+
 def family(method: str) -> bool:
     return method.split("@")[0] == "prunelora"
 
@@ -124,17 +131,24 @@ def forget_aware_targets(config: str, rows: list[dict]) -> list[str]:
         others = {m: v for m, v in means.items() if not family(m)}
         if not ours or not others:
             continue
-        best = min(ours, key=lambda m: ours[m]["Avg.Gap"])
-        rival = min(others, key=lambda m: others[m]["Avg.Gap"])
+        rival = min(others, key=lambda m: _or_inf(others[m]["Avg.Gap"]))
+        b = others[rival]
+        # the family member judged: the lowest gap among those no slower than the rival on
+        # class-wise forgetting (the target asks for both), else the lowest gap of all
+        in_time = [m for m in ours if ours[m]["wall_time_s"] <= b["wall_time_s"]] if scenario.startswith("class") else []
+        best = min(in_time or ours, key=lambda m: _or_inf(ours[m]["Avg.Gap"]))
+        a = ours[best]
         floor = _mean([r["Avg.Gap"] for r in methods.get("retrain-vs-retrain", [])])
-        a, b = ours[best], others[rival]
         verdicts = []
         gap_held = a["Avg.Gap"] <= b["Avg.Gap"]
         if scenario.startswith("class"):
-            verdicts.append("gap and time " + ("held" if gap_held and a["wall_time_s"] <= b["wall_time_s"] else "missed"))
-            ours_in, rival_in = a["Probe.Gap"] <= PROBE_TARGET, b["Probe.Gap"] <= PROBE_TARGET
-            verdicts.append("probe " + ("held" if ours_in and not rival_in else
-                                         "not separated (both within 2)" if ours_in else "missed"))
+            verdicts.append("gap and time " + ("held" if gap_held and best in in_time else "missed"))
+            if math.isnan(a["Probe.Gap"]) or math.isnan(b["Probe.Gap"]):
+                verdicts.append("probe unmeasured")
+            else:
+                ours_in, rival_in = a["Probe.Gap"] <= PROBE_TARGET, b["Probe.Gap"] <= PROBE_TARGET
+                verdicts.append("probe " + ("held" if ours_in and not rival_in else
+                                             "not separated (both within 2)" if ours_in else "missed"))
         else:
             verdicts.append("gap " + ("held" if gap_held else "missed"))
         lines.append(f"| {config} | {scenario} | {best} | {a['Avg.Gap']:.2f} | {a['wall_time_s']:.1f} | "

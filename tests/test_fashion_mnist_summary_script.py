@@ -48,3 +48,21 @@ def test_probe_not_separated_and_slower_family_miss():
     data = (rows("class8", "prunelora", [0.1], 50, 1.0) + rows("class8", "random-label", [0.2], 30, 1.5))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
     assert cells[-1] == "gap and time missed; probe not separated (both within 2)"
+
+
+def test_the_family_member_judged_is_the_best_one_no_slower_than_the_rival():
+    summary = load()
+    data = (rows("class3", "prunelora@forget-aware", [0.2], 50, 1.0) + rows("class3", "prunelora", [0.5], 20, 1.0)
+            + rows("class3", "random-label", [0.6], 30, 5.0))
+    cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
+    assert cells[2] == "prunelora" and cells[-1] == "gap and time held; probe held"
+
+
+def test_an_unmeasured_gap_ranks_last_and_an_unmeasured_probe_is_said():
+    summary = load()
+    nan = float("nan")
+    data = (rows("class3", "prunelora", [0.5], 20, nan) + rows("class3", "ssd", [nan], 5, 1.0)
+            + rows("class3", "random-label", [0.6], 30, 5.0))
+    cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
+    assert cells[6] == "random-label"  # not ssd, whose gap is missing
+    assert cells[-1] == "gap and time held; probe unmeasured"
