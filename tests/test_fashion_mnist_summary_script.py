@@ -39,15 +39,16 @@ def test_family_best_against_best_other_per_scenario():
     assert cells[3] == "0.30" and cells[6] == "random-label" and cells[7] == "0.60"
     assert cells[10] == "0.40"  # the noise floor
     assert cells[11] == "gap and time held; probe held"
+    assert cells[12] == "prunelora@forget-aware: 0.30, 25.0 s, Probe.Gap 1.5"
     random_cells = [c.strip() for c in lines[1].strip("|").split("|")]
-    assert random_cells[2] == "prunelora" and random_cells[-1] == "gap missed"
+    assert random_cells[2] == "prunelora" and random_cells[11] == "gap missed"
 
 
 def test_probe_not_separated_and_slower_family_miss():
     summary = load()
     data = (rows("class8", "prunelora", [0.1], 50, 1.0) + rows("class8", "random-label", [0.2], 30, 1.5))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
-    assert cells[-1] == "gap and time missed; probe not separated (both within 2)"
+    assert cells[11] == "gap and time missed; probe not separated (both within 2)"
 
 
 def test_the_family_member_judged_is_the_best_one_no_slower_than_the_rival():
@@ -55,7 +56,9 @@ def test_the_family_member_judged_is_the_best_one_no_slower_than_the_rival():
     data = (rows("class3", "prunelora@forget-aware", [0.2], 50, 1.0) + rows("class3", "prunelora", [0.5], 20, 1.0)
             + rows("class3", "random-label", [0.6], 30, 5.0))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
-    assert cells[2] == "prunelora" and cells[-1] == "gap and time held; probe held"
+    assert cells[2] == "prunelora" and cells[11] == "gap and time held; probe held"
+    # the lowest gap of the family, slower than the rival, is shown beside the verdict
+    assert cells[12] == "prunelora@forget-aware: 0.20, 50.0 s, Probe.Gap 1.0"
 
 
 def test_an_unmeasured_gap_ranks_last_and_an_unmeasured_probe_is_said():
@@ -65,4 +68,4 @@ def test_an_unmeasured_gap_ranks_last_and_an_unmeasured_probe_is_said():
             + rows("class3", "random-label", [0.6], 30, 5.0))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
     assert cells[6] == "random-label"  # not ssd, whose gap is missing
-    assert cells[-1] == "gap and time held; probe unmeasured"
+    assert cells[11] == "gap and time held; probe unmeasured"

@@ -209,7 +209,8 @@ def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
     _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
     ax.set_xlabel("Avg.Gap to retrain (outputs)")
     ax.set_ylabel("Probe.Gap to retrain (features)")
-    ax.set_title(f"{scenario}: forgotten, or only hidden? (up-left: features kept, outputs retrain-like)")
+    ax.set_title(f"{scenario}: forgotten, or only hidden?\n"
+                 "(up-left: outputs retrain-like, features still keep the class)", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     _save_fig(fig, path)
