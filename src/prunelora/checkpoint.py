@@ -324,8 +324,19 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: CheckpointMe
     failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact,
     and a directory this call created is removed again. meta.json records the weights' SHA-256, so
     an interruption between the two renames gives a pair that refuses to load, never a mixed one.
-    Non-finite weights are refused. Under several processes only the main one writes; the others
-    wait until it has.
+    Under several processes only the main one writes; the others wait until it has.
+
+    Args:
+        model: the model to save (its state dict goes to `model.safetensors`).
+        out: the checkpoint directory.
+        meta: what meta.json holds: architecture, data, recipe, method, metrics...
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        CheckpointError: non-finite weights.
+        OutputError: `out` cannot be written.
     """
     if not is_main_process():
         barrier()
@@ -514,11 +525,28 @@ def check_model_size(build, what: str) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint directory and load its weights. Returns (model, meta).
+    """Rebuild the model of a checkpoint directory and load its weights; never unpickles.
 
     Nothing is allocated before the safetensors header has been compared with the model meta.json
     describes (built on the `meta` device); the weights must match meta.json's digest of them
     (when it records one) and be finite.
+
+    Args:
+        path: the checkpoint directory (`model.safetensors` + `meta.json`).
+        map_location: the device the weights are loaded to.
+
+    Returns:
+        `(model, meta)`: the model, ready to use, and meta.json's content.
+
+    Raises:
+        MissingFileError: the directory or one of its files does not exist.
+        CheckpointError: a truncated, foreign, non-finite or too new checkpoint, or one that does
+            not fit its meta.json.
+
+    Example:
+        ```python
+        model, meta = prunelora.load_checkpoint("runs/original")
+        ```
     """
     meta = read_meta(path)
     weights = Path(path) / WEIGHTS

@@ -220,7 +220,11 @@ def register_dataset(name: str, offline: str) -> Callable[[Loader], Loader]:
 
 
 def list_datasets() -> dict[str, str]:
-    """Registered dataset names and how each is reached offline."""
+    """Registered dataset names and how each is reached offline.
+
+    Returns:
+        `{name: description}`.
+    """
     return {name: offline for name, (_, offline) in _DATASETS.items()} | {
         "imagefolder:PATH": "your own class-per-folder images under PATH (offline)"
     }
@@ -230,9 +234,24 @@ def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, download: bool = False, augment: bool = False,
     image_size: int = 32,
 ) -> DatasetBundle:
-    """Load a registered dataset by name (`digits`, `fashion-mnist`, ..., `imagefolder:PATH`, or a
-    trusted `factory:FILE.py:FUNC`, see `prunelora.factories`). `image_size`: the side images of an
-    image folder are resized to."""
+    """Load a registered dataset by name.
+
+    Args:
+        name: `digits`, `fashion-mnist`, ..., `imagefolder:PATH`, or a trusted
+            `factory:FILE.py:FUNC` (see `prunelora.factories`); `prunelora.list_datasets()` lists
+            them.
+        data_dir: folder holding the dataset's files (default: the dataset's own place).
+        download: let torchvision download the dataset (needs the internet).
+        augment: random crop and flip on the training images.
+        image_size: the side images of an image folder are resized to.
+
+    Returns:
+        A `DatasetBundle`: the train and test sets, class names and normalisation.
+
+    Raises:
+        InvalidInputError: an unknown dataset name.
+        MissingFileError: the dataset's files are not there (and `download` is off).
+    """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 1024:
         raise InvalidInputError(f"image size {image_size!r} is not an integer in [4, 1024]")
     if name.startswith("factory:"):

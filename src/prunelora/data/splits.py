@@ -20,7 +20,22 @@ FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give e
 
 @dataclass(frozen=True)
 class ForgetSpec:
-    """What to forget: whole classes, a seeded random fraction of train, or explicit train indices."""
+    """What to forget: whole classes, a seeded random fraction of train, or explicit train indices.
+
+    Build one with `ForgetSpec.from_classes(3)`, `ForgetSpec.from_classes("3,5")` or
+    `ForgetSpec.from_index_file("request.txt")` (one training index per line).
+
+    Attributes:
+        kind: `"class"`, `"fraction"` or `"indices"`.
+        classes: the forgotten classes (kind `"class"`).
+        fraction: the share of the training records, in (0, 1) (kind `"fraction"`).
+        indices: the training indices (kind `"indices"`).
+        seed: which records a fraction draws.
+        source: the index file a deletion request came from, for the record.
+
+    Raises:
+        InvalidInputError: an unknown kind, a fraction outside (0, 1), or no class.
+    """
 
     kind: str  # "class" | "fraction" | "indices"
     classes: tuple[int, ...] = ()
@@ -174,6 +189,19 @@ class Splits:
 
     Indices refer to the training set the original model was given: the dataset's train set, or
     its stratified train subset when the original was trained on one (see `stratified_subset`).
+    Build them with `build_splits`, or from your own datasets with `Splits.from_datasets`.
+
+    Attributes:
+        forget: D_f, the training records to forget.
+        retain: D_r, the rest of the original's training records.
+        val: the original's validation split.
+        test_retain: test samples of the retained classes (all of them for sample-wise forgetting).
+        test_forget: test samples of the forgotten classes (empty for sample-wise forgetting).
+        forget_indices: D_f's indices in the training set.
+        retain_indices: D_r's indices in the training set.
+        val_indices: the validation split's indices in the training set.
+        spec: what was forgotten (None for plain training).
+        num_classes: the number of classes.
     """
 
     forget: Dataset
@@ -288,7 +316,27 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
     the class the original trained on, a random fraction is that fraction of them, and an index file
     naming a validation record (never trained on, so nothing to forget) is refused. D_r is the rest.
     For class-wise forgetting the test set splits into test-retain and test-forget; for sample-wise
-    forgetting test-forget is empty. `spec=None` (plain training) puts all training indices in D_r.
+    forgetting test-forget is empty.
+
+    Args:
+        bundle: the dataset (`load_dataset(...)`).
+        spec: what to forget; None (plain training) puts all training indices in D_r.
+        val_fraction: share of the training set held out for validation.
+        seed: seed of the validation split.
+        val_indices: the validation indices an original's meta.json recorded (they win over
+            `val_fraction` and `seed`).
+
+    Returns:
+        The `Splits`: `.forget`, `.retain`, `.val`, `.test_retain`, `.test_forget` and their indices.
+
+    Raises:
+        InvalidInputError: a class the dataset does not have, an index outside the training set or in
+            the validation split.
+
+    Example:
+        ```python
+        splits = prunelora.build_splits(prunelora.load_dataset("digits"), ForgetSpec.from_classes(3))
+        ```
     """
     targets = targets_of(bundle.train)
     n = len(targets)

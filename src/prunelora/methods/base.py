@@ -260,7 +260,11 @@ def get_method(name: str) -> Method:
 
 
 def list_methods() -> dict[str, str]:
-    """Registered method names with their one-line summaries."""
+    """Registered method names with their one-line summaries.
+
+    Returns:
+        `{name: summary}`, sorted by name.
+    """
     return {name: m.summary for name, m in sorted(_METHODS.items())}
 
 
@@ -288,14 +292,42 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
             classifier: str | None = None, **overrides) -> UnlearnResult:
     """Run an unlearning method on a copy of `model`; returns the plain merged model and a record.
 
-    The data: `splits` (see `build_splits`), or your own datasets as `retain=` (D_r) and `forget=`
-    (D_f), optionally `test=` and, for class-wise forgetting, `forget_classes=` (see
-    `Splits.from_datasets`). `config` is the method's config dataclass, or pass its fields as keyword
-    arguments. `retrain` rebuilds the model from a checkpoint's `original_meta`, or from your
-    `model_factory()` trained with `recipe` (a `TrainConfig`). `classifier` names the classifier
-    module (e.g. `"fc"`); by default it is found (`head`, timm's `get_classifier()`, else the last
-    `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
-    parameters and the sparsity report (see `MethodRecord` for the method's own part).
+    The caller's model is never changed. `retrain` rebuilds the model from a checkpoint's
+    `original_meta`, or from your `model_factory()` trained with `recipe`.
+
+    Args:
+        model: the trained classifier (any `nn.Module` whose classifier is an `nn.Linear`).
+        splits: the data (see `build_splits`); or give your own datasets as `retain=` etc.
+        method: a registered method name (`prunelora.list_methods()`).
+        config: the method's config dataclass; or pass its fields as keyword arguments.
+        retain: your D_r, a map-style Dataset of `(image, label)` (instead of `splits`).
+        forget: your D_f.
+        test: your test set (optional).
+        forget_classes: the forgotten classes, for class-wise forgetting (see
+            `Splits.from_datasets`).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show progress bars.
+        original_meta: the original checkpoint's meta.json (`retrain` repeats its recipe).
+        model_factory: for `retrain` of your own model: builds a fresh, untrained one.
+        recipe: for `retrain` of your own model: the `TrainConfig` it is trained with.
+        classifier: the classifier module's name (e.g. `"fc"`); by default it is found (`head`,
+            timm's `get_classifier()`, else the last `nn.Linear`).
+        **overrides: the method's options (fields of its config), e.g. `epochs=5, prune_amount=0.5`.
+
+    Returns:
+        An `UnlearnResult`: `.model`, a plain merged `nn.Module`; `.record`, the method, its config,
+        wall time, peak memory, trainable parameters and the sparsity report; `.artifacts`, live
+        objects such as the peft model.
+
+    Raises:
+        InvalidInputError: an unknown method, an option it does not take or a bad value, an empty
+            forget set for a method that reads it, or a model without a classifier.
+
+    Example:
+        ```python
+        result = prunelora.unlearn(model, splits, "prunelora", epochs=30, prune_amount=0.5, seed=0)
+        result = prunelora.unlearn(my_model, method="random-label", retain=retain, forget=forget)
+        ```
     """
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 

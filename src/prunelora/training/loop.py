@@ -43,6 +43,30 @@ class TrainConfig:
     The budget is `epochs`, or `steps` (optimizer steps) when given: small datasets need budgets
     in steps because an epoch of 1,000 images is only a handful of updates. `prunelora train`'s
     recipe flags are generated from these fields (their defaults, help and choices).
+
+    Attributes:
+        epochs: training epochs (fractions allowed).
+        steps: optimizer steps; overrides `epochs`.
+        batch_size: images per training batch.
+        optimizer: `sgd`, `adam` or `adamw`.
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        weight_decay: weight decay.
+        schedule: `cosine` or `constant`.
+        warmup_fraction: share of steps for linear warm-up.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        label_smoothing: label smoothing of the cross-entropy.
+        augment: random crop and flip (32x32 colour data).
+        seed: random seed.
+        mixed_precision: `no`, `bf16` or `fp16` autocast on a GPU; the CPU always trains in fp32.
+
+    Raises:
+        InvalidInputError: a value of the wrong type or out of range, naming the field.
+
+    Example:
+        ```python
+        recipe = TrainConfig(epochs=30, optimizer="adam", lr=1e-3, seed=0)
+        ```
     """
 
     epochs: float = field(default=30, metadata={"help": "training epochs"})
@@ -197,10 +221,28 @@ def fit(
 ) -> TrainResult:
     """Train `model` on `dataset` for the budget in `config`, in place.
 
-    `params` restricts what is optimised (default: every parameter that requires a gradient);
-    `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives use it);
-    `after_step(model)` runs after each optimizer step (e.g. to re-apply a constraint);
-    `freeze_batchnorm` keeps BatchNorm running statistics fixed (BN layers in eval mode).
+    Every method and retrain train through this one loop; under a distributed launcher it runs
+    data-parallel (each global batch split over the processes).
+
+    Args:
+        model: the model to train; changed in place.
+        dataset: a map-style Dataset of `(image, label)`.
+        config: the recipe (budget, optimizer, schedule, seed, ...).
+        params: what is optimised (default: every parameter that requires a gradient).
+        loss_fn: `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives
+            use it).
+        after_step: `after_step(model)` runs after each optimizer step (e.g. to re-apply a
+            constraint).
+        freeze_batchnorm: keep BatchNorm running statistics fixed (BN layers in eval mode).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show a progress bar.
+        description: the progress bar's label.
+
+    Returns:
+        A `TrainResult`: the optimizer steps taken, the wall time and the loss history.
+
+    Raises:
+        InvalidInputError: an empty dataset, or a device this machine does not have.
     """
     device = resolve_device(device)
     # On the CPU, mixed precision is ignored: fp32 keeps CPU runs exact and repeatable.
