@@ -201,6 +201,9 @@ def method_page_markdown(name: str) -> str:
         "```", "", "```python",
         f'result = prunelora.unlearn(model, splits, "{name}", seed=0)   # options as keyword arguments',
         "```", "",
+        *(["It trains a fresh model: in Python give it the original's recipe, `original_meta=meta` "
+           "(a checkpoint's meta.json) or `model_factory=` and `recipe=` (a `TrainConfig`).", ""]
+          if method.capabilities.from_scratch else []),
         "## Capabilities", "", "Declared where the method is registered.", "",
         "| capability | |", "|---|---|", cap_rows, "",
         "## Options", "",
@@ -318,7 +321,7 @@ def on_config(config):
             if isinstance(item, dict):
                 for key, value in item.items():
                     if key == "Methods" and isinstance(value, list):
-                        item[key] = ["methods/index.md", *[{f"{n}": f"methods/{n}.md"} for n in method_names()]]
+                        item[key] = [{"Overview": "methods/index.md"}, *[{n: f"methods/{n}.md"} for n in method_names()]]
                     elif isinstance(value, list):
                         fill(value)
 

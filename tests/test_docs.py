@@ -123,3 +123,12 @@ def test_readme_python_names_exist():
         names |= set(re.findall(r"\bprunelora\.(\w+)", block))
     assert names
     assert names <= set(prunelora.__all__), names - set(prunelora.__all__)
+
+
+def test_python_examples_of_the_docs_pages_compile():
+    """Every Python block of README and the site's hand-written pages is valid Python."""
+    pages = [README, *sorted(DOCS.rglob("*.md"))]
+    blocks = [(page, block) for page in pages for block in _code_blocks(page.read_text(), "python")]
+    assert len(blocks) >= 5
+    for page, block in blocks:
+        compile(block, str(page), "exec")

@@ -133,7 +133,7 @@ def test_method_page_shows_every_option_with_its_default_and_help(method):
 def test_every_registered_method_gets_a_page_in_the_navigation():
     config = {"nav": [{"Home": "index.md"}, {"Methods": []}]}
     nav = hooks.on_config(config)["nav"][1]["Methods"]
-    assert nav[0] == "methods/index.md"
+    assert nav[0] == {"Overview": "methods/index.md"}
     assert [next(iter(item.values())) for item in nav[1:]] == [f"methods/{m}.md" for m in prunelora.list_methods()]
     index = hooks.methods_index_markdown()
     assert all(f"[`{m}`]({m}.md)" in index for m in prunelora.list_methods())
