@@ -54,7 +54,17 @@ class ForgetSpec:
 
     @classmethod
     def from_classes(cls, classes: int | str | list[int] | tuple[int, ...]) -> ForgetSpec:
-        """`3`, `"3,5"` or `[3, 5]`."""
+        """Forget whole classes.
+
+        Args:
+            classes: a class index (`3`), a comma-separated string (`"3,5"`) or a list (`[3, 5]`).
+
+        Returns:
+            The spec, its classes sorted and without repeats.
+
+        Raises:
+            InvalidInputError: a string that is not a list of class indices, or no class.
+        """
         if isinstance(classes, str):
             try:
                 parsed = tuple(int(c) for c in classes.split(",") if c.strip())
@@ -70,7 +80,20 @@ class ForgetSpec:
 
     @classmethod
     def from_index_file(cls, path: str | os.PathLike) -> ForgetSpec:
-        """One training index per line; blank lines and `#` comments are ignored."""
+        """Forget the records a deletion request names: one training index per line.
+
+        Blank lines and `#` comments are ignored.
+
+        Args:
+            path: the index file.
+
+        Returns:
+            The spec, its indices sorted and without repeats; `source` records the file.
+
+        Raises:
+            MissingFileError: the file does not exist.
+            InvalidInputError: the file is not UTF-8 text, or a line is not an integer.
+        """
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"forget index file {str(path)!r} does not exist")
@@ -104,13 +127,23 @@ class ForgetSpec:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, required: bool = True,
                      owner: str | None = None) -> ForgetSpec | None:
-        """The spec exactly one of `forget_class` (an index, `"3,5"` or a list), `forget_fraction`
-        (drawn with `forget_seed`) and `forget_indices` (an index file) describes.
+        """The spec exactly one of `forget_class`, `forget_fraction` and `forget_indices` describes.
 
         The one parser of a forget request: the command line's flags and a bench scenario's keys
         both come here. Errors name the command-line flags, or, when `owner` is given (e.g.
-        `"scenario 'class3'"`), the keys of that configuration entry. None when nothing is given
-        and the request is not `required`.
+        `"scenario 'class3'"`), the keys of that configuration entry.
+
+        Args:
+            options: a mapping with `forget_class` (an index, `"3,5"` or a list), `forget_fraction`
+                (drawn with `forget_seed`) or `forget_indices` (an index file).
+            required: refuse a request that names nothing.
+            owner: the configuration entry the options come from, for the error messages.
+
+        Returns:
+            The spec, or None when nothing is given and the request is not `required`.
+
+        Raises:
+            InvalidInputError: none or several of the three given, or a bad value.
         """
         given = [name for name in FORGET_OPTIONS if options.get(name) is not None]
         if owner is not None and len(given) != 1:
@@ -221,9 +254,23 @@ class Splits:
                       num_classes: int | None = None) -> Splits:
         """Splits from a user's own datasets: D_r, D_f and (optionally) the test set and a validation set.
 
-        With `forget_classes` (class-wise forgetting) the test set is split into test-retain and
-        test-forget by label; otherwise it is all test-retain. `num_classes` defaults to the largest
-        label seen plus one. Indices refer to `concat(retain, forget)` (D_r first).
+        Indices refer to `concat(retain, forget)` (D_r first).
+
+        Args:
+            retain: D_r, a map-style Dataset of `(image, label)`.
+            forget: D_f.
+            test: the test set; with `forget_classes` it is split into test-retain and test-forget by
+                label, otherwise it is all test-retain.
+            val: a validation set.
+            forget_classes: the forgotten classes, for class-wise forgetting.
+            num_classes: the number of classes (default: the largest label seen plus one).
+
+        Returns:
+            The `Splits`.
+
+        Raises:
+            InvalidInputError: an empty retain set, a `num_classes` below a label seen, or a forgotten
+                class outside the classes.
         """
         empty = Subset(retain, [])
         test = test if test is not None else empty
