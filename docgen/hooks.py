@@ -352,4 +352,5 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     """Expand `<!-- generated: architecture-layers -->` into the layer table."""
-    return markdown.replace("<!-- generated: architecture-layers -->", architecture_layers_markdown())
+    marker = "<!-- generated: architecture-layers -->"
+    return markdown.replace(marker, architecture_layers_markdown()) if marker in markdown else markdown
