@@ -132,3 +132,30 @@ def test_python_examples_of_the_docs_pages_compile():
     assert len(blocks) >= 5
     for page, block in blocks:
         compile(block, str(page), "exec")
+
+
+def _resolves(dotted: str) -> bool:
+    """`prunelora.a.b.c` names a module, or an attribute of one, that exists."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_every_python_name_the_docs_mention_exists():
+    """A function renamed or moved in the code fails here until the pages that name it follow."""
+    pages = [README, *sorted(DOCS.rglob("*.md"))]
+    mentioned = {(page.name, name) for page in pages
+                 for name in re.findall(r"\bprunelora(?:\.[A-Za-z_]\w*)+", page.read_text())}
+    assert len(mentioned) > 10
+    assert [m for m in sorted(mentioned) if not _resolves(m[1])] == []
