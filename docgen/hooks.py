@@ -249,7 +249,7 @@ def api_reference_markdown() -> str:
     _source_path()
     import prunelora
 
-    lazy = prunelora._LAZY
+    lazy = getattr(prunelora, "_LAZY", {})  # name -> (module, attribute), when the package loads lazily
     out = ["# Python API reference", "",
            "Every public name of `prunelora` (its `__all__`), rendered from the docstrings when this "
            "site was built. `import prunelora` is cheap: each name is imported on first use.", ""]
