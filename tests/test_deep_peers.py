@@ -1,9 +1,9 @@
-"""The deep-forgetting peers (issue 25): eu-k, cf-k, damp and opc on digits and tiny models.
+"""The deep-forgetting peers (issue 25): eu-k, cf-k, damp, opc and cmf on digits and tiny models.
 
 Each returns a plain model, leaves the caller's untouched, is seeded, forgets a class of the
 trained resnet8 checkpoint and runs on the ViT; then what each one promises: cf-k and eu-k touch
 the last k blocks alone (eu-k re-initialises them), damp takes no gradient step and shrinks each
-edited weight's forget component, opc pulls D_f's features in.
+edited weight's forget component, opc pulls D_f's features in, cmf's head is its class means.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from prunelora.models import create_model
 from prunelora.models.blocks import last_blocks, model_blocks
 from prunelora.training.loop import accuracy_on
 
-PEERS = ("eu-k", "cf-k", "damp", "opc")
-TRAINS = ("eu-k", "cf-k", "opc")
+PEERS = ("eu-k", "cf-k", "damp", "opc", "cmf")
+TRAINS = ("eu-k", "cf-k", "opc", "cmf")
 
 
 def short(method: str, steps: int = 3) -> dict:
@@ -97,11 +97,12 @@ def test_each_peer_runs_on_the_vit(method, class3_splits):
 @pytest.mark.parametrize(("method", "options", "match"), [
     ("eu-k", {"k": -1}, "k -1 must be >= 0"),
     ("cf-k", {"k": -2}, "k -2 must be >= 0"),
-    ("damp", {"rank": 0}, "rank 0 must be >= 1"),
+    ("damp", {"subspace_rank": 0}, "subspace_rank 0 must be >= 1"),
     ("damp", {"strength": 1.5}, r"strength 1.5 is outside \(0, 1\]"),
     ("damp", {"depth_scaling": "cubic"}, "depth_scaling 'cubic' is not one of separability, linear, uniform"),
     ("damp", {"forget_samples": 0}, "forget_samples 0 must be >= 1"),
     ("opc", {"contraction_weight": 0.0}, "contraction_weight 0.0 must be > 0"),
+    ("cmf", {"cmf_scale": -1.0}, "cmf_scale -1.0 must be > 0"),
     ("damp", {"lr": 0.1}, "method 'damp' does not take option 'lr'"),
 ])
 def test_bad_options_are_refused_in_one_line(method, options, match):
@@ -248,7 +249,7 @@ def test_damp_edits_more_where_the_class_separates_better(trained, class3_splits
 
 def test_damp_config_defaults_are_the_documented_ones():
     config = DampConfig()
-    assert (config.rank, config.strength, config.depth_scaling, config.bn_recalibrate) == (2, 1.0, "separability", True)
+    assert (config.subspace_rank, config.strength, config.depth_scaling, config.bn_recalibrate) == (2, 1.0, "separability", True)
 
 
 # --------------------------------------------------------------------------- opc
@@ -272,6 +273,34 @@ def _feature_ratio(model: nn.Module, splits) -> float:
 def test_opc_contracts_the_forget_sets_features(trained, class3_splits):
     out = unlearn(trained.model, class3_splits, "opc", progress=False, steps=20, batch_size=32).model
     assert _feature_ratio(out, class3_splits) < 0.5 * _feature_ratio(trained.model, class3_splits)
+
+
+# --------------------------------------------------------------------------- cmf
+
+
+def test_cmf_sets_the_head_to_the_retained_class_means(trained, class3_splits):
+    result = unlearn(trained.model, class3_splits, "cmf", progress=False, steps=10, batch_size=32)
+    out = result.model.eval()
+    assert result.record["cmf"]["classes"] == [c for c in range(10) if c != 3]
+    store: list[torch.Tensor] = []
+    handle = out.head.register_forward_pre_hook(lambda _m, args: store.append(args[0]))
+    images = torch.stack([class3_splits.retain[i][0] for i in range(256)])
+    labels = torch.tensor([class3_splits.retain[i][1] for i in range(256)])
+    with torch.no_grad():
+        logits = out(images)
+    handle.remove()
+    features = store[-1]
+    weight = out.head.weight
+    assert bool((weight[3] != 0).any())  # the forgotten class keeps a live row (not a pruned one)
+    kept = [c for c in range(10) if c != 3]
+    # every retained row has one norm, the head is a cosine classifier: rows are directions only
+    norms = weight[kept].norm(dim=1)
+    assert torch.allclose(norms, norms[0].expand_as(norms), rtol=1e-4)
+    # each retained row points at its class's mean feature far more than at any other class's
+    means = torch.stack([features[labels == c].mean(0) for c in kept])
+    cosine = torch.nn.functional.normalize(weight[kept], dim=1) @ torch.nn.functional.normalize(means, dim=1).T
+    assert bool((cosine.argmax(dim=1) == torch.arange(len(kept))).all())
+    assert bool((logits.argmax(dim=1) != 3).all())  # never predicted on retained data
 
 
 # --------------------------------------------------------------------------- the command line

@@ -54,6 +54,7 @@ def test_the_declared_capabilities_of_the_methods():
     # (needs_forget_samples, trains, uses_pruning, uses_lora, from_scratch, forget_kinds)
     assert table == {
         "cf-k": (False, True, False, False, False, every),
+        "cmf": (True, True, False, False, False, every),
         "damp": (True, False, False, False, False, ("class",)),
         "eu-k": (False, True, False, False, False, every),
         "finetune": (False, True, False, False, False, every),

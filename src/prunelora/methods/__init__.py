@@ -9,6 +9,7 @@ below, statically, so that the import graph reads as it runs and a helper module
 
 from prunelora.methods import (  # noqa: F401  (imported for their registrations)
     cf_k,
+    cmf,
     damp,
     eu_k,
     finetune,

@@ -6,7 +6,7 @@ Closed form, no gradient step. Layer by layer, in forward order, for every learn
 1. capture the operator's input on a seeded sample of D_f and of D_r (pooled to one vector per
    image: mean over space for a feature map, over tokens for a token sequence);
 2. class prototypes there: the mean input of each forgotten class and of each retained class;
-3. the forget subspace U: the top-`rank` left singular vectors of the residuals of every
+3. the forget subspace U: the top-`subspace_rank` left singular vectors of the residuals of every
    forgotten prototype relative to every retained one (μ_f − μ_j), i.e. the directions in which
    the forgotten classes stand apart from the retained ones (the paper's multi-direction,
    low-rank form; with one direction it is μ_f − mean_j μ_j up to scale);
@@ -26,7 +26,7 @@ Choices the paper leaves open here, and why:
 - The first operator (the stem convolution or patch embedding) is never edited: its input is
   pixels, where a "class direction" is the image itself (on a 1-channel image it is the whole
   input), not a learned feature.
-- `rank` 2: one direction per layer was measured to remove the class from the outputs but not
+- `subspace_rank` 2: one direction per layer was measured to remove the class from the outputs but not
   from the features, and the span of all μ_f − μ_j also contains every retained class's
   differences (removing all of it would erase the retained classes too). Two directions keep
   the edit forget-specific on 10-class data; raise it for many forgotten classes.
@@ -63,7 +63,7 @@ class DampConfig(MethodConfig):
     """Defaults and the reasons for them: see the module's docstring. No optimizer, learning rate
     or training budget: DAMP takes no gradient step."""
 
-    rank: int = field(default=2, metadata={"help": (
+    subspace_rank: int = field(default=2, metadata={"help": (
         "dimension of the forget subspace removed per layer (top singular directions of the forgotten "
         "class prototypes minus the retained ones)")})
     strength: float = field(default=1.0, metadata={"help": (
@@ -79,8 +79,8 @@ class DampConfig(MethodConfig):
         "recompute BatchNorm running statistics on D_r after the edits")})
 
     def validate(self) -> None:
-        if self.rank < 1:
-            raise InvalidInputError(f"rank {self.rank} must be >= 1")
+        if self.subspace_rank < 1:
+            raise InvalidInputError(f"subspace_rank {self.subspace_rank} must be >= 1")
         if not 0.0 < self.strength <= 1.0:
             raise InvalidInputError(f"strength {self.strength} is outside (0, 1]")
         if self.depth_scaling not in SCALINGS:
@@ -183,7 +183,7 @@ def damp(model, splits, config: DampConfig, ctx):
         module = modules[name]
         xf = layer_inputs(model, module, forget, config.batch_size, ctx.device)
         xr = layer_inputs(model, module, retain, config.batch_size, ctx.device)
-        basis = forget_subspace(xf, forget_labels, xr, retain_labels, config.rank).to(ctx.device)
+        basis = forget_subspace(xf, forget_labels, xr, retain_labels, config.subspace_rank).to(ctx.device)
         if config.depth_scaling == "separability":
             scale = config.strength * separability(xf, forget_labels, xr, retain_labels)
         elif config.depth_scaling == "linear":

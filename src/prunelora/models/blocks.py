@@ -91,9 +91,6 @@ class LastBlocks:
     modules: tuple[str, ...]
     parameters: tuple[str, ...]
 
-    def selects(self, parameter_name: str) -> bool:
-        return parameter_name in self.parameters
-
 
 def last_blocks(model: nn.Module, k: int, example: torch.Tensor, classifier: str | None = None) -> LastBlocks:
     """The last `k` blocks of `model` and everything after them (see the module's docstring).
