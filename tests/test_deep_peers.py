@@ -125,6 +125,15 @@ def test_damp_refuses_a_random_forget_set_in_one_line(trained, fraction_splits):
                        "supports: class-wise (--forget-class)")
 
 
+def test_damp_refuses_a_users_record_list_and_takes_a_users_classes(trained, class3_splits):
+    retain, forget = class3_splits.retain, class3_splits.forget
+    with pytest.raises(InvalidInputError, match="does not support forgetting an index list"):
+        unlearn(trained.model, retain=retain, forget=forget, method="damp", progress=False)
+    out = unlearn(trained.model, retain=retain, forget=forget, forget_classes=[3], method="damp", progress=False,
+                  forget_samples=64, retain_samples=128).model
+    assert accuracy_on(out, forget) < accuracy_on(trained.model, forget)
+
+
 @pytest.mark.parametrize("method", TRAINS)
 def test_the_others_take_a_random_forget_set(method, trained, fraction_splits):
     out = unlearn(trained.model, fraction_splits, method, progress=False, **short(method)).model
