@@ -127,9 +127,10 @@ def sample(dataset, size: int, seed: int):
 
 @torch.no_grad()
 def layer_inputs(model: nn.Module, module: nn.Module, dataset, batch_size: int, device) -> torch.Tensor:
-    """What enters `module`, one pooled vector per image of `dataset` (in its order)."""
+    """What enters `module`, one pooled vector per image of `dataset` (in its order), on the CPU
+    (where the labels are)."""
     store: list[torch.Tensor] = []
-    handle = module.register_forward_pre_hook(lambda _m, args: store.append(pool_features(args[0]).float()))
+    handle = module.register_forward_pre_hook(lambda _m, args: store.append(pool_features(args[0]).float().cpu()))
     try:
         for x, _ in make_loader(dataset, batch_size=batch_size):
             model(x.to(device))
