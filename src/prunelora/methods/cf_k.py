@@ -28,7 +28,7 @@ class CFkConfig(TrainingOptions):
     """Defaults: k = 1 (the last residual block, which on resnet8 is the whole last stage and most
     of its weights; the last of a ViT's encoder blocks), and the house recipe (Adam, lr 1e-3,
     5 epochs). The paper varies k and trains with the original's recipe; one block is its
-    smallest non-trivial setting and keeps the method as cheap as a fine-tune of the head.
+    smallest non-trivial setting and keeps the backward pass short.
     """
 
     k: int = field(default=1, metadata={"help": K_HELP})

@@ -24,7 +24,7 @@ Choices the paper leaves open here, and why:
 - the scale s = 16 (`cmf_scale`): cosine classifiers need one, NormFace-style values are 10-30;
 - the forget objective is random labels (each D_f image a seeded random class of the CMF
   classifier other than its own), the simplest objective that must move D_f's features;
-- the recipe is the house fine-tuning one (Adam, lr 1e-3, 5 epochs of D_r ∪ D_f), about 55
+- the recipe is the house fine-tuning one (Adam, lr 1e-3, 5 epochs of D_r ∪ D_f), about 50
   steps on digits.
 
 Forget kinds: all. Class-wise, the forgotten classes leave the classifier; for a random fraction

@@ -9,7 +9,7 @@ Closed form, no gradient step. Layer by layer, in forward order, for every learn
 3. the forget subspace U: the top-`subspace_rank` left singular vectors of the residuals of every
    forgotten prototype relative to every retained one (μ_f − μ_j), i.e. the directions in which
    the forgotten classes stand apart from the retained ones (the paper's multi-direction,
-   low-rank form; with one direction it is μ_f − mean_j μ_j up to scale);
+   low-rank form; its first direction is close to μ_f − mean_j μ_j);
 4. the weight loses the fraction s_l of its component along U, on its input side:
    W ← W (I − s_l U Uᵀ), so the operator becomes less sensitive to those directions downstream.
 The next operator's inputs are captured on the edited network, so each edit sees the ones before.
@@ -21,8 +21,8 @@ Choices the paper leaves open here, and why:
   parameter-free scale from probe separability: s_l = strength × the nearest-class-mean recall
   of the forget sample at that operator's input, rescaled so chance is 0 and perfect is 1. Deep
   layers separate the class better, so they are edited more; an early layer where the class
-  does not yet stand apart is barely touched. `linear` (s_l = strength × l / L, the CALIBRATION
-  prototype's rule) and `uniform` (s_l = strength) are kept for comparison.
+  does not yet stand apart is barely touched. `linear` (s_l = strength × l / L, a fixed
+  ramp) and `uniform` (s_l = strength) are kept for comparison.
 - The first operator (the stem convolution or patch embedding) is never edited: its input is
   pixels, where a "class direction" is the image itself (on a 1-channel image it is the whole
   input), not a learned feature.
