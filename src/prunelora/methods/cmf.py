@@ -20,7 +20,8 @@ keep the training scale), bias 0; a forgotten class's row points away from the r
 average mean, its bias puts its logit below every retained logit seen on D_r — it is never
 predicted on data like the retained classes', as for a model retrained without it.
 
-Choices the paper leaves open here, and why:
+Built from the paper's description of the method; where that gives no formula or setting, the
+choice is ours. Choices the paper leaves open here, and why:
 - the scale s = 16 (`cmf_scale`): cosine classifiers need one, NormFace-style values are 10-30;
 - the forget objective is random labels (each D_f image a seeded random class of the CMF
   classifier other than its own), the simplest objective that must move D_f's features;

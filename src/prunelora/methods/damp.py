@@ -16,7 +16,8 @@ The next operator's inputs are captured on the edited network, so each edit sees
 Finally BatchNorm running statistics are recomputed on D_r (where the model has BatchNorm): the
 edits change every downstream activation's mean and variance.
 
-Choices the paper leaves open here, and why:
+Built from the paper's description of the method; where that gives no formula or setting, the
+choice is ours. Choices the paper leaves open here, and why:
 - Depth-aware scaling (`depth_scaling`): `separability` (default), the paper's idea of a
   parameter-free scale from probe separability: s_l = strength × the nearest-class-mean recall
   of the forget sample at that operator's input, rescaled so chance is 0 and perfect is 1. Deep

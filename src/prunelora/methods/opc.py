@@ -9,7 +9,8 @@ where f is the classifier's input (the penultimate features), x_i a batch of D_f
 D_r batch of the same step. An epoch is one pass over D_r; each step also draws the next batch
 of the (cycled) forget set, as NegGrad+ does.
 
-Choices the paper leaves open here, and why:
+Built from the paper's description of the method; where that gives no formula or setting, the
+choice is ours. Choices the paper leaves open here, and why:
 - The contraction term is divided by the retain batch's mean squared feature norm (detached): the
   features' scale differs between architectures and datasets by orders of magnitude, and the
   ratio makes one weight mean the same everywhere (0: the forget features are at the origin;
