@@ -50,20 +50,26 @@ def test_every_method_declares_capabilities_that_match_its_config(name):
 
 def test_the_declared_capabilities_of_the_methods():
     table = {name: dataclasses.astuple(get_method(name).capabilities) for name in list_methods()}
-    # (needs_forget_samples, trains, uses_pruning, uses_lora, from_scratch)
+    every = ("class", "fraction", "indices")
+    # (needs_forget_samples, trains, uses_pruning, uses_lora, from_scratch, forget_kinds)
     assert table == {
-        "finetune": (False, True, False, False, False),
-        "ga": (True, True, False, False, False),
-        "l1-sparse": (False, True, False, False, False),
-        "lora": (False, True, False, True, False),
-        "neggrad-plus": (True, True, False, False, False),
-        "prune-finetune": (False, True, True, False, False),
-        "prunelora": (False, True, True, True, False),
-        "random-label": (True, True, False, False, False),
-        "retrain": (False, True, False, False, True),
-        "salun": (True, True, False, False, False),
-        "scrub": (True, True, False, False, False),
-        "ssd": (True, False, False, False, False),
+        "cf-k": (False, True, False, False, False, every),
+        "cmf": (True, True, False, False, False, every),
+        "damp": (True, False, False, False, False, ("class",)),
+        "eu-k": (False, True, False, False, False, every),
+        "finetune": (False, True, False, False, False, every),
+        "ga": (True, True, False, False, False, every),
+        "l1-sparse": (False, True, False, False, False, every),
+        "lora": (False, True, False, True, False, every),
+        "neggrad-plus": (True, True, False, False, False, every),
+        "opc": (True, True, False, False, False, every),
+        "prune-finetune": (False, True, True, False, False, every),
+        "prunelora": (False, True, True, True, False, every),
+        "random-label": (True, True, False, False, False, every),
+        "retrain": (False, True, False, False, True, every),
+        "salun": (True, True, False, False, False, every),
+        "scrub": (True, True, False, False, False, every),
+        "ssd": (True, False, False, False, False, every),
     }
 
 

@@ -8,11 +8,16 @@ below, statically, so that the import graph reads as it runs and a helper module
 """
 
 from prunelora.methods import (  # noqa: F401  (imported for their registrations)
+    cf_k,
+    cmf,
+    damp,
+    eu_k,
     finetune,
     ga,
     l1_sparse,
     lora,
     neggrad_plus,
+    opc,
     prune_finetune,
     prunelora,
     random_label,

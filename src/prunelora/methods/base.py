@@ -163,6 +163,8 @@ class MethodRecord:
 
 # --------------------------------------------------------------------------- methods
 
+FORGET_KINDS = ("class", "fraction", "indices")  # every kind a ForgetSpec can be
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -175,6 +177,8 @@ class Capabilities:
     pruning chosen). `uses_lora`: it trains LoRA adapters (`LoraOptions`; its adapter can be saved).
     `from_scratch`: it ignores the given weights and trains a fresh model on D_r with the
     original's recipe (the checkpoint's meta.json, or `model_factory=` and `recipe=`).
+    `forget_kinds`: the forget requests it supports (`ForgetSpec.kind`: class, fraction, indices);
+    `unlearn()` refuses any other in one line before any work.
     """
 
     needs_forget_samples: bool
@@ -182,6 +186,7 @@ class Capabilities:
     uses_pruning: bool
     uses_lora: bool
     from_scratch: bool
+    forget_kinds: tuple[str, ...] = FORGET_KINDS
 
 
 @dataclass
@@ -232,6 +237,18 @@ class Method:
 
 
 _METHODS: dict[str, Method] = {}
+
+FORGET_KIND_NAMES = {"class": "class-wise (--forget-class)", "fraction": "a random fraction (--forget-fraction)",
+                     "indices": "an index list (--forget-indices)"}
+
+
+def check_forget_kind(method: Method, splits: Splits) -> None:
+    """Refuse, in one line, a forget request of a kind `method` does not declare it supports."""
+    kind = splits.spec.kind if splits.spec is not None else None
+    if kind is not None and kind not in method.capabilities.forget_kinds:
+        accepted = ", ".join(FORGET_KIND_NAMES[k] for k in method.capabilities.forget_kinds)
+        raise InvalidInputError(f"method {method.name!r} does not support forgetting {FORGET_KIND_NAMES[kind]}; "
+                                f"it supports: {accepted}")
 
 
 def register_method(name: str, config_cls: type, summary: str, *, capabilities: Capabilities):
@@ -339,6 +356,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
         config = dataclasses.replace(config, **overrides)
     if not isinstance(config, entry.config_cls):
         raise InvalidInputError(f"method {method!r} takes a {entry.config_cls.__name__}, not {type(config).__name__}")
+    check_forget_kind(entry, splits)
     if entry.capabilities.needs_forget_samples and len(splits.forget) == 0:
         raise InvalidInputError(f"method {method!r} needs forget samples, but the forget set is empty")
     dev = resolve_device(device)
