@@ -21,7 +21,6 @@ demo: $(STAMP)
 
 # Every test, the slow ones included (what CI runs). `-m ""` lifts pyproject's `-m 'not slow'`.
 # --durations=15 lists the slowest tests, so that one growing past the suite's budget shows.
-# --durations=15 lists the slowest tests, so that a test that grows past its budget shows.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "" --durations=15
 
