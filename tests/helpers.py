@@ -7,6 +7,7 @@ by name instead of copying it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -23,11 +24,20 @@ from prunelora.training.loop import predict
 
 # The source tree under test, for subprocesses (`python -m prunelora ...`) that must run it too.
 SRC = Path(prunelora.__file__).resolve().parents[1]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def subprocess_env() -> dict[str, str]:
     """This environment with the source tree under test first on PYTHONPATH."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+
+
+def load_script(name: str):
+    """benchmarks/NAME.py imported as a module (the scripts are not a package), freshly each call."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # --------------------------------------------------------------------------- the CLI
