@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from helpers import empty_forget, meta_json, one_error_line, tiny_vit
 from torch import nn
 from torch.nn.utils import parametrize
 
+from prunelora.checkpoint import META, WEIGHTS
 from prunelora.errors import InvalidInputError
 from prunelora.methods import (
     Capabilities,
@@ -318,10 +320,13 @@ def test_a_config_of_another_class_is_refused(method, trained, class3_splits):
 # --------------------------------------------------------------------------- the command line
 
 
-def test_the_unlearn_command_runs_it(method, run_cli, checkpoint_dir, tmp_path):
+def test_the_unlearn_command_runs_it_and_info_reads_its_checkpoint(method, run_cli, checkpoint_dir, tmp_path,
+                                                                   snapshot):
+    entry = get_method(method)
     takes_steps = "steps" in config_fields(method)
     unlearn_args = ("unlearn", "--checkpoint", checkpoint_dir, "--method", method, "--forget-class", "3",
                     "--no-progress")
+    before = snapshot(checkpoint_dir)
     if not takes_steps:  # a budget the method does not take is refused, not ignored
         line = one_error_line(run_cli(*unlearn_args, "--steps", str(STEPS), "--out", tmp_path / "refused"), "unlearn")
         assert "--steps" in line and f"{method!r}" in line
@@ -331,15 +336,39 @@ def test_the_unlearn_command_runs_it(method, run_cli, checkpoint_dir, tmp_path):
     budget = ("--steps", str(STEPS)) if takes_steps else ()
     code, stdout, stderr = run_cli(*unlearn_args, *budget, "--out", out)
     assert code == 0, stderr
-    assert str(out) in stdout
-    meta = meta_json(out)
+    assert stderr == ""
+    kind = "retrain" if entry.capabilities.from_scratch else "unlearned"
+    assert stdout.startswith(f"{kind}:") and str(out) in stdout
+    assert {WEIGHTS, META} <= {p.name for p in out.iterdir()}
+    assert snapshot(checkpoint_dir) == before  # the original is untouched
+
+    code, info_json, stderr = run_cli("info", out, "--json")
+    assert code == 0, stderr
+    meta = json.loads(info_json)
+    assert meta == meta_json(out)
+    assert meta["kind"] == kind
     assert meta["method"]["name"] == method
+    config = meta["method"]["config"]
+    assert config["seed"] == 0
     if takes_steps:
-        assert meta["method"]["config"]["steps"] == STEPS
-    if get_method(method).capabilities.from_scratch:  # the checkpoint's own recipe
-        assert meta["cost"]["steps"] > 0
+        assert config["steps"] == STEPS
+    assert meta["forget"]["kind"] == "class" and meta["forget"]["classes"] == [3]
+    assert meta["original"]["run_id"] == meta_json(checkpoint_dir)["run_id"]
+    cost = meta["cost"]
+    assert cost["wall_time_s"] > 0 and cost["peak_memory_mb"] > 0
+    assert (cost["trainable_params"] > 0) == entry.capabilities.trains
+    if entry.capabilities.from_scratch:  # the checkpoint's own recipe
+        assert cost["steps"] > 0
     else:
-        assert meta["cost"]["steps"] == steps_taken(method)
+        assert cost["steps"] == steps_taken(method)
+    assert {"layers", "pruned_layers", "overall"} <= set(meta["sparsity"])
+    if entry.capabilities.uses_pruning:
+        assert meta["sparsity"]["pruned_layers"] == pytest.approx(config["prune_amount"])
+    assert {"RA", "UA", "TA", "FA", "val"} <= set(meta["metrics"])
+
+    code, table, stderr = run_cli("info", out)
+    assert code == 0, stderr
+    assert method in table and "sparsity" in table
 
 
 # --------------------------------------------------------------------------- the matrix itself
