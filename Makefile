@@ -20,8 +20,9 @@ demo: $(STAMP)
 	$(BIN)/prunelora demo
 
 # Every test, the slow ones included (what CI runs). `-m ""` lifts pyproject's `-m 'not slow'`.
+# --durations=15 lists the slowest tests, so that one growing past the suite's budget shows.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -m "" --durations=15
 
 # The same without the tests marked slow (the default of a plain `pytest`).
 test-quick: $(STAMP)

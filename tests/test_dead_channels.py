@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from cli_checks import one_error_line
+from helpers import one_error_line
 from torch import nn
 
 from prunelora.checkpoint import load_checkpoint

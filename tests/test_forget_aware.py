@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from cli_checks import one_error_line
+from helpers import one_error_line
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from prunelora.data.datasets import DatasetBundle
-from prunelora.data.generic import make_loader, subset, targets_of
+from prunelora.data.generic import subset, targets_of
 from prunelora.errors import InvalidInputError, MissingFileError
 
 FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give exactly one
@@ -304,9 +304,6 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("forget", "retain", "val", "test_retain", "test_forget")}
-
-    def loader(self, part: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        return make_loader(getattr(self, part), batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
 def resolve_splits(splits: Splits | None, retain=None, forget=None, test=None, forget_classes=None, *,

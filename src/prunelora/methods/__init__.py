@@ -37,9 +37,8 @@ from prunelora.methods.base import (
     get_method,
     list_methods,
     register_method,
-    renamed_options,
     unlearn,
 )
 
 __all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "TrainingOptions",
-           "UnlearnResult", "get_method", "list_methods", "register_method", "renamed_options", "unlearn"]
+           "UnlearnResult", "get_method", "list_methods", "register_method", "unlearn"]

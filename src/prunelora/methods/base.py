@@ -40,15 +40,11 @@ class MethodConfig:
     """The base of every method's config: a seed, strict field types, a JSON form.
 
     Subclasses add fields, each with `metadata={"help": ...}` (the command line's help text), and
-    put their checks in `validate()` (calling `super().validate()`). `renamed` maps option names a
-    config no longer takes to the ones that replaced them, so an old config is refused naming the
-    new option rather than silently read otherwise.
+    put their checks in `validate()` (calling `super().validate()`).
     """
 
     seed: int = field(default=0, metadata={"help": (
         "seed of everything the method draws (data order, LoRA's initial matrices, random labels, ...)")})
-
-    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         check_field_types(self)  # every field of the concrete method's config, before any range check
@@ -214,16 +210,9 @@ class Method:
     capabilities: Capabilities
 
     def check_options(self, options: dict) -> None:
-        """Refuse an option this method does not take (naming the new one if it was renamed) or a
-        value of the wrong type, before any config is built."""
-        renamed = getattr(self.config_cls, "renamed", {})
+        """Refuse an option this method does not take or a value of the wrong type, before any
+        config is built."""
         known = {f.name for f in fields(self.config_cls)}
-        for name in sorted(options):
-            if name in renamed:
-                new = renamed[name]
-                raise InvalidInputError(
-                    f"method {self.name!r} no longer takes option {name!r}: it is now {new!r} "
-                    f"(--{new.replace('_', '-')}), since {name!r} meant different things in different methods")
         unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidInputError(
@@ -283,15 +272,6 @@ def list_methods() -> dict[str, str]:
         `{name: summary}`, sorted by name.
     """
     return {name: m.summary for name, m in sorted(_METHODS.items())}
-
-
-def renamed_options() -> dict[str, dict[str, str]]:
-    """Option names no method takes any more: old name -> {method: the option that replaced it}."""
-    out: dict[str, dict[str, str]] = {}
-    for name, method in sorted(_METHODS.items()):
-        for old, new in getattr(method.config_cls, "renamed", {}).items():
-            out.setdefault(old, {})[name] = new
-    return out
 
 
 @dataclass

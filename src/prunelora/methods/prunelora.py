@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from torch import nn
 
@@ -51,7 +50,6 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
         "random wrong labels) or neggrad-plus (see --neggrad-alpha)")})
     neggrad_alpha: float = field(default=0.95, metadata={"help": NEGGRAD_ALPHA_HELP})
 
-    renamed: ClassVar[dict[str, str]] = {"alpha": "neggrad_alpha"}
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:

@@ -1,8 +1,9 @@
 """A small Vision Transformer for training from scratch on small images.
 
-Attention is `nn.MultiheadAttention`, which peft's LoRA can target as a whole module. (A LoRA on
-its `out_proj` alone would never run: MultiheadAttention's forward reads `out_proj.weight`
-directly, which is why the reference code's ViT "LoRA" trained only the head.)
+Attention is `nn.MultiheadAttention`; LoRA adapts it in the weight form, as a whole (see
+`prunelora.adapters.lora`). (A LoRA layer on its `out_proj` alone would never run:
+MultiheadAttention's forward reads `out_proj.weight` directly, which is why the reference code's
+ViT "LoRA" trained only the head.)
 """
 
 from __future__ import annotations

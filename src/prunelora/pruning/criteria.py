@@ -29,9 +29,7 @@ A head's activation is the mean |contribution| of its output to the attention's 
 from the attention's inputs (the fused `nn.MultiheadAttention` does not expose it).
 
 All ratios are dimensionless, so the forget-aware scores of different layers can be ranked
-together (`scope="global"`); Ln norms are not, and are divided by their layer's mean first. One
-caveat: a TF is a share of its layer's total, so it scales roughly with 1/width, and a global
-`tfidf` ranking reaches narrow layers first (the authors' code has an unused correction for this).
+together (`scope="global"`); Ln norms are not, and are divided by their layer's mean first.
 Works for class-wise and random-fraction forgetting (a random forget set has no class signature:
 the ratios then mostly pick noise; see README).
 """

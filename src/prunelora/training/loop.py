@@ -1,7 +1,8 @@
 """THE training loop: `train`, `retrain` and every unlearning method call `fit`.
 
 Device placement happens in one place (`resolve_device`), the loop only consumes a DataLoader and
-only the caller writes files, so the same loop can later run under Hugging Face Accelerate.
+only the caller writes files, so the same loop runs under Hugging Face Accelerate (several
+processes, or mixed precision on a GPU) and without it (`uses_accelerate` decides).
 """
 
 from __future__ import annotations
