@@ -72,9 +72,14 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
     from torch_pruning.utils import op_counter
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    # The counter matches module types exactly and forgets its custom table after each count.
-    op_counter.CUSTOM_MODULES_MAPPING = {PrunedAttention: pruned_attention_macs_hook}
-    macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    # The counter matches module types exactly and reads its custom table from a module global:
+    # ours is set for this count only, and whatever was there before is put back.
+    saved = op_counter.CUSTOM_MODULES_MAPPING
+    op_counter.CUSTOM_MODULES_MAPPING = {**saved, PrunedAttention: pruned_attention_macs_hook}
+    try:
+        macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    finally:
+        op_counter.CUSTOM_MODULES_MAPPING = saved
     return int(macs)
 
 
