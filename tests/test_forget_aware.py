@@ -27,7 +27,7 @@ from prunelora.pruning.criteria import (
     forget_accuracy_at,
     smallest_forgetting_amount,
 )
-from prunelora.pruning.physical import _drop_global, _drop_per_layer, _Unit
+from prunelora.pruning.plan import _drop_global, _drop_per_layer, _Unit
 
 
 class Tiny(nn.Module):

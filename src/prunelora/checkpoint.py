@@ -44,7 +44,7 @@ from prunelora.errors import (
     parse_text_file,
 )
 from prunelora.models import create_model
-from prunelora.pruning.physical import merge_architecture, rebuild_pruned
+from prunelora.pruning import merge_architecture, rebuild_pruned
 from prunelora.training.distributed import barrier, is_main_process
 
 FORMAT = "prunelora-checkpoint"
@@ -490,7 +490,7 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 def build_model_from_meta(meta: dict, device: str | torch.device | None = None) -> nn.Module:
     """The registry model meta.json names; a physically pruned one gets its stored smaller modules
-    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again.
+    (`model.pruned`, see `prunelora.pruning.architecture`) without running the pruning again.
 
     `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
     """

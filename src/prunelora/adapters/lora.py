@@ -31,7 +31,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import bake_masks, classifier_name, compile_pattern, multiply_masks
+from prunelora.pruning.masks import bake_masks, multiply_masks
+from prunelora.pruning.selection import classifier_name, select_layers
 from prunelora.pruning.settings import layer_classes
 from prunelora.training.distributed import barrier, is_main_process
 
@@ -93,26 +94,11 @@ class LoraSettings:
 
 def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None,
                  head_name: str | None = None) -> list[str]:
-    """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all).
-    Inside a targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are
-    both adapted."""
-    wanted = layer_classes(types, "lora_types")
-    head_name = classifier_name(model, head_name)
-    regex = compile_pattern(model, pattern)
-    names: list[str] = []
-    mha_prefixes: list[str] = []
-    for name, module in model.named_modules():
-        if name == head_name or name.startswith(head_name + "."):
-            continue
-        if any(name.startswith(p + ".") for p in mha_prefixes):
-            continue
-        if isinstance(module, nn.MultiheadAttention) and "mha" in types and (regex is None or regex.search(name)):
-            mha_prefixes.append(name)
-        if isinstance(module, wanted) and (regex is None or regex.search(name)):
-            names.append(name)
-    if not names:
-        raise InvalidInputError(f"no layer of type {'/'.join(types)} matches LoRA pattern {pattern!r}")
-    return names
+    """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all),
+    chosen by the selector pruning uses (`prunelora.pruning.selection.select_layers`). Inside a
+    targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are both adapted."""
+    return [name for name, _ in select_layers(model, types, pattern, head_name=head_name, option="lora_types",
+                                              inside_attention=False, what="LoRA pattern")]
 
 
 def max_lora_rank(module: nn.Module) -> int:

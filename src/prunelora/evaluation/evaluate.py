@@ -26,8 +26,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
-from prunelora.pruning.masks import used_parameters
-from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
+from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 

@@ -26,8 +26,7 @@ from prunelora.methods.common import (
     PruneOptions,
     check_neggrad_alpha,
 )
-from prunelora.pruning import PrunedAttention
-from prunelora.pruning.masks import compile_pattern
+from prunelora.pruning import PrunedAttention, compile_pattern
 
 
 @dataclass

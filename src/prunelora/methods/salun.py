@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from prunelora.data import ImageDataset
-from prunelora.data.generic import make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import (
     Capabilities,
@@ -35,6 +34,7 @@ from prunelora.methods.base import (
     register_method,
 )
 from prunelora.methods.common import OptmlRecipe, random_label_dataset
+from prunelora.pruning import loss_gradient
 
 
 @dataclass
@@ -65,19 +65,9 @@ def forget_gradient_magnitude(model: nn.Module, forget: ImageDataset, batch_size
     The model stays fixed while the gradient accumulates (the authors' mask script also took an
     optimizer step after every batch, so later batches saw a drifting model).
     """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    totals = [torch.zeros_like(p) for _, p in named]
-    was_training = model.training
-    model.eval()
-    for x, y in make_loader(forget, batch_size=batch_size):
-        x, y = x.to(device), y.to(device)
-        loss = nn.functional.cross_entropy(model(x), y, reduction="sum") / len(forget)
-        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-        for total, grad in zip(totals, grads, strict=True):
-            if grad is not None:
-                total += grad
-    model.train(was_training)
-    return {n: total.abs() for (n, _), total in zip(named, totals, strict=True)}
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    gradient = loss_gradient(model, forget, trainable, batch_size=batch_size, device=device)
+    return {n: g.abs() for n, g in gradient.items()}
 
 
 def saliency_mask(saliency: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:

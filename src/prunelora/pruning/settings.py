@@ -1,10 +1,12 @@
 """What may be pruned and how: the one place where pruning options are checked.
 
-Every entry point builds a `PruneSettings` from its arguments — the methods' `prune_*` options,
-`prune()`, `physical_prune()`, `plan_structured()`, the importance criteria — so a bad amount,
-norm, layer type or combination is refused with the same one line wherever it comes from. The
-messages name the options as a method config and the command line spell them (`prune_amount`,
-`--prune-amount`), since that is where users set them.
+Every entry point that takes loose pruning arguments — `prune()`, `physical_prune()`,
+`plan_structured()` — builds one `PruneSettings` from them and hands it down; the methods' `prune_*`
+options are a `PruneSettings` (`PruneOptions.prune_settings()`). Functions that take a single
+option (an importance's norm, a mask's amount) call that option's check below, the one the
+settings call too. So a bad amount, norm, layer type or combination is refused with the same one
+line wherever it comes from. The messages name the options as a method config and the command line
+spell them (`prune_amount`, `--prune-amount`), since that is where users set them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,30 @@ def layer_classes(types: Sequence[str], option: str = "prune_types") -> tuple[ty
     if bad:
         raise InvalidInputError(f"{option} {bad[0]!r} is not one of {', '.join(LAYER_TYPES)}")
     return tuple(cls for t in types for cls in LAYER_TYPES[t])
+
+
+def check_amount(amount: float) -> None:
+    """Refuse a pruned fraction outside (0, 1)."""
+    if not 0.0 < amount < 1.0:
+        raise InvalidInputError(f"prune_amount {amount} is outside (0, 1)")
+
+
+def check_norm(norm: int) -> None:
+    """Refuse an Ln norm order other than 1 or 2."""
+    if norm not in (1, 2):
+        raise InvalidInputError(f"prune_norm {norm} is not 1 or 2")
+
+
+def check_scope(scope: str) -> None:
+    """Refuse a scope other than `layer` or `global`."""
+    if scope not in PRUNE_SCOPES:
+        raise InvalidInputError(f"prune_scope {scope!r} is not 'layer' or 'global'")
+
+
+def check_criterion(criterion: str) -> None:
+    """Refuse a criterion name not in `CRITERIA`."""
+    if criterion not in CRITERIA:
+        raise InvalidInputError(f"prune_criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
 
 
 @dataclass(frozen=True)
@@ -82,15 +108,11 @@ class PruneSettings:
         if self.include_head and dead:
             raise InvalidInputError("prune_head (pruning whole classes) needs prune_targets 'weights-only': "
                                     "dead-channel pruning never prunes the head")
-        if not 0.0 < self.amount < 1.0:
-            raise InvalidInputError(f"prune_amount {self.amount} is outside (0, 1)")
-        if self.norm not in (1, 2):
-            raise InvalidInputError(f"prune_norm {self.norm} is not 1 or 2")
-        if self.scope not in PRUNE_SCOPES:
-            raise InvalidInputError(f"prune_scope {self.scope!r} is not 'layer' or 'global'")
+        check_amount(self.amount)
+        check_norm(self.norm)
+        check_scope(self.scope)
         layer_classes(self.types)
-        if self.criterion not in CRITERIA:
-            raise InvalidInputError(f"prune_criterion {self.criterion!r} is not one of {', '.join(CRITERIA)}")
+        check_criterion(self.criterion)
         if self.criterion != "l2" and not dead:
             raise InvalidInputError(f"prune_criterion {self.criterion!r} scores channels: it needs structured "
                                     "pruning with prune_targets 'dead' (or prune_mode 'physical')")
