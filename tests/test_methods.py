@@ -114,7 +114,7 @@ def test_every_method_runs_and_returns_a_plain_changed_model(method, original, c
     assert model.training == caller_training
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
 
-    record = result.record
+    record = result.to_dict()
     config = get_method(method).make_config(**options[method])
     assert record["method"] == {"name": method, "config": config.to_dict()}
     cost = record["cost"]
@@ -145,8 +145,8 @@ def test_every_method_is_seeded_and_repeatable(method, original, class3_splits, 
     torch.manual_seed(123)  # the global RNG state must not matter
     b = run(method, model, class3_splits, meta, **options[method])
     assert state_dicts_equal(a.model.state_dict(), b.model.state_dict())
-    assert a.record["history"] == b.record["history"]
-    assert a.record["sparsity"] == b.record["sparsity"]
+    assert a.record.history == b.record.history
+    assert a.sparsity == b.sparsity
     if method != "retrain":
         c = run(method, model, class3_splits, meta, **options[method], seed=1)
         assert not state_dicts_equal(a.model.state_dict(), c.model.state_dict())
@@ -207,7 +207,7 @@ def test_wrong_config_type_and_missing_recipe(trained, class3_splits):
 @pytest.mark.parametrize("amount", [0.3, 0.5, 0.7])
 def test_prunelora_keeps_exactly_the_requested_channels_zero(amount, trained, class3_splits):
     result = run("prunelora", trained.model, class3_splits, steps=3, prune_amount=amount)
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     convs = [n for n, m in trained.model.named_modules() if isinstance(m, nn.Conv2d)]
     assert sorted(layers) == sorted(f"{n}.weight" for n in convs)
     for key, entry in layers.items():
@@ -223,7 +223,7 @@ def test_prunelora_dense_merge_refills_the_pruned_channels(trained, class3_split
     # pruned conv row feeds a zero BatchNorm weight, so it gets no gradient to come back by.)
     result = run("prunelora", trained.model, class3_splits, steps=3, keep_sparsity=False,
                  prune_targets="weights-only")
-    for key, entry in result.record["sparsity"]["layers"].items():
+    for key, entry in result.sparsity["layers"].items():
         assert zero_channels(weight_of(result.model, key)) < round(0.5 * weight_of(result.model, key).shape[0]), key
         assert entry["zero_channels"] < 0.5
 
@@ -231,7 +231,7 @@ def test_prunelora_dense_merge_refills_the_pruned_channels(trained, class3_split
 def test_prunelora_vit_preset_targets_keep_their_zeros(tiny_vit_original, class3_splits):
     model, _ = tiny_vit_original
     result = run("prunelora", model, class3_splits, steps=3, **VIT_OPTIONS["prunelora"])
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     # dead channels: whole heads and MLP hidden units; the outputs into the token stream
     # (attn.out_proj, mlp.3) are not channels that can die, so they are left whole, as physically
     assert sorted(layers) == ["blocks.1.attn.in_proj_weight", "blocks.1.mlp.0.weight"]
@@ -251,7 +251,7 @@ def test_prunelora_vit_preset_targets_keep_their_zeros(tiny_vit_original, class3
 def test_prune_finetune_keeps_its_zeros_through_training(recipe, structured, trained, class3_splits):
     result = run("prune-finetune", trained.model, class3_splits, steps=5, prune_structured=structured,
                  prune_amount=0.5, **recipe)
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     assert layers
     for key in layers:
         weight, before = weight_of(result.model, key), weight_of(trained.model, key)

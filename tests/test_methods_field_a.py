@@ -68,7 +68,7 @@ def test_runs_on_class_and_sample_forgetting_and_returns_a_plain_changed_model(m
     assert not state_dicts_equal(out.state_dict(), caller_state)
     assert state_dicts_equal(model.state_dict(), caller_state)  # the caller's model is untouched
 
-    record = result.record
+    record = result.to_dict()
     assert record["method"] == {"name": method, "config": get_method(method).make_config(steps=STEPS).to_dict()}
     total = sum(p.numel() for p in model.parameters())
     assert record["cost"]["trainable_params"] == total
@@ -84,7 +84,7 @@ def test_seeded_and_repeatable(method, trained, class3_splits, state_dicts_equal
     torch.manual_seed(123)  # the global RNG state must not matter
     b = run(method, trained.model, class3_splits, batch_size=32)
     assert state_dicts_equal(a.model.state_dict(), b.model.state_dict())
-    assert a.record["history"] == b.record["history"]
+    assert a.record.history == b.record.history
     c = run(method, trained.model, class3_splits, batch_size=32, seed=1)
     assert not state_dicts_equal(a.model.state_dict(), c.model.state_dict())
 
@@ -107,7 +107,7 @@ def test_empty_forget_set_is_refused_by_the_methods_that_need_one(trained, class
             with pytest.raises(InvalidInputError, match=f"'{method}' needs forget samples"):
                 run(method, trained.model, empty)
         else:
-            assert run(method, trained.model, empty).record["cost"]["steps"] == STEPS
+            assert run(method, trained.model, empty).cost.steps == STEPS
 
 
 # --------------------------------------------------------------------------- validation
@@ -153,9 +153,9 @@ def test_l1_sparse_records_the_weights_it_used(trained, class3_splits):
     # 7 steps of batch 256 over 1088 retain samples cross an epoch boundary (5 batches per epoch).
     gamma, steps = 1e-3, 7
     result = run("l1-sparse", trained.model, class3_splits, steps=steps, l1_gamma=gamma)
-    weights = result.record["l1_weights"]
-    assert len(weights) == result.record["cost"]["steps"] == steps
-    assert len(result.record["history"]) == 2
+    weights = result.record.details["l1_weights"]
+    assert len(weights) == result.cost.steps == steps
+    assert len(result.record.history) == 2
     assert weights[0] == gamma
     assert weights[-1] == pytest.approx(0.0, abs=1e-15)
     assert weights == [pytest.approx(l1_weight(i, steps, gamma)) for i in range(steps)]

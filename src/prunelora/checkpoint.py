@@ -122,7 +122,9 @@ class CheckpointMeta:
                   ) -> CheckpointMeta:
         """The meta.json of a method's result on the checkpoint whose meta.json is `original`.
 
-        `method` is `{"name", "config"}` (the unlearning record's); `architecture` the smaller
+        `method` is `{"name", "config"}` (the unlearning record's: the config as run, and
+        `requested`, the caller's, when the method changed it; the run id is the request's);
+        `architecture` the smaller
         modules of a physically pruned result (merged into `model.pruned`), `original_path` where
         the original lies (recorded for `prunelora eval`'s relearning). The run id is
         `unlearned_run_id` of the same inputs.
@@ -134,7 +136,8 @@ class CheckpointMeta:
         if original_path is not None:
             source = {"path": str(original_path), **source}
         return cls(kind="retrain" if method["name"] == "retrain" else "unlearned",
-                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"], method["config"]),
+                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"],
+                                           method.get("requested", method["config"])),
                    model=model, dataset=original["dataset"], forget=forget, recipe=original.get("recipe"),
                    seed=seed, method=method, metrics=metrics, cost=cost, sparsity=sparsity,
                    history=[] if history is None else history, original=source, created=timestamp())

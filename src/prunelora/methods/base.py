@@ -122,11 +122,28 @@ class TrainingOptions(MethodConfig):
 # --------------------------------------------------------------------------- records
 
 
+@dataclass(frozen=True)
+class PruningChoice:
+    """The pruning a method chose: its criterion, scope and amount (the automatic amount when
+    `prune_forget_accuracy` set one)."""
+
+    criterion: str
+    scope: str
+    amount: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class MethodRecord:
     """What a method reports of its run: the parameters it trained, its optimizer steps, its
     training history, the pruning it chose (methods that prune) and method-specific `details`
-    (e.g. SSD's selected weights, SalUn's saliency mask size, retrain's recipe).
+    (e.g. SSD's selected weights, SalUn's saliency mask size, retrain's recipe); and, not part of
+    its JSON, what it produced beside the model: the pruning `masks` (mask mode), the
+    `architecture` change (physical mode), the LoRA `adapter` snapshot, SalUn's `saliency_mask`,
+    and the `config` it actually ran with when it had to change the caller's (e.g. PruneLoRA on a
+    physically pruned attention).
 
     `to_dict()` is its JSON, as meta.json and bench cells hold it: `cost` {trainable_params,
     steps}, `history`, `pruning` (when set) and each detail under its own key.
@@ -135,8 +152,13 @@ class MethodRecord:
     trainable_params: int
     steps: int
     history: list[dict] = field(default_factory=list)
-    pruning: dict | None = None
+    pruning: PruningChoice | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    architecture: dict | None = field(default=None, compare=False, repr=False)
+    adapter: Any = field(default=None, compare=False, repr=False)  # an adapters.AdapterSnapshot
+    saliency_mask: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    config: Any = field(default=None, compare=False, repr=False)  # a MethodConfig, when not the caller's
 
     RESERVED: ClassVar[tuple[str, ...]] = ("method", "cost", "sparsity", "history", "pruning")
 
@@ -149,7 +171,7 @@ class MethodRecord:
         out: dict[str, Any] = {"cost": {"trainable_params": self.trainable_params, "steps": self.steps},
                                "history": self.history}
         if self.pruning is not None:
-            out["pruning"] = self.pruning
+            out["pruning"] = self.pruning.to_dict()
         return out | self.details
 
     @classmethod
@@ -157,8 +179,23 @@ class MethodRecord:
         """The inverse of `to_dict`."""
         rest = dict(data)
         cost = rest.pop("cost")
+        pruning = rest.pop("pruning", None)
         return cls(trainable_params=cost["trainable_params"], steps=cost["steps"], history=rest.pop("history", []),
-                   pruning=rest.pop("pruning", None), details=rest)
+                   pruning=PruningChoice(**pruning) if pruning is not None else None, details=rest)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run cost: wall time and peak memory (measured around the method by `unlearn`), the
+    parameters it trained and its optimizer steps (the method's record)."""
+
+    wall_time_s: float
+    peak_memory_mb: float
+    trainable_params: int
+    steps: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 # --------------------------------------------------------------------------- methods
@@ -191,7 +228,6 @@ class MethodContext:
     device: Any = None
     progress: bool = True
     original_meta: dict | None = None  # the original checkpoint's meta.json (retrain needs its recipe)
-    artifacts: dict = field(default_factory=dict)  # e.g. the peft model, for adapter export
     model_factory: Callable[[], nn.Module] | None = None  # retrain of a user's model: builds a fresh one
     recipe: Any = None  # ... and the TrainConfig it is trained with
     classifier: str | None = None  # the classifier's module name (`head`, `fc`, ...): trained whole, never pruned
@@ -275,11 +311,55 @@ def renamed_options() -> dict[str, dict[str, str]]:
 
 @dataclass
 class UnlearnResult:
-    """The plain merged model, a JSON-able record of the run, and live objects (e.g. the peft model)."""
+    """What `unlearn` returns: the plain merged model, the method's record, the run's cost and
+    sparsity report, and the configs.
+
+    `config` is the config the method ran with (`requested` is the caller's; they differ only
+    when the method had to change it, e.g. PruneLoRA's LoRA targets on a physically pruned
+    attention). The method's live outputs — `masks`, `architecture`, `adapter`, `saliency_mask`,
+    `pruning` — are read from its record. `to_dict()` is the JSON meta.json and bench cells hold.
+    """
 
     model: nn.Module
-    record: dict
-    artifacts: dict = field(default_factory=dict)
+    record: MethodRecord
+    method: str
+    config: Any
+    requested: Any
+    cost: RunCost
+    sparsity: dict
+
+    @property
+    def masks(self) -> dict | None:
+        return self.record.masks
+
+    @property
+    def architecture(self) -> dict | None:
+        return self.record.architecture
+
+    @property
+    def adapter(self) -> Any:
+        return self.record.adapter
+
+    @property
+    def saliency_mask(self) -> dict | None:
+        return self.record.saliency_mask
+
+    @property
+    def pruning(self) -> PruningChoice | None:
+        return self.record.pruning
+
+    def method_dict(self) -> dict:
+        """`{"name", "config"}` as run, plus `requested` (the caller's config) when it differs."""
+        out = {"name": self.method, "config": self.config.to_dict()}
+        if self.requested.to_dict() != out["config"]:
+            out["requested"] = self.requested.to_dict()
+        return out
+
+    def to_dict(self) -> dict:
+        """The run's record as JSON: `method`, `cost`, `sparsity`, then the method's own part."""
+        own = self.record.to_dict()
+        own.pop("cost")
+        return {"method": self.method_dict(), "cost": self.cost.to_dict(), "sparsity": self.sparsity, **own}
 
 
 def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prunelora", config: Any = None, *,
@@ -330,12 +410,8 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
                                 "saved or scored: lower the learning rate or change the method's options")
     if not isinstance(record, MethodRecord):
         raise TypeError(f"method {method!r} returned a {type(record).__name__}, not a MethodRecord")
-    if entry.capabilities.uses_pruning:
-        record = dataclasses.replace(record, pruning=ctx.artifacts["pruning"])
-    own = record.to_dict()
-    return UnlearnResult(result, {
-        "method": {"name": method, "config": config.to_dict()},
-        "cost": {"wall_time_s": wall, "peak_memory_mb": peak.mb, **own.pop("cost")},
-        "sparsity": sparsity_report(result, ctx.artifacts.get("masks")),
-        **own,
-    }, ctx.artifacts)
+    if entry.capabilities.uses_pruning and record.pruning is None:
+        raise TypeError(f"method {method!r} prunes but its record names no pruning choice")
+    return UnlearnResult(result, record, method, record.config or config, config,
+                         RunCost(wall, peak.mb, record.trainable_params, record.steps),
+                         sparsity_report(result, record.masks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,8 +13,14 @@ from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, check_lo
 from prunelora.data import ImageDataset, Splits
 from prunelora.data.generic import concat, make_loader, relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions, option
-from prunelora.pruning import PruneSettings, physical_prune, prune, recalibrate_batchnorm
+from prunelora.methods.base import (
+    MethodContext,
+    MethodRecord,
+    PruningChoice,
+    TrainingOptions,
+    option,
+)
+from prunelora.pruning import PhysicalPruning, PruneSettings, apply_pruning, recalibrate_batchnorm
 from prunelora.pruning.criteria import FORGET_AWARE, fit_criterion, smallest_forgetting_amount
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
@@ -194,33 +201,37 @@ class PruneOptions(TrainingOptions):
                 model, criterion, splits.forget, self.prune_forget_accuracy, self.prune_amount, norm=self.prune_norm,
                 types=self.prune_types, pattern=self.prune_pattern, scope=self.prune_scope,
                 example_inputs=splits.forget[0][0].unsqueeze(0), head_name=ctx.classifier, device=ctx.device)
-        ctx.artifacts["pruning"] = {"criterion": self.prune_criterion, "scope": self.prune_scope, "amount": amount}
         if criterion is not None and self.prune_criterion == "l2":
             criterion = None  # the default path, bit for bit
         return criterion, amount
 
-    def prune_model(self, model: nn.Module, splits: Splits, ctx: MethodContext, bake: bool) -> dict | None:
-        """Prune `model` in place; returns the masks (mask mode) or None (physical mode, where the
-        architecture change is left in `ctx.artifacts["architecture"]` for the checkpoint)."""
+    def prune_model(self, model: nn.Module, splits: Splits, ctx: MethodContext, bake: bool) -> Pruned:
+        """Prune `model` in place as these options ask; returns what was chosen and done (the masks
+        in mask mode, the architecture change in physical mode)."""
         criterion, amount = self.choose_pruning(model, splits, ctx)
-        if self.prune_mode == "physical":
-            pruning = physical_prune(model, amount, norm=self.prune_norm, types=self.prune_types,
-                                     pattern=self.prune_pattern, example_inputs=splits.retain[0][0].unsqueeze(0),
-                                     head_name=ctx.classifier, importance=criterion, scope=self.prune_scope)
-            if self.bn_recalibrate:  # downstream statistics changed with the removed inputs
-                recalibrate_batchnorm(model, splits.retain, device=ctx.device)
-            ctx.artifacts["masks"] = None
-            ctx.artifacts["architecture"] = pruning.architecture
-            return None
-        masks = prune(model, amount, structured=self.prune_structured, norm=self.prune_norm,
-                      types=self.prune_types, pattern=self.prune_pattern, include_head=self.prune_head,
-                      scope=self.prune_scope, bake=bake, targets=self.prune_targets,
-                      example_inputs=splits.retain[0][0].unsqueeze(0), head_name=ctx.classifier,
-                      importance=criterion)
-        if self.bn_recalibrate:
+        settings = dataclasses.replace(self.prune_settings(), amount=amount)
+        done = apply_pruning(model, settings, example_inputs=splits.retain[0][0].unsqueeze(0),
+                             head_name=ctx.classifier, importance=criterion, bake=bake)
+        if self.bn_recalibrate:  # downstream statistics changed with the pruned (or removed) channels
             recalibrate_batchnorm(model, splits.retain, device=ctx.device)
-        ctx.artifacts["masks"] = masks
-        return masks
+        choice = PruningChoice(self.prune_criterion, self.prune_scope, amount)
+        if isinstance(done, PhysicalPruning):
+            return Pruned(choice, None, done.architecture)
+        return Pruned(choice, done, None)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `PruneOptions.prune_model` did: the choice, and the masks (mask mode) or the
+    architecture change (physical mode)."""
+
+    choice: PruningChoice
+    masks: dict[str, torch.Tensor] | None
+    architecture: dict | None
+
+    def recorded(self, record: MethodRecord) -> MethodRecord:
+        """`record` with this pruning in it."""
+        return dataclasses.replace(record, pruning=self.choice, masks=self.masks, architecture=self.architecture)
 
 
 @dataclass
@@ -263,7 +274,7 @@ class LoraOptions(TrainingOptions):
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
                               head_name=ctx.classifier)
         record = self.train(peft_model, dataset, ctx, description, loss_fn=loss_fn)
-        ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
+        adapter = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
-        return merged, record
+        return merged, dataclasses.replace(record, adapter=adapter)
 

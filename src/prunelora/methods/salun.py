@@ -95,7 +95,6 @@ def saliency_mask(saliency: dict[str, torch.Tensor], fraction: float) -> dict[st
 def salun(model, splits, config: SalUnConfig, ctx):
     masks = saliency_mask(forget_gradient_magnitude(model, splits.forget, config.batch_size, ctx.device),
                           config.mask_fraction)
-    ctx.artifacts["saliency_mask"] = masks
     params = dict(model.named_parameters())
     # Only parameters with at least one masked-in entry are optimised; the others never move.
     trained = {n: m for n, m in masks.items() if bool(m.any())}
@@ -117,4 +116,4 @@ def salun(model, splits, config: SalUnConfig, ctx):
     masked_in = int(sum(int(m.sum()) for m in masks.values()))
     return model, MethodRecord(masked_in, result.steps, result.history, details={"saliency": {
         "mask_fraction": config.mask_fraction, "masked_in": masked_in,
-        "total": int(sum(m.numel() for m in masks.values()))}})
+        "total": int(sum(m.numel() for m in masks.values()))}}, saliency_mask=masks)
