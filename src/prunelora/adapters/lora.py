@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model  # imported here, not inside a timed unlearning run
@@ -49,13 +50,24 @@ class LoraSettings:
     classifier trains whole beside the adapters, `backend`: `peft` or `weight` (see the module doc).
     """
 
-    rank: int = 8
-    alpha: float = 16
-    dropout: float = 0.1
-    types: tuple[str, ...] = ("conv",)
-    pattern: str | None = None
-    train_head: bool = True
-    backend: str = "peft"
+    # Each field's help is the command line's: the methods' `lora_*` options are generated from
+    # these fields (`methods.common.LoraOptions`), named as `OPTION_NAMES` says.
+    rank: int = field(default=8, metadata={"help": "rank r of each LoRA update"})
+    alpha: float = field(default=16, metadata={"help": "LoRA scale: the update is multiplied by alpha/rank"})
+    dropout: float = field(default=0.1, metadata={"help": (
+        "dropout on each adapter's input (0 for the weight backend and for attention)")})
+    types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
+        "layer types adapted, comma-separated: conv, linear, mha (attention)")})
+    pattern: str | None = field(default=None, metadata={"help": (
+        "only layers whose name matches this regex ({last} stands for the highest block index)")})
+    train_head: bool = field(default=True, metadata={"help": "train the classifier whole beside the adapters"})
+    backend: str = field(default="peft", metadata={"help": (
+        "peft (an adapter path beside each layer, the paper's) or weight (W0 + (alpha/r)*B@A in the weight "
+        "itself: one convolution per layer, faster; needs --lora-dropout 0)")})
+
+    OPTION_NAMES: ClassVar[dict[str, str]] = {
+        "rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "types": "lora_types",
+        "pattern": "lora_pattern", "train_head": "train_head", "backend": "lora_backend"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -69,24 +70,68 @@ def option(config_cls: type, name: str, default: Any, help: str | None = None) -
     return field(default=default, metadata={**base.metadata, **({"help": help} if help else {})})
 
 
-@dataclass
-class TrainingOptions(MethodConfig):
-    """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs."""
+def options_from(source: type, names: dict[str, str], *, defaults: dict[str, Any] | None = None,
+                 helps: dict[str, str] | None = None) -> Callable[[type], type]:
+    """Class decorator, placed under `@dataclass`: one field per field of the dataclass `source`
+    that `names` maps to an option name, with the source's type, default and metadata (help,
+    choices) unless `defaults`/`helps` (keyed by option name) say otherwise. The option fields
+    come before the class's own, in `names`' order.
 
-    # the fields TrainConfig also has take its help and choices (one text for `train` and `unlearn`)
-    epochs: float = option(TrainConfig, "epochs", 5, (
-        "passes over the method's training data (fractions allowed); --steps replaces it"))
-    steps: int | None = option(TrainConfig, "steps", None, (
-        "a budget in optimizer steps instead of epochs (small data sets need one)"))
-    batch_size: int = option(TrainConfig, "batch_size", 128)
-    optimizer: str = option(TrainConfig, "optimizer", "adam")
-    lr: float = option(TrainConfig, "lr", 1e-3, "learning rate")
-    momentum: float = option(TrainConfig, "momentum", 0.9)
-    weight_decay: float = option(TrainConfig, "weight_decay", 0.0)
-    schedule: str = option(TrainConfig, "schedule", "constant")
+    So each option is declared once, where it is checked (`TrainConfig`, `PruneSettings`,
+    `LoraSettings`), and a method's config, its command-line flags and its help follow it.
+
+    Args:
+        source: the dataclass whose fields are copied.
+        names: {source field: option name}.
+        defaults: other defaults, by option name.
+        helps: other help texts, by option name.
+
+    Returns:
+        The decorator.
+    """
+    defaults, helps = defaults or {}, helps or {}
+
+    def wrap(cls: type) -> type:
+        by_name = {f.name: f for f in fields(source)}
+        hints = typing.get_type_hints(source)
+        added: dict[str, Any] = {}
+        for src, name in names.items():
+            base = by_name[src]
+            metadata = {**base.metadata, **({"help": helps[name]} if name in helps else {})}
+            setattr(cls, name, field(default=defaults.get(name, base.default), metadata=metadata))
+            added[name] = hints[src]
+        cls.__annotations__ = {**added, **cls.__dict__.get("__annotations__", {})}
+        return cls
+
+    return wrap
+
+
+def settings_from(options: Any, settings_cls: type, names: dict[str, str]) -> Any:
+    """The `settings_cls` instance whose fields are `options`' fields named by `names` (the inverse
+    of `options_from`); constructing it checks them."""
+    return settings_cls(**{src: getattr(options, name) for src, name in names.items()})
+
+
+# the training recipe's fields a method's config takes (the rest keep TrainConfig's defaults)
+RECIPE_OPTIONS = {n: n for n in ("epochs", "steps", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                                 "schedule", "mixed_precision")}
+
+
+@dataclass
+@options_from(TrainConfig, RECIPE_OPTIONS,
+              defaults={"epochs": 5, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant"},
+              helps={"epochs": "passes over the method's training data (fractions allowed); --steps replaces it",
+                     "steps": "a budget in optimizer steps instead of epochs (small data sets need one)",
+                     "lr": "learning rate"})
+class TrainingOptions(MethodConfig):
+    """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs.
+
+    Its recipe fields are `TrainConfig`'s (`RECIPE_OPTIONS`: one text and one check for `train` and
+    `unlearn`), with the paper's defaults.
+    """
+
     bn_mode: str = field(default="update", metadata={"help": (
         "update (BatchNorm running statistics follow the training data) or freeze (kept as they are)")})
-    mixed_precision: str = option(TrainConfig, "mixed_precision", "no")
 
     def validate(self) -> None:
         super().validate()
@@ -97,10 +142,7 @@ class TrainingOptions(MethodConfig):
         self.train_config()
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size,
-                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, schedule=self.schedule, seed=self.seed,
-                           mixed_precision=self.mixed_precision)
+        return TrainConfig(**{name: getattr(self, name) for name in RECIPE_OPTIONS}, seed=self.seed)
 
     def fit(self, model: nn.Module, dataset, ctx: MethodContext, description: str, *,
             recipe: TrainConfig | None = None, **options) -> TrainResult:

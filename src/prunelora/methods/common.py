@@ -19,6 +19,8 @@ from prunelora.methods.base import (
     PruningChoice,
     TrainingOptions,
     option,
+    options_from,
+    settings_from,
 )
 from prunelora.pruning import PhysicalPruning, PruneSettings, apply_pruning, recalibrate_batchnorm
 from prunelora.pruning.criteria import FORGET_AWARE, fit_criterion, smallest_forgetting_amount
@@ -106,6 +108,7 @@ class OptmlRecipe(TrainingOptions):
 
 
 @dataclass
+@options_from(PruneSettings, PruneSettings.OPTION_NAMES)
 class PruneOptions(TrainingOptions):
     """Pruning before adaptation. Default: the paper's 50% structured L2 on every conv.
 
@@ -126,43 +129,12 @@ class PruneOptions(TrainingOptions):
     smallest amount up to `prune_amount` whose dead-channel model scores at most that accuracy (%)
     on D_f (bisection, D_f only).
 
-    Every `prune_*` option is checked by `prunelora.pruning.PruneSettings` (`prune_settings()`).
+    Every `prune_*` option is a field of `prunelora.pruning.PruneSettings` (declared, documented
+    and checked there; `prune_settings()` builds it).
     """
 
-    prune_amount: float = field(default=0.5, metadata={"help": (
-        "fraction of channels (heads) pruned, per layer or of all selected ones (--prune-scope); with "
-        "--prune-forget-accuracy the upper bound of the automatic amount")})
-    prune_norm: int = field(default=2, metadata={"help": "order of the Ln norm that scores channels: 1 or 2"})
-    prune_structured: bool = field(default=True, metadata={"help": (
-        "structured (whole output channels and heads, the paper's) or, with --no-prune-structured, single "
-        "weights by magnitude")})
-    prune_scope: str = field(default="layer", metadata={"help": (
-        "layer (each layer or coupled group loses --prune-amount of its channels) or global (that share "
-        "of all selected channels, lowest scores first, at least one kept per group)")})
-    prune_criterion: str = field(default="l2", metadata={"help": (
-        "which channels go: l2 (the paper's weight norm, of order --prune-norm) or a forget-aware one "
-        "fitted on D_f and a D_r sample: activation-ratio (mean activation on D_f / on D_r), tfidf "
-        "(class-discriminative TF-IDF of D_f), fisher-ratio (channel Fisher information on D_f / on D_r)")})
-    prune_retain_samples: int = field(default=1024, metadata={"help": (
-        "size of the seeded sample of D_r a forget-aware criterion compares D_f with")})
-    prune_forget_accuracy: float | None = field(default=None, metadata={"help": (
-        "automatic amount: the smallest amount up to --prune-amount whose pruned model (dead channels, "
-        "before repair) has at most this accuracy in percent on D_f, found by bisection on D_f alone")})
-    prune_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
-        "layer types pruned, comma-separated: conv, linear, mha (attention heads)")})
-    prune_pattern: str | None = field(default=None, metadata={"help": (
-        "only layers whose name matches this regex ({last} stands for the highest block index)")})
-    prune_head: bool = field(default=False, metadata={"help": (
-        "prune the classifier too (whole classes; needs --prune-targets weights-only)")})
     bn_recalibrate: bool = field(default=True, metadata={"help": (
         "recompute BatchNorm running statistics on D_r after pruning")})
-    prune_mode: str = field(default="mask", metadata={"help": (
-        "mask (pruned channels zeroed and kept at zero, the paper's) or physical (removed: a smaller, "
-        "faster model, the same function)")})
-    prune_targets: str = field(default="dead", metadata={"help": (
-        "what structured mask pruning zeroes: dead (default: weight rows, biases and the following "
-        "norm's weight and bias, so a pruned channel outputs 0) or weights-only (the paper's literal "
-        "weight rows alone, for the ablation: the channel keeps its bias and BatchNorm)")})
 
     def validate(self) -> None:
         self.prune_types = _as_tuple(self.prune_types)
@@ -171,12 +143,7 @@ class PruneOptions(TrainingOptions):
 
     def prune_settings(self) -> PruneSettings:
         """These options as `PruneSettings`, which checks them."""
-        return PruneSettings(
-            amount=self.prune_amount, norm=self.prune_norm,
-            structured=self.prune_structured, scope=self.prune_scope, types=self.prune_types,
-            pattern=self.prune_pattern, include_head=self.prune_head, targets=self.prune_targets,
-            mode=self.prune_mode, criterion=self.prune_criterion, forget_accuracy=self.prune_forget_accuracy,
-            retain_samples=self.prune_retain_samples)
+        return settings_from(self, PruneSettings, PruneSettings.OPTION_NAMES)
 
     def retain_sample(self, splits: Splits):
         """A seeded sample of `prune_retain_samples` images of D_r (all of it when smaller)."""
@@ -235,24 +202,13 @@ class Pruned:
 
 
 @dataclass
+@options_from(LoraSettings, LoraSettings.OPTION_NAMES)
 class LoraOptions(TrainingOptions):
     """LoRA adapters. Default: the paper's ResNet setting (r=8, alpha=16, dropout 0.1, every conv).
 
-    Every `lora_*` option is checked by `prunelora.adapters.LoraSettings` (`lora_settings()`).
+    Every `lora_*` option (and `train_head`) is a field of `prunelora.adapters.LoraSettings`
+    (declared, documented and checked there; `lora_settings()` builds it).
     """
-
-    lora_rank: int = field(default=8, metadata={"help": "rank r of each LoRA update"})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA scale: the update is multiplied by alpha/rank"})
-    lora_dropout: float = field(default=0.1, metadata={"help": (
-        "dropout on each adapter's input (0 for the weight backend and for attention)")})
-    lora_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
-        "layer types adapted, comma-separated: conv, linear, mha (attention)")})
-    lora_pattern: str | None = field(default=None, metadata={"help": (
-        "only layers whose name matches this regex ({last} stands for the highest block index)")})
-    train_head: bool = field(default=True, metadata={"help": "train the classifier whole beside the adapters"})
-    lora_backend: str = field(default="peft", metadata={"help": (
-        "peft (an adapter path beside each layer, the paper's) or weight (W0 + (alpha/r)*B@A in the weight "
-        "itself: one convolution per layer, faster; needs --lora-dropout 0)")})
 
     def validate(self) -> None:
         self.lora_types = _as_tuple(self.lora_types)
@@ -260,9 +216,8 @@ class LoraOptions(TrainingOptions):
         super().validate()
 
     def lora_settings(self) -> LoraSettings:
-        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            types=self.lora_types, pattern=self.lora_pattern, train_head=self.train_head,
-                            backend=self.lora_backend)
+        """These options as `LoraSettings`, which checks them."""
+        return settings_from(self, LoraSettings, LoraSettings.OPTION_NAMES)
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
                    masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
