@@ -3,7 +3,8 @@
 A method is a function `run(model, splits, config, ctx) -> (model, MethodRecord)` registered with
 a typed config dataclass (derived from `MethodConfig`) and its declared `Capabilities`.
 `unlearn()` wraps every method alike: it copies the model (the caller's is never changed),
-measures wall time and peak memory, and reports sparsity.
+measures wall time and peak memory, and reports sparsity. What a method produces besides the model
+(masks, an adapter, ...) travels in its typed record, never on the side.
 """
 
 from __future__ import annotations
@@ -416,8 +417,9 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     arguments. `retrain` rebuilds the model from a checkpoint's `original_meta`, or from your
     `model_factory()` trained with `recipe` (a `TrainConfig`). `classifier` names the classifier
     module (e.g. `"fc"`); by default it is found (`head`, timm's `get_classifier()`, else the last
-    `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
-    parameters and the sparsity report (see `MethodRecord` for the method's own part).
+    `nn.Linear`). Returns an `UnlearnResult`: the model, the method's `MethodRecord` (with its
+    masks, architecture change, adapter, saliency mask), the config as run, the cost (wall time,
+    peak memory, trainable parameters, steps) and the sparsity report.
     """
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
