@@ -40,7 +40,6 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
@@ -49,7 +48,7 @@ from prunelora.data.generic import eval_view, make_loader, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.pruning.attention import PrunedAttention
 from prunelora.pruning.dead import dead_masks
-from prunelora.pruning.importance import LnImportance, fisher_diagonal
+from prunelora.pruning.importance import OUT_CHANNEL_HANDLERS, LnImportance, fisher_diagonal
 from prunelora.pruning.masks import apply_masks
 from prunelora.pruning.settings import CRITERIA as CRITERIA  # the names, checked in `settings`
 from prunelora.pruning.settings import FORGET_AWARE, PruneSettings, check_criterion, check_norm
@@ -192,11 +191,10 @@ class _ActivationStats(Criterion):
     def __call__(self, group) -> torch.Tensor | None:
         if not hasattr(self, "stats"):
             raise InvalidInputError(f"pruning criterion {self.name!r} was not fitted on the forget and retain sets")
-        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
         members = []  # the watched layers that produce (or normalise) the group's channels
         for i, (dep, idxs) in enumerate(group):
             module = dep.target.module
-            if module in self.stats and (dep.handler in out_fns or isinstance(module, _BN)):
+            if module in self.stats and (dep.handler in OUT_CHANNEL_HANDLERS or isinstance(module, _BN)):
                 members.append((module, idxs, group[i].root_idxs))
         chosen = [m for m in members if isinstance(m[0], _BN)] or members  # the last per-channel layer
         if not chosen:
@@ -276,7 +274,7 @@ class FisherRatio(Criterion):
         used = 0
         for i, (dep, idxs) in enumerate(group):
             module = dep.target.module
-            is_out = dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+            is_out = dep.handler in OUT_CHANNEL_HANDLERS
             if not (is_out or isinstance(module, nn.modules.batchnorm._BatchNorm)) or module not in names:
                 continue
             f_f = self._rows(self.forget_fisher, module, names)

@@ -21,7 +21,8 @@ from prunelora.data.generic import make_loader
 from prunelora.pruning.attention import PrunedAttention, check_convertible
 from prunelora.pruning.settings import check_norm
 
-_OUT_CHANNELS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+# the DepGraph handlers that cut a conv's or a linear's outputs: the layers a channel is scored on
+OUT_CHANNEL_HANDLERS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 
 
 def ln_rows(weight: torch.Tensor, n: int) -> torch.Tensor:
@@ -66,7 +67,7 @@ class LnImportance:
         scores = torch.zeros(len(target[0].idxs))
         layers = 0
         for i, (dep, idxs) in enumerate(target):
-            if dep.handler not in _OUT_CHANNELS:
+            if dep.handler not in OUT_CHANNEL_HANDLERS:
                 continue
             norms = ln_rows(dep.target.module.weight[idxs], self.n)
             scores.index_add_(0, torch.tensor(target[i].root_idxs), norms.float().cpu())

@@ -99,8 +99,7 @@ def select_layers(model: nn.Module, types: Sequence[str], pattern: str | None = 
             attentions.append(name)
         found.append((name, module))
     if not found:
-        raise InvalidInputError(f"no layer of type {'/'.join(types)} matches {what} {pattern!r}"
-                                + ("" if include_head else " (the head is excluded)"))
+        raise _nothing_selected(types, pattern, include_head, what)
     return found
 
 
@@ -118,6 +117,10 @@ def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: s
         if getattr(module, param, None) is not None:  # an MHA with separate kdim/vdim weights has none
             out.append(PrunedParam(name, module, param))
     if not out:
-        raise InvalidInputError(f"no layer of type {'/'.join(types)} matches pattern {pattern!r}"
-                                + ("" if include_head else " (the head is excluded)"))
+        raise _nothing_selected(types, pattern, include_head, "pattern")
     return out
+
+
+def _nothing_selected(types: Sequence[str], pattern: str | None, include_head: bool, what: str) -> InvalidInputError:
+    return InvalidInputError(f"no layer of type {'/'.join(types)} matches {what} {pattern!r}"
+                             + ("" if include_head else " (the head is excluded)"))
