@@ -70,8 +70,8 @@ def test_each_peer_forgets_a_class_of_the_trained_checkpoint_at_its_defaults(met
     assert ua >= 80 and ua > ua0 + 50, (ua0, ua)
     assert ra >= ra0 - 10, (ra0, ra)
     # a few seconds on digits: the defaults' budget counted in optimizer steps (a few dozen)
-    assert result.record["cost"]["steps"] <= 100
-    assert (result.record["cost"]["steps"] == 0) == (method == "damp")
+    assert result.cost.steps <= 100
+    assert (result.cost.steps == 0) == (method == "damp")
 
 
 @pytest.mark.parametrize("method", PEERS)
@@ -227,8 +227,8 @@ def test_damp_takes_no_gradient_step_and_shrinks_each_forget_component(arch, tra
     model = trained.model if arch == "resnet8" else tiny_vit()
     before = states(model)
     result = unlearn(model, class3_splits, "damp", progress=False, forget_samples=64, retain_samples=256)
-    out, details = result.model, result.record["damp"]
-    assert result.record["cost"]["steps"] == 0 and result.record["cost"]["trainable_params"] == 0
+    out, details = result.model, result.record.details["damp"]
+    assert result.cost.steps == 0 and result.cost.trainable_params == 0
     assert all(p.grad is None for p in out.parameters())
     edited = {layer["layer"] for layer in details["layers"]}
     weights = {f"{n}.in_proj_weight" if isinstance(out.get_submodule(n), nn.MultiheadAttention) else f"{n}.weight"
@@ -248,10 +248,10 @@ def test_damp_takes_no_gradient_step_and_shrinks_each_forget_component(arch, tra
 
 
 def test_damp_edits_more_where_the_class_separates_better(trained, class3_splits):
-    layers = unlearn(trained.model, class3_splits, "damp", progress=False).record["damp"]["layers"]
+    layers = unlearn(trained.model, class3_splits, "damp", progress=False).record.details["damp"]["layers"]
     scales = [layer["scale"] for layer in layers]
     assert scales[-1] > scales[0]  # the head more than the first block
-    linear = unlearn(trained.model, class3_splits, "damp", progress=False, depth_scaling="linear").record["damp"]
+    linear = unlearn(trained.model, class3_splits, "damp", progress=False, depth_scaling="linear").record.details["damp"]
     assert [layer["scale"] for layer in linear["layers"]] == pytest.approx(
         [i / len(layers) for i in range(1, len(layers) + 1)])
 
@@ -290,7 +290,7 @@ def test_opc_contracts_the_forget_sets_features(trained, class3_splits):
 def test_cmf_sets_the_head_to_the_retained_class_means(trained, class3_splits):
     result = unlearn(trained.model, class3_splits, "cmf", progress=False, steps=10, batch_size=32)
     out = result.model.eval()
-    assert result.record["cmf"]["classes"] == [c for c in range(10) if c != 3]
+    assert result.record.details["cmf"]["classes"] == [c for c in range(10) if c != 3]
     store: list[torch.Tensor] = []
     handle = out.head.register_forward_pre_hook(lambda _m, args: store.append(args[0]))
     images = torch.stack([class3_splits.retain[i][0] for i in range(256)])

@@ -286,6 +286,6 @@ def test_adapter_exported_after_unlearn_holds_the_trained_weights(trained, class
 
     result = unlearn(trained.model, class3_splits, "lora", steps=2, progress=False)
     with pytest.warns(UserWarning):
-        out = save_adapter(result.artifacts["adapter"], tmp_path / "adapter")
+        out = save_adapter(result.adapter, tmp_path / "adapter")
     tensors = load_file(str(out / "adapter_model.safetensors"))
     assert any("lora_B" in k for k in tensors)

@@ -155,14 +155,14 @@ def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
                      lora_dropout=0.0, progress=False)
     model = result.model
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
-    for key, mask in result.artifacts["masks"].items():
+    for key, mask in result.masks.items():
         module_name, param = key.rsplit(".", 1)
         assert stays_pruned(getattr(model.get_submodule(module_name), param), mask) and (mask == 0).any(), key
-    state = result.artifacts["adapter"].state
+    state = result.adapter.state
     adapters = sum(t.numel() for k, t in state.items() if k.endswith(("lora_A", "lora_B")))
     assert {k for k in state if not k.endswith(("lora_A", "lora_B"))} == {"head.weight", "head.bias"}
     head = sum(p.numel() for p in model.head.parameters())
-    assert result.record["cost"]["trainable_params"] == adapters + head
+    assert result.cost.trainable_params == adapters + head
 
 
 @pytest.mark.parametrize("make,types", [(tiny_resnet, ("conv",)), (tiny_vit, ("mha",))])

@@ -19,6 +19,7 @@ from prunelora.errors import InvalidInputError
 from prunelora.methods import (
     Capabilities,
     MethodRecord,
+    PruningChoice,
     TrainingOptions,
     get_method,
     list_methods,
@@ -215,7 +216,7 @@ def test_the_cli_refuses_a_bad_pruning_norm_with_the_validators_line(run_cli, ch
 
 def test_method_record_round_trips_through_its_json():
     record = MethodRecord(trainable_params=12, steps=3, history=[{"epoch": 1, "steps": 3, "loss": 0.5}],
-                          pruning={"criterion": "l2", "scope": "layer", "amount": 0.5},
+                          pruning=PruningChoice("l2", "layer", 0.5),
                           details={"ssd": {"selected_params": 4}})
     data = record.to_dict()
     assert data == {"cost": {"trainable_params": 12, "steps": 3}, "history": [{"epoch": 1, "steps": 3, "loss": 0.5}],
@@ -232,7 +233,7 @@ def test_method_record_round_trips_through_its_json():
 def test_the_run_record_is_the_method_record_plus_the_runs_cost(method, own, trained, class3_splits):
     result = unlearn(trained.model, class3_splits, method, progress=False,
                      **({} if method == "ssd" else {"steps": 1}))
-    record = result.record
+    record = result.to_dict()
     assert set(record) == {"method", "cost", "sparsity", "history"} | own
     assert set(record["cost"]) == {"wall_time_s", "peak_memory_mb", "trainable_params", "steps"}
     part = {k: v for k, v in record.items() if k not in ("method", "sparsity")}

@@ -189,7 +189,7 @@ def test_every_config_field_has_help_and_a_seed(method):
 
 
 def check_run(method: str, original: Original, result, caller_state: dict, options: dict, state_dicts_equal):
-    model, out, record = original.model, result.model, result.record
+    model, out, record = original.model, result.model, result.to_dict()
     caps = get_method(method).capabilities
 
     # a plain model of the same architecture: no peft wrapper or layer, no mask parametrization, no hook
@@ -258,8 +258,8 @@ def test_returns_a_plain_changed_model_and_is_seeded(method, original, class3_sp
     torch.manual_seed(123)  # the global RNG state must not matter
     b = run(method, original, class3_splits, **options)
     assert state_dicts_equal(a.model.state_dict(), b.model.state_dict())
-    assert a.record["history"] == b.record["history"]
-    assert a.record["sparsity"] == b.record["sparsity"]
+    assert a.record.history == b.record.history
+    assert a.sparsity == b.sparsity
     if seed_matters(method):
         c = run(method, original, class3_splits, **options, seed=1)
         assert not state_dicts_equal(a.model.state_dict(), c.model.state_dict())
@@ -280,7 +280,7 @@ def test_an_empty_forget_set_is_refused_or_handled_as_declared(method, resnet_or
         line = one_line_refusal(lambda: run(method, resnet_original, empty))
         assert f"{method!r} needs forget samples" in line
     else:
-        assert run(method, resnet_original, empty).record["cost"]["steps"] == steps_taken(method)
+        assert run(method, resnet_original, empty).cost.steps == steps_taken(method)
 
 
 def bad_options(name: str) -> list[tuple[dict, str]]:

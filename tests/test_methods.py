@@ -80,7 +80,7 @@ def test_retrain_without_a_recipe(trained, class3_splits):
 @pytest.mark.parametrize("amount", [0.3, 0.5, 0.7])
 def test_prunelora_keeps_exactly_the_requested_channels_zero(amount, trained, class3_splits):
     result = run("prunelora", trained.model, class3_splits, steps=3, prune_amount=amount)
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     convs = [n for n, m in trained.model.named_modules() if isinstance(m, nn.Conv2d)]
     assert sorted(layers) == sorted(f"{n}.weight" for n in convs)
     for key, entry in layers.items():
@@ -96,7 +96,7 @@ def test_prunelora_dense_merge_refills_the_pruned_channels(trained, class3_split
     # pruned conv row feeds a zero BatchNorm weight, so it gets no gradient to come back by.)
     result = run("prunelora", trained.model, class3_splits, steps=3, keep_sparsity=False,
                  prune_targets="weights-only")
-    for key, entry in result.record["sparsity"]["layers"].items():
+    for key, entry in result.sparsity["layers"].items():
         assert zero_channels(weight_of(result.model, key)) < round(0.5 * weight_of(result.model, key).shape[0]), key
         assert entry["zero_channels"] < 0.5
 
@@ -104,7 +104,7 @@ def test_prunelora_dense_merge_refills_the_pruned_channels(trained, class3_split
 def test_prunelora_vit_preset_targets_keep_their_zeros(class3_splits):
     model = tiny_vit(0, depth=2).eval()
     result = run("prunelora", model, class3_splits, steps=3, **VIT_PRUNELORA)
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     # dead channels: whole heads and MLP hidden units; the outputs into the token stream
     # (attn.out_proj, mlp.3) are not channels that can die, so they are left whole, as physically
     assert sorted(layers) == ["blocks.1.attn.in_proj_weight", "blocks.1.mlp.0.weight"]
@@ -124,7 +124,7 @@ def test_prunelora_vit_preset_targets_keep_their_zeros(class3_splits):
 def test_prune_finetune_keeps_its_zeros_through_training(recipe, structured, trained, class3_splits):
     result = run("prune-finetune", trained.model, class3_splits, steps=5, prune_structured=structured,
                  prune_amount=0.5, **recipe)
-    layers = result.record["sparsity"]["layers"]
+    layers = result.sparsity["layers"]
     assert layers
     for key in layers:
         weight, before = weight_of(result.model, key), weight_of(trained.model, key)

@@ -87,9 +87,9 @@ def test_l1_sparse_records_the_weights_it_used(trained, class3_splits):
     # 7 steps of batch 256 over 1088 retain samples cross an epoch boundary (5 batches per epoch).
     gamma, steps = 1e-3, 7
     result = run("l1-sparse", trained.model, class3_splits, steps=steps, l1_gamma=gamma)
-    weights = result.record["l1_weights"]
-    assert len(weights) == result.record["cost"]["steps"] == steps
-    assert len(result.record["history"]) == 2
+    weights = result.record.details["l1_weights"]
+    assert len(weights) == result.cost.steps == steps
+    assert len(result.record.history) == 2
     assert weights[0] == gamma
     assert weights[-1] == pytest.approx(0.0, abs=1e-15)
     assert weights == [pytest.approx(l1_weight(i, steps, gamma)) for i in range(steps)]

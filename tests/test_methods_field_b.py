@@ -68,7 +68,7 @@ def test_ssd_takes_no_optimizer_step(monkeypatch, splits, trained, state_dicts_e
     monkeypatch.setattr(torch.optim.Optimizer, "__init__", forbidden)
     result = run("ssd", trained.model, splits)
     assert not state_dicts_equal(result.model.state_dict(), trained.model.state_dict())
-    assert result.record["cost"]["steps"] == 0 and result.record["cost"]["trainable_params"] == 0
+    assert result.cost.steps == 0 and result.cost.trainable_params == 0
 
 
 def test_ssd_only_dampens(splits, trained):
@@ -87,11 +87,11 @@ def test_ssd_only_dampens(splits, trained):
         assert (new[changed].abs() < old[changed].abs()).all(), f"{key}: a weight grew"
         assert (new[changed] * old[changed] >= 0).all(), f"{key}: a weight changed sign"
     assert changed_total > 0
-    assert changed_total <= result.record["ssd"]["selected_params"]
+    assert changed_total <= result.record.details["ssd"]["selected_params"]
 
 
 def test_ssd_selects_fewer_weights_as_alpha_grows(class3_splits, trained):
-    selected = [run("ssd", trained.model, class3_splits, selection_weighting=alpha).record["ssd"]["selected_params"]
+    selected = [run("ssd", trained.model, class3_splits, selection_weighting=alpha).record.details["ssd"]["selected_params"]
                 for alpha in (2.0, 10.0, 50.0)]
     assert selected[0] >= selected[1] >= selected[2]
     assert selected[0] > selected[2]
@@ -117,7 +117,7 @@ def _forget_saliency(model: nn.Module, splits) -> dict[str, torch.Tensor]:
 def test_salun_never_moves_a_masked_out_weight(recipe, splits, trained):
     before = {n: p.detach().clone() for n, p in trained.model.named_parameters()}
     result = run("salun", trained.model, splits, steps=5, **recipe)
-    masks = result.artifacts["saliency_mask"]
+    masks = result.saliency_mask
     after = dict(result.model.named_parameters())
     assert set(masks) == set(before)
     moved_in = 0
@@ -131,11 +131,11 @@ def test_salun_never_moves_a_masked_out_weight(recipe, splits, trained):
 def test_salun_mask_keeps_the_largest_forget_gradients_globally(class3_splits, trained):
     saliency = _forget_saliency(trained.model, class3_splits)
     result = run("salun", trained.model, class3_splits, steps=1, mask_fraction=0.3)
-    masks = result.artifacts["saliency_mask"]
+    masks = result.saliency_mask
     inside = torch.cat([saliency[n][m] for n, m in masks.items()])
     outside = torch.cat([saliency[n][~m] for n, m in masks.items()])
     total = inside.numel() + outside.numel()
-    assert inside.numel() == round(0.3 * total) == result.record["cost"]["trainable_params"]
+    assert inside.numel() == round(0.3 * total) == result.cost.trainable_params
     # global ranking (not per layer): every kept weight is at least as salient as every dropped one,
     # up to the rounding of summing D_f's gradient in batches
     assert inside.min() >= outside.max() - 1e-4 * saliency_max(saliency)
@@ -150,7 +150,7 @@ def saliency_max(saliency: dict[str, torch.Tensor]) -> float:
 
 def test_salun_full_mask_trains_every_weight(class3_splits, trained):
     result = run("salun", trained.model, class3_splits, steps=2, mask_fraction=1.0)
-    assert result.record["cost"]["trainable_params"] == sum(p.numel() for p in trained.model.parameters())
+    assert result.cost.trainable_params == sum(p.numel() for p in trained.model.parameters())
 
 
 # --------------------------------------------------------------------------- SCRUB
@@ -164,7 +164,7 @@ def test_scrub_raises_forget_loss_and_keeps_retain_accuracy(class3_splits, train
     result = run("scrub", model, class3_splits, steps=3, lr=0.02)
     assert forget_loss(result.model, class3_splits.forget) > forget_loss(model, class3_splits.forget) + 0.5
     assert accuracy_on(result.model, class3_splits.retain) >= accuracy_on(model, class3_splits.retain) - 5
-    phases = [h["phase"] for h in result.record["history"]]
+    phases = [h["phase"] for h in result.record.history]
     assert phases == ["max", "min", "max", "min", "min"]  # msteps=2 of epochs=3 rounds
 
 
@@ -176,4 +176,4 @@ def test_scrub_distils_from_a_separate_teacher(class3_splits, trained):
     b = run("scrub", trained.model, class3_splits, steps=2, lr=0.02, scrub_alpha=0.5)
     pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())
     assert max((pa[n] - pb[n]).abs().max().item() for n in pa) > 1e-3
-    assert a.record["history"][0]["loss"] < -1e-2  # max passes report the negated KL to the teacher
+    assert a.record.history[0]["loss"] < -1e-2  # max passes report the negated KL to the teacher

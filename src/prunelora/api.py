@@ -346,11 +346,10 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
                      classifier=classifier)
-    record = result.record
     out_meta = CheckpointMeta.unlearned(
-        meta, forget=forget.to_dict(), method=record["method"], cost=record["cost"],
-        seed=getattr(config, "seed", None), sparsity=record["sparsity"], history=record.get("history", []),
-        metrics=split_metrics(result.model, splits, device), architecture=result.artifacts.get("architecture"),
+        meta, forget=forget.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
+        seed=getattr(config, "seed", None), sparsity=result.sparsity, history=result.record.history,
+        metrics=split_metrics(result.model, splits, device), architecture=result.architecture,
         original_path=checkpoint)
     path = None
     if out is not None:
@@ -369,7 +368,7 @@ def _save_outputs(result, out, out_meta: CheckpointMeta, save_adapter, rid: str)
     adapter_dir = Path(save_adapter)
     created = not adapter_dir.exists()
     try:
-        export_adapter(result.artifacts["adapter"], adapter_dir)
+        export_adapter(result.adapter, adapter_dir)
         atomic_write_text(adapter_dir / ADAPTER_RUN, json.dumps({"run_id": rid, "checkpoint": str(out)}) + "\n")
         return save_checkpoint(result.model, out, out_meta)
     except BaseException as exc:

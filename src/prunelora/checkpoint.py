@@ -44,7 +44,7 @@ from prunelora.errors import (
     parse_text_file,
 )
 from prunelora.models import create_model
-from prunelora.pruning.physical import merge_architecture, rebuild_pruned
+from prunelora.pruning import merge_architecture, rebuild_pruned
 from prunelora.training.distributed import barrier, is_main_process
 
 FORMAT = "prunelora-checkpoint"
@@ -122,7 +122,9 @@ class CheckpointMeta:
                   ) -> CheckpointMeta:
         """The meta.json of a method's result on the checkpoint whose meta.json is `original`.
 
-        `method` is `{"name", "config"}` (the unlearning record's); `architecture` the smaller
+        `method` is `{"name", "config"}` (the unlearning record's: the config as run, and
+        `requested`, the caller's, when the method changed it; the run id is the request's);
+        `architecture` the smaller
         modules of a physically pruned result (merged into `model.pruned`), `original_path` where
         the original lies (recorded for `prunelora eval`'s relearning). The run id is
         `unlearned_run_id` of the same inputs.
@@ -134,7 +136,8 @@ class CheckpointMeta:
         if original_path is not None:
             source = {"path": str(original_path), **source}
         return cls(kind="retrain" if method["name"] == "retrain" else "unlearned",
-                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"], method["config"]),
+                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"],
+                                           method.get("requested", method["config"])),
                    model=model, dataset=original["dataset"], forget=forget, recipe=original.get("recipe"),
                    seed=seed, method=method, metrics=metrics, cost=cost, sparsity=sparsity,
                    history=[] if history is None else history, original=source, created=timestamp())
@@ -501,7 +504,7 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 def build_model_from_meta(meta: dict, device: str | torch.device | None = None) -> nn.Module:
     """The registry model meta.json names; a physically pruned one gets its stored smaller modules
-    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again.
+    (`model.pruned`, see `prunelora.pruning.architecture`) without running the pruning again.
 
     `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
     """

@@ -234,11 +234,9 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
     model_dir = None
     if cache_model:
         model_dir = out / "cache" / f"{scenario}-{method}-seed{seed}"
-        record = result.record
         save_checkpoint(result.model, model_dir, CheckpointMeta.unlearned(
-            original_meta, forget=splits.spec.to_dict(), method=record["method"], cost=record["cost"], seed=seed,
-            sparsity=record.get("sparsity"), history=record.get("history"),
-            architecture=result.artifacts.get("architecture")))
+            original_meta, forget=splits.spec.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
+            seed=seed, sparsity=result.sparsity, history=result.record.history, architecture=result.architecture))
     probe, relearn = settings["probe"], settings["relearn"]
     evaluation = evaluate(result.model, splits, reference=reference, device=device,
                           attacks=judge["attacks"], mia_seed=judge["mia_seed"], mia_max_samples=judge["mia_max_samples"],
@@ -246,10 +244,10 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
                           probe_seed=(probe or {}).get("seed", 0),
                           relearn=RelearnConfig(**relearn) if relearn is not None else None,
                           relearn_target=judge["relearn_target"])
-    cost = result.record["cost"]
+    cost = result.cost
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
-           "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
-           "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0)}
+           "wall_time_s": cost.wall_time_s, "peak_memory_mb": cost.peak_memory_mb,
+           "trainable_params": cost.trainable_params, "steps": cost.steps}
     if reference is None:  # the retrain: its own reference
         row["Avg.Gap"] = 0.0
         for key in [k for k in row if k.startswith("Probe-FA")]:
@@ -259,7 +257,7 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
                                                  bool(row["relearn_capped"]), bool(row["relearn_capped"]))
     payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "probe": evaluation.probe,
                "relearn": evaluation.relearn, "record": {
-        k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
+        k: v for k, v in result.to_dict().items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     cell.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cell, json.dumps(payload, default=float) + "\n")

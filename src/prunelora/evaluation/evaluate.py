@@ -26,8 +26,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
-from prunelora.pruning.masks import used_parameters
-from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
+from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
@@ -72,9 +71,14 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
     from torch_pruning.utils import op_counter
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    # The counter matches module types exactly and forgets its custom table after each count.
-    op_counter.CUSTOM_MODULES_MAPPING = {PrunedAttention: pruned_attention_macs_hook}
-    macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    # The counter matches module types exactly and reads its custom table from a module global:
+    # ours is set for this count only, and whatever was there before is put back.
+    saved = op_counter.CUSTOM_MODULES_MAPPING
+    op_counter.CUSTOM_MODULES_MAPPING = {**saved, PrunedAttention: pruned_attention_macs_hook}
+    try:
+        macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    finally:
+        op_counter.CUSTOM_MODULES_MAPPING = saved
     return int(macs)
 
 

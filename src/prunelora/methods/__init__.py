@@ -32,6 +32,8 @@ from prunelora.methods.base import (
     MethodConfig,
     MethodContext,
     MethodRecord,
+    PruningChoice,
+    RunCost,
     TrainingOptions,
     UnlearnResult,
     get_method,
@@ -40,5 +42,6 @@ from prunelora.methods.base import (
     unlearn,
 )
 
-__all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "TrainingOptions",
+__all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "PruningChoice", "RunCost",
+           "TrainingOptions",
            "UnlearnResult", "get_method", "list_methods", "register_method", "unlearn"]

@@ -1,8 +1,8 @@
 """THE training loop: `train`, `retrain` and every unlearning method call `fit`.
 
 Device placement happens in one place (`resolve_device`), the loop only consumes a DataLoader and
-only the caller writes files, so the same loop runs under Hugging Face Accelerate (several
-processes, or mixed precision on a GPU) and without it (`uses_accelerate` decides).
+only the caller writes files; on several processes (or with mixed precision on a GPU) it runs
+under Hugging Face Accelerate (`prunelora.training.distributed`).
 """
 
 from __future__ import annotations
@@ -272,14 +272,16 @@ def fit(
     if acc is not None:
         # each process gets 1/N of every global batch; gradients are averaged across processes
         runner, optimizer, loader = acc.prepare(model, optimizer, loader)
-        # DDP's notice about 1x1-conv gradient strides is about speed, not correctness
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     progress = progress and is_main_process()
 
     history: list[dict] = []
     step, epoch = 0, 0
     start = time.perf_counter()
-    with _progress(progress, description, total) as bar:
+    # The filter lives only as long as this loop: the caller's warning filters are left as they were.
+    with warnings.catch_warnings(), _progress(progress, description, total) as bar:
+        if acc is not None:
+            # DDP's notice about 1x1-conv gradient strides is about speed, not correctness
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         while step < total:
             epoch += 1
             loss_sum, seen = 0.0, 0
