@@ -11,23 +11,10 @@ from torch import nn
 
 from prunelora.data.generic import eval_view, make_loader
 from prunelora.errors import InvalidInputError
-from prunelora.models.classifier import find_classifier
+from prunelora.models.classifier import find_classifier, pool_features
 from prunelora.training import resolve_device
 
 __all__ = ["capture_features", "classifier_inputs", "pool_features"]
-
-
-def pool_features(value: torch.Tensor | tuple) -> torch.Tensor:
-    """A layer's activations as one vector per sample: `(N, C, H, W)` maps are averaged over space
-    (global average pooling), `(N, T, D)` token sequences over tokens, anything else flattened.
-    A tuple output (e.g. `nn.MultiheadAttention`'s) contributes its first element."""
-    if isinstance(value, (tuple, list)):
-        value = value[0]
-    if value.ndim == 4:
-        return value.mean(dim=(2, 3))
-    if value.ndim == 3:
-        return value.mean(dim=1)
-    return value.flatten(1)
 
 
 @contextmanager

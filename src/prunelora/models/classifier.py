@@ -14,7 +14,7 @@ from torch import nn
 
 from prunelora.errors import InvalidInputError
 
-__all__ = ["Classifier", "classifier_outputs", "find_classifier", "find_module"]
+__all__ = ["Classifier", "classifier_outputs", "find_classifier", "find_module", "pool_features"]
 
 
 class Classifier(nn.Module):
@@ -78,3 +78,16 @@ def classifier_outputs(model: nn.Module, name: str | None = None) -> int | None:
     """How many classes the classifier scores (its `out_features`), when it says."""
     out = getattr(find_classifier(model, name)[1], "out_features", None)
     return int(out) if isinstance(out, int) else None
+
+
+def pool_features(value: torch.Tensor | tuple) -> torch.Tensor:
+    """A layer's activations as one vector per sample: `(N, C, H, W)` maps are averaged over space
+    (global average pooling), `(N, T, D)` token sequences over tokens, anything else flattened.
+    A tuple output (e.g. `nn.MultiheadAttention`'s) contributes its first element."""
+    if isinstance(value, (tuple, list)):
+        value = value[0]
+    if value.ndim == 4:
+        return value.mean(dim=(2, 3))
+    if value.ndim == 3:
+        return value.mean(dim=1)
+    return value.flatten(1)
