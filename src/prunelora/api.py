@@ -124,8 +124,6 @@ def train(
     overwrite: bool = False,
     device: str | None = None,
     progress: bool = True,
-    kind: str = "original",
-    extra_meta: dict | None = None,
     train_subset: int | None = None,
     subset_seed: int = 0,
     image_size: int = 32,
@@ -151,27 +149,27 @@ def train(
     seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
-    identity = {"kind": kind, "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
+    identity = {"kind": "original", "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
                 "forget": forget.to_dict() if forget else None, "val_fraction": val_fraction,
-                **({"train_subset": subset} if subset else {}), **(extra_meta or {})}
+                **({"train_subset": subset} if subset else {})}
     rid = run_id(identity)
     if out is not None:
         check_output_dir(out, rid, overwrite)  # refuse before spending any time training
     with PeakMemory(resolve_device(device)) as peak:
         result = fit(net, splits.retain, config, device=device, progress=progress,
-                     description=f"{kind} {model} on {bundle.name}")
+                     description=f"original {model} on {bundle.name}")
     metrics = split_metrics(net, splits, device)
     if forget is None:
         metrics["test"] = accuracy_on(net, bundle.test, device)
     meta = CheckpointMeta(
-        kind=kind, run_id=rid, model=spec,
+        kind="original", run_id=rid, model=spec,
         dataset=dataset_record(bundle, data_dir, val_fraction, 0,
                                None if subset is None else {**subset, "of": full_train_size},
                                val_indices=splits.val_indices.tolist()),
         forget=forget.to_dict() if forget else None, recipe=config.to_dict(), seed=config.seed, metrics=metrics,
         cost={"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
               "trainable_params": trainable_parameters(net)},
-        history=result.history, created=timestamp(), extra=dict(extra_meta or {}),
+        history=result.history, created=timestamp(),
     )
     path = save_checkpoint(net, out, meta) if out is not None else None
     return RunResult(net.eval(), meta.to_dict(), path, splits)

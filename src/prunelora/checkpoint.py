@@ -92,7 +92,7 @@ class CheckpointMeta:
     (plus `pruned`, the smaller modules of a physically pruned model); `dataset` the data and its
     identity (`prunelora.api.dataset_record`); `forget` a `ForgetSpec.to_dict()` (None for an
     original); `recipe` the `TrainConfig` of the original (a retrain repeats it). `extra` holds keys
-    this version does not know (a newer writer's, or `train(extra_meta=...)`): kept, written back.
+    this version does not know (a newer writer's): kept, written back.
     `format_version`, `versions` and `weights_sha256` are set by `save_checkpoint` and read back.
     """
 
