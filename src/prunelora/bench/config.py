@@ -17,7 +17,7 @@ from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.methods import get_method, list_methods
-from prunelora.models import list_models
+from prunelora.models import check_model_name
 from prunelora.presets import preset_path, read_yaml_mapping
 from prunelora.training import TrainConfig
 
@@ -124,8 +124,7 @@ class BenchConfig:
         unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
-        if not self.model.startswith("torchvision:") and self.model not in list_models():
-            raise InvalidInputError(f"{source}: unknown model {self.model!r}")
+        check_model_name(self.model)  # the registry decides, as for `prunelora train --model`
         if not self.seeds:
             raise InvalidInputError(f"{source}: seeds is empty")
         names = set()
