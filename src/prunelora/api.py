@@ -41,12 +41,14 @@ from prunelora.data import (
     stratified_subset,
 )
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
+from prunelora.evaluation.metrics import split_accuracies
 from prunelora.methods import get_method, unlearn
 from prunelora.models import create_model
 from prunelora.training import (
     TrainConfig,
     accuracy_on,
     fit,
+    predict,
     resolve_device,
     seed_everything,
     trainable_parameters,
@@ -100,14 +102,11 @@ def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBun
 
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
-    """Accuracy on every split (percent); keys as docs/design.md defines them: RA, UA, TA, FA, val."""
-    metrics = {"RA": accuracy_on(model, splits.retain, device), "val": accuracy_on(model, splits.val, device),
-               "TA": accuracy_on(model, splits.test_retain, device)}
-    if splits.spec is not None:
-        metrics["UA"] = 100.0 - accuracy_on(model, splits.forget, device)
-    if len(splits.test_forget):
-        metrics["FA"] = accuracy_on(model, splits.test_forget, device)
-    return metrics
+    """The accuracies a checkpoint records (percent, `split_accuracies`): RA, val, TA, then UA when
+    something is forgotten and FA when a class is."""
+    parts = ["retain", "val", "test_retain"] + (["forget"] if splits.spec is not None else []) \
+        + (["test_forget"] if len(splits.test_forget) else [])
+    return split_accuracies({part: predict(model, getattr(splits, part), device=device) for part in parts})
 
 
 def train(

@@ -17,12 +17,12 @@ from prunelora.checkpoint import read_meta, state_dict_for_saving
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
-from prunelora.evaluation.metrics import accuracy, avg_gap, per_sample_loss
+from prunelora.evaluation.compare import compare
+from prunelora.evaluation.metrics import GAP_KEYS, per_sample_loss, split_accuracies  # noqa: F401  (GAP_KEYS: re-exported)
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
     DEFAULT_RELEARN,
     RelearnConfig,
-    relearn_ratio,
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
@@ -30,8 +30,6 @@ from prunelora.pruning.masks import used_parameters
 from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
-
-GAP_KEYS = ("UA", "RA", "TA", "MIA")
 
 
 @dataclass
@@ -142,13 +140,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
     outputs = {part: predict(model, getattr(splits, part), device=device)
                for part in ("forget", "retain", "test_retain", "test_forget", "val")}
-    m: dict[str, float] = {
-        "UA": 100.0 - accuracy(*outputs["forget"]) if len(splits.forget) else float("nan"),
-        "RA": accuracy(*outputs["retain"]),
-        "TA": accuracy(*outputs["test_retain"]),
-        "FA": accuracy(*outputs["test_forget"]) if len(splits.test_forget) else float("nan"),
-        "val": accuracy(*outputs["val"]),
-    }
+    m: dict[str, float] = split_accuracies(outputs)  # UA, RA, TA, FA, val
     mia: dict[str, dict] = {}
     attacks = default_attacks() if attacks is None else attacks
     if len(splits.forget) and attacks:
@@ -170,8 +162,6 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
             if is_main_process() else None)
     m["size_mb"] = serialized_size_mb(model)
-    if reference is not None:
-        m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")
     probes: dict[str, dict] = {}
     if probe:
         # Fitted by the main process alone (features of the whole test set), then shared.
@@ -196,13 +186,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         m["relearn_steps"], m["relearn_capped"] = float(result.steps), float(result.capped)
         relearned = result.to_dict() | {"config": relearn.to_dict()}
     if reference is not None:
-        for key in [k for k in m if k.startswith("Probe-FA")]:
-            if key in reference:
-                m[key.replace("Probe-FA", "Probe.Gap")] = abs(m[key] - reference[key])
-        if "relearn_steps" in m and "relearn_steps" in reference:
-            m["relearn_ref_capped"] = float(reference.get("relearn_capped", 0.0))
-            m["relearn_ratio"] = relearn_ratio(m["relearn_steps"], reference["relearn_steps"],
-                                               bool(m["relearn_capped"]), bool(m["relearn_ref_capped"]))
+        m.update(compare(m, reference))
     rng = np.random.default_rng(0)
     losses = {}
     for part, key in (("forget", "forget"), ("test_retain", "test")):

@@ -13,8 +13,14 @@ from torch import nn
 from prunelora.errors import InvalidInputError
 from prunelora.factories import get_factory
 from prunelora.models.classifier import Classifier, classifier_outputs
-from prunelora.models.timm_models import check_timm_name, timm_classifier  # timm is imported on first use
-from prunelora.models.tv import check_torchvision_name, torchvision_classifier  # so is torchvision's zoo
+from prunelora.models.timm_models import (  # timm is imported on first use
+    check_timm_name,
+    timm_classifier,
+)
+from prunelora.models.tv import (  # so is torchvision's zoo
+    check_torchvision_name,
+    torchvision_classifier,
+)
 
 __all__ = ["Classifier", "check_model_name", "create_model", "list_models", "register_model"]
 
