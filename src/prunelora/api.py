@@ -42,7 +42,7 @@ from prunelora.data import (
 )
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
 from prunelora.evaluation.metrics import split_accuracies
-from prunelora.methods import get_method, unlearn
+from prunelora.methods import UnlearnResult, get_method, unlearn
 from prunelora.models import create_model
 from prunelora.training import (
     TrainConfig,
@@ -248,16 +248,36 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
                      classifier=classifier)
-    record = result.record
-    out_meta = CheckpointMeta.unlearned(
-        meta, forget=forget.to_dict(), method=record["method"], cost=record["cost"],
-        seed=getattr(config, "seed", None), sparsity=record["sparsity"], history=record.get("history", []),
-        metrics=split_metrics(result.model, splits, device), architecture=result.artifacts.get("architecture"),
-        original_path=checkpoint)
+    out_meta = result_meta(result, meta, splits, seed=getattr(config, "seed", None), original_path=checkpoint,
+                           device=device)
     path = None
     if out is not None:
         path = _save_outputs(result, out, out_meta, save_adapter, rid)
     return RunResult(result.model, out_meta.to_dict(), path, splits)
+
+
+def result_meta(result: UnlearnResult, original_meta: dict, splits: Splits, *, seed: int | None,
+                original_path: str | os.PathLike | None = None, device: str | None = None) -> CheckpointMeta:
+    """The meta.json of a method's result: how every unlearned or retrained checkpoint is recorded
+    (`unlearn_checkpoint`, `retrain` and the benchmark's cached retrains).
+
+    Args:
+        result: what `unlearn` returned.
+        original_meta: meta.json of the checkpoint the method started from.
+        splits: the splits it ran on (their forget spec is recorded; their accuracies are measured).
+        seed: the method's seed.
+        original_path: where the original lies (for `prunelora eval`'s relearning target).
+        device: where the accuracies are measured.
+
+    Returns:
+        The record to save with `save_checkpoint(result.model, out, meta)`.
+    """
+    record = result.record
+    return CheckpointMeta.unlearned(
+        original_meta, forget=splits.spec.to_dict(), method=record["method"], cost=record["cost"], seed=seed,
+        sparsity=record.get("sparsity"), history=record.get("history", []),
+        metrics=split_metrics(result.model, splits, device), architecture=result.artifacts.get("architecture"),
+        original_path=original_path)
 
 
 ADAPTER_RUN = "prunelora-run.json"  # in a --save-adapter directory: which run wrote it
