@@ -25,6 +25,8 @@ from prunelora.checkpoint import (
     check_model_size,
     check_output_dir,
     load_checkpoint,
+    load_model,
+    read_meta,
     run_id,
     save_checkpoint,
     timestamp,
@@ -41,9 +43,18 @@ from prunelora.data import (
     stratified_subset,
 )
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
+from prunelora.evaluation.compare import compare
+from prunelora.evaluation.evaluate import (
+    Evaluation,
+    check_reference,
+    evaluate,
+    original_for_relearning,
+)
 from prunelora.evaluation.metrics import split_accuracies
+from prunelora.evaluation.relearn import DEFAULT_RELEARN, RelearnConfig, heldout_accuracy
 from prunelora.methods import UnlearnResult, get_method, unlearn
 from prunelora.models import create_model
+from prunelora.models.classifier import find_module
 from prunelora.training import (
     TrainConfig,
     accuracy_on,
@@ -181,6 +192,13 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
     The dataset is rebuilt as the original saw it: the same train subset (if any), val split and seed.
     """
     model, meta = load_checkpoint(checkpoint)
+    bundle, _ = _checkpoint_data(meta, checkpoint, data_dir, download)
+    return model, meta, bundle, _splits_of(bundle, meta, forget)
+
+
+def _checkpoint_data(meta: dict, checkpoint, data_dir, download: bool) -> tuple[DatasetBundle, str | None]:
+    """The dataset a checkpoint's meta.json names, as its original saw it, checked against the
+    recorded digest; and that digest (None for an older checkpoint that records none)."""
     ds = meta.get("dataset") or {}
     if not ds.get("name"):
         raise CheckpointError(f"{checkpoint}: meta.json records no dataset.name")
@@ -189,18 +207,147 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
     bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
                           augment=bool(recipe.get("augment", False)), image_size=size)
     bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
-    # a deletion request must hit the records the model saw: refuse changed data
-    if not check_data_identity(bundle, ds, str(checkpoint)):
+    digest = data_digest(bundle) if ds.get("digest") is not None else None
+    _check_data(bundle, digest, meta, checkpoint)
+    return bundle, digest
+
+
+def _check_data(bundle: DatasetBundle, digest: str | None, meta: dict, checkpoint) -> None:
+    """A deletion request or an evaluation must hit the records the model saw: refuse changed data
+    (`digest`: the bundle's, computed once) or another number of classes."""
+    ds = meta.get("dataset") or {}
+    if not check_data_identity(bundle, ds, str(checkpoint), digest=digest):
         warnings.warn(f"{checkpoint} records no digest of its data (an older checkpoint): not checked that "
-                      f"the {ds['name']} found now is the data it was trained on", UserWarning, stacklevel=2)
+                      f"the {ds.get('name')} found now is the data it was trained on", UserWarning, stacklevel=3)
     if bundle.num_classes != meta["model"]["num_classes"]:
         raise InvalidInputError(
-            f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "
+            f"dataset {ds.get('name')} has {bundle.num_classes} classes but the checkpoint's model has "
             f"{meta['model']['num_classes']}"
         )
-    splits = build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0),
-                          val_indices=ds.get("val_indices"))
-    return model, meta, bundle, splits
+
+
+def _splits_of(bundle: DatasetBundle, meta: dict, forget: ForgetSpec) -> Splits:
+    """The splits for `forget` with the validation split the original held out."""
+    ds = meta.get("dataset") or {}
+    return build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0),
+                        val_indices=ds.get("val_indices"))
+
+
+@dataclass
+class CheckpointEvaluation:
+    """What `evaluate_checkpoint` found: the flat metrics (the model's, its recorded cost and the
+    comparison with the reference), the details of `evaluate` and which checkpoints were used.
+
+    `original_missing` says why relearning was skipped when the original could not be found.
+    """
+
+    checkpoint: str
+    forget: ForgetSpec
+    metrics: dict[str, float]
+    evaluation: Evaluation = field(repr=False)
+    meta: dict = field(repr=False)
+    reference: str | None = None
+    original: str | None = None
+    original_missing: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON report `prunelora eval --json` writes."""
+        return {"checkpoint": self.checkpoint, "forget": self.forget.to_dict(), "metrics": self.metrics,
+                "mia": self.evaluation.mia, "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
+                "reference": self.reference, "original": self.original}
+
+
+COST_KEYS = ("wall_time_s", "peak_memory_mb", "trainable_params")  # a checkpoint's recorded cost, as metrics
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None = None, *,
+                        reference: str | os.PathLike | None = None, original: str | os.PathLike | None = None,
+                        data_dir: str | os.PathLike | None = None, download: bool = False, device: str | None = None,
+                        attacks: tuple[str, ...] | None = None, probe: bool = True, probe_layer: str | None = None,
+                        relearn: RelearnConfig | None = DEFAULT_RELEARN) -> CheckpointEvaluation:
+    """Evaluate a saved checkpoint on the data it was trained on, against a retrain if given.
+
+    The whole workflow of `prunelora eval`: the checkpoint is loaded and checked, its dataset
+    rebuilt as its original saw it (loaded and digested once, whatever else is loaded), the
+    original found for the relearning target, the reference loaded and evaluated with the same
+    settings, and the model compared with it (`prunelora.evaluation.compare.compare`). Each
+    meta.json is read once.
+
+    Args:
+        checkpoint: the checkpoint directory to evaluate.
+        forget: what to evaluate against; None: the forget set the checkpoint records.
+        reference: a retrain checkpoint of the same original and forget set; adds Avg.Gap,
+            Probe.Gap, relearn_ratio and time_ratio.
+        original: the original checkpoint (relearning's target is its accuracy on D_f); None: the
+            checkpoint itself when it is an original, else the path its meta.json records.
+        data_dir: where the dataset lies, when not where the checkpoint recorded it.
+        download: fetch a registered dataset that is missing.
+        device: where to evaluate (None: the best available).
+        attacks: membership-inference attacks (None: every attack that needs no shadow models).
+        probe: fit the representation probe (Probe-FA, Probe-TA).
+        probe_layer: also probe this module's output (e.g. `layers.1`).
+        relearn: the relearning protocol; None skips relearning.
+
+    Returns:
+        The metrics (with the recorded cost and the comparison keys) and `evaluate`'s details.
+
+    Raises:
+        InvalidInputError: nothing to evaluate against (no `forget`, none recorded), a reference
+            of another original or forget set, an `original` that is not the checkpoint's, a probe
+            layer the model lacks, or data other than the checkpoint's.
+        MissingFileError: a checkpoint directory or file is missing.
+        CheckpointError: a checkpoint cannot be trusted or does not load.
+    """
+    checkpoint = str(checkpoint)
+    meta = read_meta(checkpoint)
+    if forget is None:
+        if not meta.get("forget"):
+            raise InvalidInputError(f"{checkpoint} forgot nothing; say what to evaluate against with --forget-class, "
+                                    "--forget-fraction or --forget-indices (forget= in Python)")
+        forget = ForgetSpec.from_dict(meta["forget"])
+    reference_meta = None
+    if reference is not None:  # refused before anything is loaded
+        reference = str(reference)
+        reference_meta = read_meta(reference)
+        check_reference({**meta, "forget": forget.to_dict()}, reference_meta)
+    original_path, original_meta, missing = (original_for_relearning(meta, checkpoint, None if original is None
+                                                                     else str(original))
+                                             if relearn is not None else (None, None, None))
+    model = load_model(checkpoint, meta)
+    if probe and probe_layer is not None:
+        find_module(model, probe_layer)  # a wrong name fails before any work
+    bundle, digest = _checkpoint_data(meta, checkpoint, data_dir, download)
+    splits = _splits_of(bundle, meta, forget)
+    target = None
+    if original_path is not None:
+        if original_path == checkpoint:
+            original_model = model
+        else:
+            _check_data(bundle, digest, original_meta, original_path)
+            original_model = load_model(original_path, original_meta)
+        target = heldout_accuracy(original_model, splits, relearn, device=device)
+    options = {"probe": probe, "probe_layer": probe_layer, "relearn": relearn, "relearn_target": target,
+               "device": device, "attacks": attacks}
+    reference_metrics = None
+    if reference_meta is not None:
+        _check_data(bundle, digest, reference_meta, reference)
+        reference_model = load_model(reference, reference_meta)
+        reference_metrics = _with_cost(evaluate(reference_model, splits, throughput=False, **options).metrics,
+                                       reference_meta)
+    result = evaluate(model, splits, **options)
+    if missing:
+        result.relearn = {"skipped": missing}
+    metrics = _with_cost(result.metrics, meta)
+    if reference_metrics is not None:
+        metrics.update(compare(metrics, reference_metrics))
+    return CheckpointEvaluation(checkpoint, forget, metrics, result, meta, reference,
+                                None if original_path is None else str(original_path), missing)
+
+
+def _with_cost(metrics: dict[str, float], meta: dict) -> dict[str, float]:
+    """`metrics` and the cost meta.json records (wall time, peak memory, trainable parameters)."""
+    cost = meta.get("cost") or {}
+    return {**metrics, **{key: float(cost[key]) for key in COST_KEYS if key in cost}}
 
 
 def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.PathLike | None = None,

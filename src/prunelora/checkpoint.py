@@ -521,6 +521,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     (when it records one) and be finite.
     """
     meta = read_meta(path)
+    return load_model(path, meta, map_location), meta
+
+
+def load_model(path: str | os.PathLike, meta: dict, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The model of the checkpoint directory `path`, whose meta.json `meta` was already read (by
+    `read_meta`): `load_checkpoint` without reading meta.json again.
+
+    Args:
+        path: the checkpoint directory.
+        meta: its meta.json, as `read_meta(path)` returned it.
+        map_location: where the model is placed.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        MissingFileError: the weights file is missing.
+        CheckpointError: the weights do not fit the architecture, are not the ones meta.json was
+            written with, or are not finite.
+    """
     weights = Path(path) / WEIGHTS
     if not weights.is_file():
         raise MissingFileError(f"checkpoint {str(path)!r} has no {WEIGHTS}")
@@ -536,4 +556,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     check_finite(state, str(path))
     model = build_model_from_meta(meta)
     load_state_into(model, state, str(path))
-    return model.to(map_location).eval(), meta
+    return model.to(map_location).eval()

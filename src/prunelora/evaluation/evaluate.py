@@ -218,12 +218,13 @@ def check_reference(meta: dict, reference_meta: dict) -> None:
         raise InvalidInputError("--reference forgot a different set than the evaluated model")
 
 
-def original_for_relearning(meta: dict, checkpoint: str, original: str | None) -> tuple[str | None, str | None]:
+def original_for_relearning(meta: dict, checkpoint: str, original: str | None
+                            ) -> tuple[str | None, dict | None, str | None]:
     """Where the original model of `checkpoint` is (relearning's target is its D_f accuracy).
 
-    `(path, None)`: `original` when given (it must be the checkpoint's original), the checkpoint
-    itself when it is an original, else the path its meta.json records, if that still holds it.
-    `(None, reason)` when none can be found.
+    `(path, its meta.json, None)`: `original` when given (it must be the checkpoint's original),
+    the checkpoint itself when it is an original (`meta`), else the path its meta.json records, if
+    that still holds it. `(None, None, reason)` when none can be found. Each meta.json is read once.
     """
     from pathlib import Path
 
@@ -232,12 +233,13 @@ def original_for_relearning(meta: dict, checkpoint: str, original: str | None) -
         found = read_meta(original)
         if found.get("run_id") != wanted:
             raise InvalidInputError(f"--original {original} is not the original of {checkpoint} (run ids differ)")
-        return original, None
+        return original, found, None
     if meta.get("kind") == "original" or not meta.get("original"):
-        return checkpoint, None
+        return checkpoint, meta, None
     recorded = meta["original"].get("path")
     if not recorded or not (Path(recorded) / "meta.json").is_file():
-        return None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
-    if read_meta(recorded).get("run_id") != wanted:
-        return None, f"{recorded} now holds another model than the original (pass --original DIR)"
-    return recorded, None
+        return None, None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
+    found = read_meta(recorded)
+    if found.get("run_id") != wanted:
+        return None, None, f"{recorded} now holds another model than the original (pass --original DIR)"
+    return recorded, found, None
