@@ -8,6 +8,7 @@ import warnings
 import matplotlib
 import pytest
 
+from prunelora.checkpoint import CheckpointMeta
 from prunelora.evaluation.report import write_report
 
 
@@ -48,6 +49,7 @@ def _write_a_report(tmp_path) -> None:
     losses = {"forget": [0.1, 0.5, 2.0], "test": [0.2, 0.3, 1.0]}
     cells = {("s", r["method"], r["seed"]): {"row": r, "losses": losses} for r in rows}
     config = {"name": "t", "dataset": "digits", "model": "resnet8"}
-    report = write_report(tmp_path, rows, cells, config, {"metrics": {"test": 90.0}}, "prunelora bench")
+    original = CheckpointMeta(kind="original", model={"name": "resnet8"}, metrics={"test": 90.0})
+    report = write_report(tmp_path, rows, cells, config, original, "prunelora bench")
     assert report.is_file()
     assert (tmp_path / "plots" / "s-hiding.png").read_bytes()[:4] == b"\x89PNG"

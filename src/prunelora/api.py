@@ -13,7 +13,6 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError
 from torch import nn
@@ -21,6 +20,7 @@ from torch import nn
 from prunelora.adapters import save_adapter as export_adapter
 from prunelora.checkpoint import (
     CheckpointMeta,
+    DatasetRecord,
     atomic_write_text,
     check_model_size,
     check_output_dir,
@@ -72,7 +72,7 @@ class RunResult:
     """A trained or unlearned model, its meta.json content and where it was saved (if it was)."""
 
     model: nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     path: Path | None = None
     splits: Splits | None = field(default=None, repr=False)
 
@@ -182,11 +182,11 @@ def train(
         history=result.history, created=timestamp(),
     )
     path = save_checkpoint(net, out, meta) if out is not None else None
-    return RunResult(net.eval(), meta.to_dict(), path, splits)
+    return RunResult(net.eval(), meta, path, splits)
 
 
 def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
-                        download: bool = False) -> tuple[nn.Module, dict, DatasetBundle, Splits]:
+                        download: bool = False) -> tuple[nn.Module, CheckpointMeta, DatasetBundle, Splits]:
     """Load an original checkpoint, its dataset (from meta.json) and the splits for `forget`.
 
     The dataset is rebuilt as the original saw it: the same train subset (if any), val split and seed.
@@ -196,41 +196,40 @@ def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_
     return model, meta, bundle, _splits_of(bundle, meta, forget)
 
 
-def _checkpoint_data(meta: dict, checkpoint, data_dir, download: bool) -> tuple[DatasetBundle, str | None]:
+def _checkpoint_data(meta: CheckpointMeta, checkpoint, data_dir, download: bool) -> tuple[DatasetBundle, str | None]:
     """The dataset a checkpoint's meta.json names, as its original saw it, checked against the
     recorded digest; and that digest (None for an older checkpoint that records none)."""
-    ds = meta.get("dataset") or {}
-    if not ds.get("name"):
+    ds = meta.dataset
+    if ds is None or not ds.name:
         raise CheckpointError(f"{checkpoint}: meta.json records no dataset.name")
-    recipe = meta.get("recipe") or {}
-    size = ds.get("image_size", 32) if str(ds["name"]).startswith("imagefolder:") else 32
-    bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
+    recipe = meta.recipe or {}
+    size = ds.image_size if str(ds.name).startswith("imagefolder:") else 32
+    bundle = load_dataset(ds.name, data_dir=data_dir or ds.data_dir, download=download,
                           augment=bool(recipe.get("augment", False)), image_size=size)
-    bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
-    digest = data_digest(bundle) if ds.get("digest") is not None else None
+    bundle = apply_train_subset(bundle, ds.train_subset)  # the original's training data
+    digest = data_digest(bundle) if ds.digest is not None else None
     _check_data(bundle, digest, meta, checkpoint)
     return bundle, digest
 
 
-def _check_data(bundle: DatasetBundle, digest: str | None, meta: dict, checkpoint) -> None:
+def _check_data(bundle: DatasetBundle, digest: str | None, meta: CheckpointMeta, checkpoint) -> None:
     """A deletion request or an evaluation must hit the records the model saw: refuse changed data
     (`digest`: the bundle's, computed once) or another number of classes."""
-    ds = meta.get("dataset") or {}
+    ds = meta.dataset or DatasetRecord({})
     if not check_data_identity(bundle, ds, str(checkpoint), digest=digest):
         warnings.warn(f"{checkpoint} records no digest of its data (an older checkpoint): not checked that "
-                      f"the {ds.get('name')} found now is the data it was trained on", UserWarning, stacklevel=3)
-    if bundle.num_classes != meta["model"]["num_classes"]:
+                      f"the {ds.name} found now is the data it was trained on", UserWarning, stacklevel=3)
+    if bundle.num_classes != meta.model.num_classes:
         raise InvalidInputError(
-            f"dataset {ds.get('name')} has {bundle.num_classes} classes but the checkpoint's model has "
-            f"{meta['model']['num_classes']}"
+            f"dataset {ds.name} has {bundle.num_classes} classes but the checkpoint's model has "
+            f"{meta.model.num_classes}"
         )
 
 
-def _splits_of(bundle: DatasetBundle, meta: dict, forget: ForgetSpec) -> Splits:
+def _splits_of(bundle: DatasetBundle, meta: CheckpointMeta, forget: ForgetSpec) -> Splits:
     """The splits for `forget` with the validation split the original held out."""
-    ds = meta.get("dataset") or {}
-    return build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0),
-                        val_indices=ds.get("val_indices"))
+    ds = meta.dataset or DatasetRecord({})
+    return build_splits(bundle, forget, val_fraction=ds.val_fraction, seed=ds.split_seed, val_indices=ds.val_indices)
 
 
 @dataclass
@@ -245,7 +244,7 @@ class CheckpointEvaluation:
     forget: ForgetSpec
     metrics: dict[str, float]
     evaluation: Evaluation = field(repr=False)
-    meta: dict = field(repr=False)
+    meta: CheckpointMeta = field(repr=False)
     reference: str | None = None
     original: str | None = None
     original_missing: str | None = None
@@ -301,10 +300,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
     checkpoint = str(checkpoint)
     meta = read_meta(checkpoint)
     if forget is None:
-        if not meta.get("forget"):
+        if not meta.forget:
             raise InvalidInputError(f"{checkpoint} forgot nothing; say what to evaluate against with --forget-class, "
                                     "--forget-fraction or --forget-indices (forget= in Python)")
-        forget = ForgetSpec.from_dict(meta["forget"])
+        forget = ForgetSpec.from_dict(meta.forget)
     reference_meta = None
     if reference is not None:  # refused before anything is loaded
         reference = str(reference)
@@ -344,9 +343,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
                                 None if original_path is None else str(original_path), missing)
 
 
-def _with_cost(metrics: dict[str, float], meta: dict) -> dict[str, float]:
+def _with_cost(metrics: dict[str, float], meta: CheckpointMeta) -> dict[str, float]:
     """`metrics` and the cost meta.json records (wall time, peak memory, trainable parameters)."""
-    cost = meta.get("cost") or {}
+    cost = meta.cost or {}
     return {**metrics, **{key: float(cost[key]) for key in COST_KEYS if key in cost}}
 
 
@@ -362,7 +361,7 @@ def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.
                               download=download, device=device, progress=progress, seed=seed)
 
 
-def info(checkpoint: str | os.PathLike) -> dict:
+def info(checkpoint: str | os.PathLike) -> CheckpointMeta:
     """meta.json of a checkpoint, after checking that its weights load into its architecture."""
     _, meta = load_checkpoint(checkpoint)
     return meta
@@ -384,7 +383,7 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     if save_adapter is not None and not entry.capabilities.uses_lora:
         raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
     model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
-    rid = unlearned_run_id(meta.get("run_id"), forget.to_dict(), method, config.to_dict())
+    rid = unlearned_run_id(meta.run_id, forget.to_dict(), method, config.to_dict())
     if out is not None:
         check_output_dir(out, rid, overwrite)
     if save_adapter is not None:
@@ -400,10 +399,10 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     path = None
     if out is not None:
         path = _save_outputs(result, out, out_meta, save_adapter, rid)
-    return RunResult(result.model, out_meta.to_dict(), path, splits)
+    return RunResult(result.model, out_meta, path, splits)
 
 
-def result_meta(result: UnlearnResult, original_meta: dict, splits: Splits, *, seed: int | None,
+def result_meta(result: UnlearnResult, original_meta: CheckpointMeta, splits: Splits, *, seed: int | None,
                 original_path: str | os.PathLike | None = None, device: str | None = None) -> CheckpointMeta:
     """The meta.json of a method's result: how every unlearned or retrained checkpoint is recorded
     (`unlearn_checkpoint`, `retrain` and the benchmark's cached retrains).

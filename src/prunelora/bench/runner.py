@@ -25,6 +25,7 @@ import torch
 from prunelora.api import apply_train_subset, result_meta, train
 from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings, MethodPlan
 from prunelora.checkpoint import (
+    CheckpointMeta,
     atomic_write_text,
     check_writable,
     load_checkpoint,
@@ -110,7 +111,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     original_dir = out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
-        check_data_identity(bundle, original_meta["dataset"], str(original_dir))  # the data may have changed since
+        check_data_identity(bundle, original_meta.dataset, str(original_dir))  # the data may have changed since
         log(f"original: reusing {original_dir}")
     else:
         log(f"original: training {config.model} on {config.dataset}")
@@ -129,7 +130,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario in plan.scenarios:
         splits = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction, seed=0,
-                              val_indices=original_meta["dataset"].get("val_indices"))
+                              val_indices=original_meta.dataset.val_indices)
         target = _relearn_target(original, splits, plan.evaluation, device)
         references: dict[int, dict] = {}
         for seed in floor_seeds:
@@ -198,7 +199,7 @@ class Original:
     """The model every cell starts from, its meta.json and its checkpoint directory."""
 
     model: torch.nn.Module
-    meta: dict
+    meta: CheckpointMeta
     path: Path
 
 

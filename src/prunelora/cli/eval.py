@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if found.original_missing:
         print(f"relearning skipped: {found.original_missing}")
     metrics = found.metrics
-    table = Table(title=f"{args.checkpoint}: forget {found.forget.describe((found.meta.get('dataset') or {}).get('classes'))}")
+    classes = found.meta.dataset.classes if found.meta.dataset is not None else None
+    table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():

@@ -7,13 +7,15 @@ Evaluation never imports methods: it judges any `nn.Module` against any `Splits`
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from prunelora.checkpoint import read_meta, state_dict_for_saving
+from prunelora.checkpoint import CheckpointMeta, read_meta, state_dict_for_saving
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
@@ -203,43 +205,44 @@ def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, devi
     return {name: fit_layer_probe(model, splits, name, seed=seed, device=device) for name in layers}
 
 
-def check_reference(meta: dict, reference_meta: dict) -> None:
+def _typed(meta: CheckpointMeta | Mapping) -> CheckpointMeta:
+    return meta if isinstance(meta, CheckpointMeta) else CheckpointMeta.from_dict(meta)
+
+
+def check_reference(meta: CheckpointMeta | Mapping, reference_meta: CheckpointMeta | Mapping) -> None:
     """A reference must be a retrain of the same original for the same forget set."""
-    if reference_meta.get("kind") != "retrain":
-        raise InvalidInputError(f"--reference is a {reference_meta.get('kind')!r} checkpoint, not a retrain")
-    ours = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
-    theirs = (reference_meta.get("original") or {}).get("run_id")
-    if ours != theirs:
+    meta, reference_meta = _typed(meta), _typed(reference_meta)
+    if reference_meta.kind != "retrain":
+        raise InvalidInputError(f"--reference is a {reference_meta.kind!r} checkpoint, not a retrain")
+    if meta.original_run_id != (reference_meta.original or {}).get("run_id"):
         raise InvalidInputError("--reference is a retrain of another original model (run ids differ)")
     def same_set(spec: dict | None) -> tuple | None:  # where an index file was read from does not matter
         return None if spec is None else tuple(spec.get(k) for k in ("kind", "classes", "fraction", "indices", "seed"))
 
-    if same_set(reference_meta.get("forget")) != same_set(meta.get("forget")):
+    if same_set(reference_meta.forget) != same_set(meta.forget):
         raise InvalidInputError("--reference forgot a different set than the evaluated model")
 
 
-def original_for_relearning(meta: dict, checkpoint: str, original: str | None
-                            ) -> tuple[str | None, dict | None, str | None]:
+def original_for_relearning(meta: CheckpointMeta, checkpoint: str, original: str | None
+                            ) -> tuple[str | None, CheckpointMeta | None, str | None]:
     """Where the original model of `checkpoint` is (relearning's target is its D_f accuracy).
 
     `(path, its meta.json, None)`: `original` when given (it must be the checkpoint's original),
     the checkpoint itself when it is an original (`meta`), else the path its meta.json records, if
     that still holds it. `(None, None, reason)` when none can be found. Each meta.json is read once.
     """
-    from pathlib import Path
-
-    wanted = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
+    wanted = meta.original_run_id
     if original is not None:
         found = read_meta(original)
-        if found.get("run_id") != wanted:
+        if found.run_id != wanted:
             raise InvalidInputError(f"--original {original} is not the original of {checkpoint} (run ids differ)")
         return original, found, None
-    if meta.get("kind") == "original" or not meta.get("original"):
+    if meta.kind == "original" or not meta.original:
         return checkpoint, meta, None
-    recorded = meta["original"].get("path")
+    recorded = meta.original.get("path")
     if not recorded or not (Path(recorded) / "meta.json").is_file():
         return None, None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
     found = read_meta(recorded)
-    if found.get("run_id") != wanted:
+    if found.run_id != wanted:
         return None, None, f"{recorded} now holds another model than the original (pass --original DIR)"
     return recorded, found, None

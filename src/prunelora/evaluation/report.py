@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from prunelora.checkpoint import atomic_write_text, library_versions
+from prunelora.checkpoint import CheckpointMeta, atomic_write_text, library_versions
 
 # Columns of the summary table, in order; `higher` says which direction is better (None: neither).
 TABLE_COLUMNS: list[tuple[str, str]] = [
@@ -243,9 +243,9 @@ SPLIT_NAMES = {"forget": "D_f", "retain": "D_r", "val": "val", "test_retain": "t
                "test_forget": "test-forget"}
 
 
-def _subset_line(original_meta: dict) -> list[str]:
+def _subset_line(original_meta: CheckpointMeta) -> list[str]:
     """The Setup line saying the original was trained on a train subset (none when it was not)."""
-    subset = (original_meta.get("dataset") or {}).get("train_subset")
+    subset = original_meta.dataset.train_subset if original_meta.dataset is not None else None
     if not subset:
         return []
     of = f" of {subset['of']:,}" if subset.get("of") else ""
@@ -267,14 +267,15 @@ def reference_text(rows: list[dict]) -> str:
     return "the retrain of seed " + ", ".join(f"{ref} for seed {seed}" for seed, ref in pairs)
 
 
-def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
+def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: CheckpointMeta,
                  command: str, elapsed_s: float | None = None, cells_run: int | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
     out = Path(out)
     (out / "plots").mkdir(exist_ok=True)
     write_results(rows, out)
     summary = summarize(rows)
-    metrics = original_meta.get("metrics", {})
+    metrics = original_meta.metrics or {}
+    original_wall = (original_meta.cost or {}).get("wall_time_s", float("nan"))
     lines = [f"# prunelora benchmark: {config.get('name', 'bench')}", ""]
     if config.get("note"):
         lines += [config["note"].strip(), ""]
@@ -283,7 +284,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         f"- dataset: `{config['dataset']}`; model: `{config['model']}` {config.get('model_kwargs') or ''}",
         *_subset_line(original_meta),
         f"- original: trained with `{json.dumps(config.get('train', {}))}` — test accuracy "
-        f"{metrics.get('test', float('nan')):.2f}%, {original_meta.get('cost', {}).get('wall_time_s', float('nan')):.1f} s",
+        f"{metrics.get('test', float('nan')):.2f}%, {original_wall:.1f} s",
         f"- seeds: {sorted({r['seed'] for r in rows if r['method'] != 'retrain'})}; retrain seeds: "
         f"{sorted({r['seed'] for r in rows if r['method'] == 'retrain'})}",
         f"- methods and options: `{json.dumps(config.get('methods', {}))}`",
@@ -296,7 +297,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
             ran = f" ({cells_run} of {len(cells)} cells run, the others reused from an earlier invocation)"
         lines.append(f"- this invocation took {elapsed_s:.0f} s end to end{ran}")
     trained = sum(p["row"].get("wall_time_s", 0.0) for p in cells.values()) \
-        + original_meta.get("cost", {}).get("wall_time_s", 0.0)
+        + (original_meta.cost or {}).get("wall_time_s", 0.0)
     lines.append(f"- training and unlearning runs of this folder (the original and every cell, evaluation "
                  f"excluded): {trained:.0f} s")
     lines += ["", "To reproduce:", "", "```", command, "```", ""]
