@@ -15,15 +15,15 @@ command resumes where it stopped):
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from prunelora.api import apply_train_subset, train
-from prunelora.bench.config import BenchConfig, split_method_key
+from prunelora.api import apply_train_subset, result_meta, train
+from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings, MethodPlan
 from prunelora.checkpoint import (
     CheckpointMeta,
     atomic_write_text,
@@ -35,16 +35,14 @@ from prunelora.checkpoint import (
 )
 from prunelora.data import build_splits, check_data_identity, load_dataset
 from prunelora.errors import InvalidInputError
-from prunelora.evaluation.attacks import default_attacks
+from prunelora.evaluation.compare import compare
 from prunelora.evaluation.evaluate import evaluate
-from prunelora.evaluation.metrics import avg_gap
-from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy, relearn_ratio
+from prunelora.evaluation.relearn import heldout_accuracy
 from prunelora.evaluation.report import write_report
 from prunelora.methods import get_method, unlearn
 from prunelora.methods.common import check_lora_rank
 from prunelora.models import create_model
 from prunelora.models.classifier import find_module
-from prunelora.training import TrainConfig
 from prunelora.training.distributed import barrier, broadcast_from_main, is_main_process
 
 
@@ -89,20 +87,19 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     """
     out = check_writable(out, "--out")
     ident = config.identity()
-    recipe = TrainConfig.from_dict(config.train)
-    subset = config.subset()
+    plan = config.plan()
     # loaded first, so that a train subset the dataset cannot give writes nothing
-    bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=recipe.augment),
-                                subset)
-    layer = (config.evaluation()["probe"] or {}).get("layer")
+    bundle = apply_train_subset(load_dataset(config.dataset, data_dir=config.data_dir, augment=plan.recipe.augment),
+                                plan.subset)
+    layer = (plan.evaluation.probe or {}).get("layer")
     if layer is not None:  # a module the model lacks fails before anything is trained or written
         find_module(create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
                                  **config.model_kwargs), layer)
     # every scenario's splits before any work (a forget class outside the dataset, or one that
     # would leave nothing to retain, is refused before the original is trained or anything written)
-    for scenario_data in config.scenarios:  # checked here; the original's recorded split is used below
-        build_splits(bundle, config.scenario(scenario_data).spec(), val_fraction=config.val_fraction, seed=0)
-    _check_lora_ranks(config, bundle)
+    for scenario in plan.scenarios:  # checked here; the original's recorded split is used below
+        build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction, seed=0)
+    _check_lora_ranks(config, plan, bundle)
     # The main process decides and prepares the directory; every process learns the verdict.
     problem = broadcast_from_main(_prepare_bench_dir(out, ident, overwrite) if is_main_process() else None)
     if problem:
@@ -114,60 +111,50 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     original_dir = out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
-        check_data_identity(bundle, original_meta["dataset"], str(original_dir))  # the data may have changed since
+        check_data_identity(bundle, original_meta.dataset, str(original_dir))  # the data may have changed since
         log(f"original: reusing {original_dir}")
     else:
         log(f"original: training {config.model} on {config.dataset}")
-        result = train(config.dataset, config.model, recipe, model_kwargs=config.model_kwargs,
+        subset = plan.subset
+        result = train(config.dataset, config.model, plan.recipe, model_kwargs=config.model_kwargs,
                        data_dir=config.data_dir, val_fraction=config.val_fraction, device=device,
                        progress=progress, train_subset=subset["size"] if subset else None,
                        subset_seed=subset["seed"] if subset else 0)
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
-    judge = {"attacks": tuple(config.mia.get("attacks", default_attacks())), "mia_max_samples": config.mia.get("max_samples", 5000),
-           "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation()}
-    retrain_seeds = config.retrain_seeds or config.seeds
+    source = Original(original, original_meta, original_dir)
+    retrain_seeds = list(plan.retrain_seeds)
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
     floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}
-    for scenario_data in config.scenarios:
-        scenario = config.scenario(scenario_data)
-        spec = scenario.spec()
-        splits = build_splits(bundle, spec, val_fraction=config.val_fraction, seed=0,
-                              val_indices=original_meta["dataset"].get("val_indices"))
-        judge["relearn_target"] = _relearn_target(original, splits, judge["settings"]["relearn"], device)
+    for scenario in plan.scenarios:
+        splits = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction, seed=0,
+                              val_indices=original_meta.dataset.val_indices)
+        target = _relearn_target(original, splits, plan.evaluation, device)
         references: dict[int, dict] = {}
         for seed in floor_seeds:
-            payload = _run_cell(out, scenario.name, "retrain", config.method_options("retrain")
-                                if "retrain" in config.methods else {}, seed, original, original_meta, splits, None, judge,
-                                device, progress, log, cache_model=True, counts=counts)
+            payload = _run_cell(out, Cell(scenario.name, plan.retrain, seed, cache_model=True), source, splits,
+                                plan.evaluation, target, device, progress, log, counts=counts)
             payloads[(scenario.name, "retrain", seed)] = payload
-            row = payload["row"]
-            references[seed] = row
-            if seed in retrain_seeds:  # a retrain run for the noise floor alone shows only there
-                rows.append(row)
+            references[seed] = payload["row"]
         retrain_wall = sum(references[s]["wall_time_s"] for s in retrain_seeds) / len(retrain_seeds)
-        for row in rows:
-            if row["scenario"] == scenario.name and row["method"] == "retrain":
-                row["Avg.Gap"], row["time_ratio"] = 0.0, row["wall_time_s"] / retrain_wall
-                row["reference_seed"] = row["seed"]
-        for row in noise_floor_rows([references[s] for s in floor_seeds]):
-            row["time_ratio"] = row["wall_time_s"] / retrain_wall
+        for seed in retrain_seeds:  # a retrain run for the noise floor alone shows only there
+            row = references[seed]
+            row.update(compare(row, row, reference_wall_time_s=retrain_wall), reference_seed=seed)
             rows.append(row)
-        for method in config.methods:  # a key: a method name or NAME@LABEL
-            if split_method_key(method)[0] == "retrain" or scenario.name not in config.method_scenarios(method):
+        rows += noise_floor_rows([references[s] for s in floor_seeds], reference_wall_time_s=retrain_wall)
+        for method in plan.methods:
+            if scenario.name not in method.scenarios:
                 continue
-            options = config.method_options(method)
-            for i, seed in enumerate(config.seeds):
+            for i, seed in enumerate(plan.seeds):
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
-                reference = references[reference_seed]
-                payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
-                                    reference, judge, device, progress, log, counts=counts)
-                payloads[(scenario.name, method, seed)] = payload
+                payload = _run_cell(out, Cell(scenario.name, method, seed), source, splits, plan.evaluation, target,
+                                    device, progress, log, counts=counts)
+                payloads[(scenario.name, method.key, seed)] = payload
                 row = payload["row"]
-                row["time_ratio"] = row["wall_time_s"] / retrain_wall
-                row["reference_seed"] = reference_seed
+                row.update(compare(row, references[reference_seed], reference_wall_time_s=retrain_wall),
+                           reference_seed=reference_seed)
                 rows.append(row)
     return rows, payloads
 
@@ -175,100 +162,102 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 NOISE_FLOOR = "retrain-vs-retrain"
 
 
-def noise_floor_rows(retrains: list[dict]) -> list[dict]:
-    """One row per pair of retrains of different seeds: the later one's metrics, its Avg.Gap
-    against the earlier one. Their mean is the noise floor of Avg.Gap: a method closer to its
-    retrain than two exact retrains are to each other is as good as retraining here."""
+def noise_floor_rows(retrains: list[dict], reference_wall_time_s: float | None = None) -> list[dict]:
+    """One row per pair of retrains of different seeds: the later one's metrics, compared with the
+    earlier one (`compare`). Their mean Avg.Gap is the noise floor: a method closer to its retrain
+    than two exact retrains are to each other is as good as retraining here. `time_ratio` is over
+    `reference_wall_time_s` (the retrains' mean wall time) when given."""
     out = []
     for i, first in enumerate(retrains):
         for second in retrains[i + 1:]:
-            row = {**second, "method": NOISE_FLOOR, "reference_seed": first["seed"],
-                   "Avg.Gap": avg_gap(second, first) if "MIA" in first and "MIA" in second else float("nan")}
-            for key in [k for k in second if k.startswith("Probe-FA")]:
-                row[key.replace("Probe-FA", "Probe.Gap")] = abs(second[key] - first.get(key, math.nan))
-            if "relearn_steps" in second and "relearn_steps" in first:
-                row["relearn_ratio"] = relearn_ratio(second["relearn_steps"], first["relearn_steps"],
-                                                     bool(second["relearn_capped"]), bool(first["relearn_capped"]))
+            row = {**second, "method": NOISE_FLOOR, "reference_seed": first["seed"]}
+            row.update(compare(second, first, reference_wall_time_s=reference_wall_time_s))
             out.append(row)
     return out
 
 
-def _check_lora_ranks(config: BenchConfig, bundle) -> None:
+def _check_lora_ranks(config: BenchConfig, plan: BenchPlan, bundle) -> None:
     """A LoRA rank that a targeted layer cannot take is refused before the original is trained
     (checked on the model built on the `meta` device: no memory)."""
     model = None
-    for method in config.methods:
-        options = get_method(split_method_key(method)[0]).make_config(**config.method_options(method))
-        if not get_method(split_method_key(method)[0]).capabilities.uses_lora:
+    for method in plan.methods:
+        entry = get_method(method.name)
+        if not entry.capabilities.uses_lora:
             continue
         if model is None:
             with torch.device("meta"):
                 model = create_model(config.model, bundle.num_classes, bundle.in_channels, bundle.image_size,
                                      **config.model_kwargs)
         try:
-            check_lora_rank(model, options.lora_settings())
+            check_lora_rank(model, entry.make_config(**method.options).lora_settings())
         except InvalidInputError as exc:
-            raise InvalidInputError(f"{method}: {exc}") from None
+            raise InvalidInputError(f"{method.key}: {exc}") from None
 
 
-def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
-              splits, reference: dict | None, judge: dict, device, progress: bool, log, cache_model: bool = False,
-              counts: dict | None = None) -> dict:
-    """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload.
+@dataclass(frozen=True)
+class Original:
+    """The model every cell starts from, its meta.json and its checkpoint directory."""
 
-    `method` is the config's key (maybe `NAME@LABEL`): it names the cell and the row's method.
-    `judge`: how to evaluate (MIA options, probe and relearning settings, the relearn target).
+    model: torch.nn.Module
+    meta: CheckpointMeta
+    path: Path
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (scenario, method, seed) of the grid; `cache_model` keeps its model as a checkpoint
+    (the retrains: the references a user can evaluate against with `prunelora eval`)."""
+
+    scenario: str
+    method: MethodPlan
+    seed: int
+    cache_model: bool = False
+
+
+def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: EvaluationSettings,
+              relearn_target: float | None, device, progress: bool, log, counts: dict | None = None) -> dict:
+    """Run one cell, or read it back if it finished earlier. Returns its payload, whose row holds the
+    model's own metrics and costs (the comparison with its reference is added by the caller).
+
+    `settings` and `relearn_target` (the original's accuracy on held-out D_f) say how to evaluate.
     """
     counts = {} if counts is None else counts
-    name, _ = split_method_key(method)
-    settings = judge["settings"]
-    cell = out / "cells" / scenario / _cell_key(method, options, settings) / f"seed{seed}.json"
-    done = _load_json(cell) if cell.is_file() else None
+    method, scenario, seed = cell.method, cell.scenario, cell.seed
+    path = out / "cells" / scenario / _cell_key(method.key, method.options, settings.key()) / f"seed{seed}.json"
+    done = _load_json(path) if path.is_file() else None
     if done is not None:
-        log(f"{scenario} {method} seed {seed}: done earlier, reusing")
+        log(f"{scenario} {method.key} seed {seed}: done earlier, reusing")
         return done
     counts["run"] = counts.get("run", 0) + 1
-    log(f"{scenario} {method} seed {seed}: running")
-    config = get_method(name).make_config(**(options | {"seed": seed}))
-    result = unlearn(original, splits, name, config, device=device, progress=progress, original_meta=original_meta)
-    model_dir = None
-    if cache_model:
-        model_dir = out / "cache" / f"{scenario}-{method}-seed{seed}"
-        save_checkpoint(result.model, model_dir, CheckpointMeta.unlearned(
-            original_meta, forget=splits.spec.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
-            seed=seed, sparsity=result.sparsity, history=result.record.history, architecture=result.architecture))
-    probe, relearn = settings["probe"], settings["relearn"]
-    evaluation = evaluate(result.model, splits, reference=reference, device=device,
-                          attacks=judge["attacks"], mia_seed=judge["mia_seed"], mia_max_samples=judge["mia_max_samples"],
-                          probe=probe is not None, probe_layer=(probe or {}).get("layer"),
-                          probe_seed=(probe or {}).get("seed", 0),
-                          relearn=RelearnConfig(**relearn) if relearn is not None else None,
-                          relearn_target=judge["relearn_target"])
+    log(f"{scenario} {method.key} seed {seed}: running")
+    config = get_method(method.name).make_config(**(method.options | {"seed": seed}))
+    result = unlearn(original.model, splits, method.name, config, device=device, progress=progress,
+                     original_meta=original.meta)
+    if cell.cache_model:  # saved as `prunelora retrain` saves one: the same meta.json
+        save_checkpoint(result.model, out / "cache" / f"{scenario}-{method.key}-seed{seed}",
+                        result_meta(result, original.meta, splits, seed=seed, original_path=original.path,
+                                    device=device))
+    evaluation = evaluate(result.model, splits, device=device, relearn_target=relearn_target,
+                          **settings.evaluate_options())
     cost = result.cost
-    row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
+    row = {"scenario": scenario, "method": method.key, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost.wall_time_s, "peak_memory_mb": cost.peak_memory_mb,
            "trainable_params": cost.trainable_params, "steps": cost.steps}
-    if reference is None:  # the retrain: its own reference
-        row["Avg.Gap"] = 0.0
-        for key in [k for k in row if k.startswith("Probe-FA")]:
-            row[key.replace("Probe-FA", "Probe.Gap")] = 0.0 if math.isfinite(row[key]) else float("nan")
-        if "relearn_steps" in row:
-            row["relearn_ratio"] = relearn_ratio(row["relearn_steps"], row["relearn_steps"],
-                                                 bool(row["relearn_capped"]), bool(row["relearn_capped"]))
     payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "probe": evaluation.probe,
                "relearn": evaluation.relearn, "record": {
         k: v for k, v in result.to_dict().items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    cell.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, default=float) + "\n")
     return payload
 
 
-def _relearn_target(original, splits, relearn: dict | None, device) -> float | None:
+def _relearn_target(original, splits, settings: EvaluationSettings, device) -> float | None:
     """The original's accuracy on the held-out part of D_f: the level relearning must regain."""
+    relearn = settings.relearn_config()
     if relearn is None or len(splits.forget) < 2:
         return None
-    return broadcast_from_main(heldout_accuracy(original, splits, RelearnConfig(**relearn), device=device)
+    return broadcast_from_main(heldout_accuracy(original, splits, relearn, device=device)
                                if is_main_process() else None)
 
 
