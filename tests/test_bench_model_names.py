@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig
 from prunelora.errors import InvalidInputError

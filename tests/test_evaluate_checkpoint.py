@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_checks import write_yaml
+from helpers import write_yaml
 
 import prunelora
 from prunelora import api
