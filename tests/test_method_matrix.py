@@ -266,6 +266,10 @@ def test_returns_a_plain_changed_model_and_is_seeded(method, original, class3_sp
 
 
 def test_forgets_records_as_well_as_a_class(method, resnet_original, fraction_splits, state_dicts_equal):
+    if "fraction" not in get_method(method).capabilities.forget_kinds:  # declared class-wise only: refused
+        line = one_line_refusal(lambda: run(method, resnet_original, fraction_splits))
+        assert f"method {method!r} does not support forgetting" in line and "it supports:" in line
+        return
     caller_state = copy.deepcopy(resnet_original.model.state_dict())
     result = run(method, resnet_original, fraction_splits)
     check_run(method, resnet_original, result, caller_state, fast_options(method), state_dicts_equal)

@@ -275,7 +275,16 @@ class CheckpointEvaluation:
     """What `evaluate_checkpoint` found: the flat metrics (the model's, its recorded cost and the
     comparison with the reference), the details of `evaluate` and which checkpoints were used.
 
-    `original_missing` says why relearning was skipped when the original could not be found.
+    Attributes:
+        checkpoint: the evaluated checkpoint directory.
+        forget: the forget request the evaluation used.
+        metrics: flat metrics: UA/RA/TA/FA, attacks, probe, relearning, the recorded cost, and the
+            comparison with the reference (Avg.Gap, Probe.Gap, relearn ratio, time ratio).
+        evaluation: what `evaluate` returned (attacks, losses, probe and relearning details).
+        meta: the evaluated checkpoint's meta.json.
+        reference: the reference checkpoint directory, if one was given.
+        original: the original checkpoint used as the relearning target, if found.
+        original_missing: why relearning was skipped when the original could not be found.
     """
 
     checkpoint: str
