@@ -25,6 +25,7 @@ from prunelora.evaluation.relearn import (
     relearn_ratio,
     relearn_steps,
 )
+from prunelora.evaluation.representation import representation as representation_metrics
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
 from prunelora.pruning.masks import used_parameters
 from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
@@ -45,9 +46,11 @@ class Evaluation:
     losses: dict[str, list[float]] = field(default_factory=dict)
     probe: dict[str, dict] = field(default_factory=dict)
     relearn: dict = field(default_factory=dict)
+    representation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn}
+        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn,
+                "representation": self.representation}
 
 
 def serialized_size_mb(model: nn.Module) -> float:
@@ -105,7 +108,9 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
-             relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
+             relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None,
+             original_model: nn.Module | None = None, reference_model: nn.Module | None = None,
+             probe_stages: bool = True) -> Evaluation:
     """All metrics defined in docs/design.md ("Metrics") for `model` on `splits`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -123,6 +128,13 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
     forgotten / retained test classes from the classifier's input features; `probe_layer` (a module
     name, e.g. `layers.1`) adds the same probe on that module's output as `Probe-FA@<layer>`,
     `Probe-TA@<layer>` (and `Probe.Gap@<layer>`).
+    Representation (`probe=True`; see `prunelora.evaluation.representation`): `Probe-Residue`
+    (Probe-FA minus the probe's mean per-class accuracy on the retained classes) and, with
+    `probe_stages`, `Probe-FA@<stage>` / `Probe-TA@<stage>` / `Probe-Residue@<stage>` on every
+    stage's output; `original_model` / `reference_model` (the original, a retrain) add linear CKA
+    to them, `CKA-original-forget`, `CKA-original-retain`, `CKA-retrain-forget`, `CKA-retrain-retain`
+    (held-out images of the forgotten / retained classes, classifier input; `@<stage>` per stage);
+    a reference with `Probe-Residue` adds `Residue.Gap`.
     Relearning (`relearn`, see `prunelora.evaluation.relearn`): `relearn_steps` to regain
     `relearn.target_fraction` of `relearn_target` (the *original* model's accuracy on the held-out
     part of D_f, from `relearn.heldout_accuracy`) and `relearn_capped` (1 when the cap was hit:
@@ -183,6 +195,18 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             m[f"Probe-TA{suffix}"] = result.probe_ta if result is not None else float("nan")
             probes[layer or "classifier"] = (result.to_dict() if result is not None else
                                              {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"})
+    # Representation metrics (residue, every stage's probe, CKA): one more pass per model compared.
+    represented: dict = {}
+    if probe:
+        rep = broadcast_from_main(representation_metrics(
+            model, splits, original=original_model, retrain=reference_model, stages=probe_stages, seed=probe_seed,
+            device=device) if is_main_process() else None)
+        if rep is None:
+            m["Probe-Residue"] = float("nan")
+            represented = {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"}
+        else:
+            m.update(rep.metrics())
+            represented = rep.to_dict()
     relearned: dict = {}
     if relearn is None:
         relearned = {"skipped": "turned off"}
@@ -199,6 +223,9 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         for key in [k for k in m if k.startswith("Probe-FA")]:
             if key in reference:
                 m[key.replace("Probe-FA", "Probe.Gap")] = abs(m[key] - reference[key])
+        for key in [k for k in m if k.startswith("Probe-Residue")]:
+            if key in reference:
+                m[key.replace("Probe-Residue", "Residue.Gap")] = abs(m[key] - reference[key])
         if "relearn_steps" in m and "relearn_steps" in reference:
             m["relearn_ref_capped"] = float(reference.get("relearn_capped", 0.0))
             m["relearn_ratio"] = relearn_ratio(m["relearn_steps"], reference["relearn_steps"],
@@ -210,7 +237,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         if len(values) > keep_losses:
             values = rng.choice(values, keep_losses, replace=False)
         losses[key] = [float(v) for v in values]
-    return Evaluation(m, mia, losses, probes, relearned)
+    return Evaluation(m, mia, losses, probes, relearned, represented)
 
 
 def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device) -> dict:
