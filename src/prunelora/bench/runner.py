@@ -163,7 +163,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
                 reference = references[reference_seed]
                 payload = _run_cell(out, scenario.name, method, options, seed, original, original_meta, splits,
-                                    reference, judge, device, progress, log, counts=counts)
+                                    reference, judge, device, progress, log, counts=counts,
+                                    reference_model=_cached_retrain(out, scenario.name, reference_seed))
                 payloads[(scenario.name, method, seed)] = payload
                 row = payload["row"]
                 row["time_ratio"] = row["wall_time_s"] / retrain_wall
@@ -186,6 +187,8 @@ def noise_floor_rows(retrains: list[dict]) -> list[dict]:
                    "Avg.Gap": avg_gap(second, first) if "MIA" in first and "MIA" in second else float("nan")}
             for key in [k for k in second if k.startswith("Probe-FA")]:
                 row[key.replace("Probe-FA", "Probe.Gap")] = abs(second[key] - first.get(key, math.nan))
+            for key in [k for k in second if k.startswith("Probe-Residue")]:
+                row[key.replace("Probe-Residue", "Residue.Gap")] = abs(second[key] - first.get(key, math.nan))
             if "relearn_steps" in second and "relearn_steps" in first:
                 row["relearn_ratio"] = relearn_ratio(second["relearn_steps"], first["relearn_steps"],
                                                      bool(second["relearn_capped"]), bool(first["relearn_capped"]))
@@ -213,7 +216,7 @@ def _check_lora_ranks(config: BenchConfig, bundle) -> None:
 
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
               splits, reference: dict | None, judge: dict, device, progress: bool, log, cache_model: bool = False,
-              counts: dict | None = None) -> dict:
+              counts: dict | None = None, reference_model=None) -> dict:
     """Run one (method, seed) cell, or read it back if it finished earlier. Returns its payload.
 
     `method` is the config's key (maybe `NAME@LABEL`): it names the cell and the row's method.
@@ -245,7 +248,8 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
                           probe=probe is not None, probe_layer=(probe or {}).get("layer"),
                           probe_seed=(probe or {}).get("seed", 0),
                           relearn=RelearnConfig(**relearn) if relearn is not None else None,
-                          relearn_target=judge["relearn_target"])
+                          relearn_target=judge["relearn_target"], original_model=original,
+                          reference_model=reference_model)
     cost = result.record["cost"]
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
@@ -254,6 +258,8 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
         row["Avg.Gap"] = 0.0
         for key in [k for k in row if k.startswith("Probe-FA")]:
             row[key.replace("Probe-FA", "Probe.Gap")] = 0.0 if math.isfinite(row[key]) else float("nan")
+        for key in [k for k in row if k.startswith("Probe-Residue")]:
+            row[key.replace("Probe-Residue", "Residue.Gap")] = 0.0 if math.isfinite(row[key]) else float("nan")
         if "relearn_steps" in row:
             row["relearn_ratio"] = relearn_ratio(row["relearn_steps"], row["relearn_steps"],
                                                  bool(row["relearn_capped"]), bool(row["relearn_capped"]))
@@ -264,6 +270,12 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
     cell.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
     return payload
+
+
+def _cached_retrain(out: Path, scenario: str, seed: int):
+    """The retrain of `seed` saved by its cell (the CKA reference), or None when it is not there."""
+    model_dir = out / "cache" / f"{scenario}-retrain-seed{seed}"
+    return load_checkpoint(model_dir)[0] if (model_dir / "meta.json").is_file() else None
 
 
 def _relearn_target(original, splits, relearn: dict | None, device) -> float | None:

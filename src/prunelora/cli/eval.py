@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta, _, splits = load_for_unlearning(args.checkpoint, spec, args.data_dir)
     if args.probe_layer and not args.no_probe:
         find_module(model, args.probe_layer)  # a wrong name fails before any work
-    target = None
+    target, original, ref_model = None, None, None
     if original_path is not None:
         original = model if original_path == args.checkpoint else load_for_unlearning(original_path, spec, args.data_dir)[0]
         target = heldout_accuracy(original, splits, relearn, device=device)
@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         check_reference({**meta, "forget": spec.to_dict()}, ref_meta)
         ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
         reference_metrics = evaluate(ref_model, splits, throughput=False, **options).metrics
-    result = evaluate(model, splits, reference=reference_metrics, **options)
+    # The original and the retrain, where loaded, are the CKA references of the representation metrics.
+    result = evaluate(model, splits, reference=reference_metrics, original_model=original, reference_model=ref_model,
+                      **options)
     if no_original:
         result.relearn = {"skipped": no_original}
     cost = meta.get("cost") or {}
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     Console().print(table)
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "forget": spec.to_dict(), "metrics": metrics, "mia": result.mia,
-                   "probe": result.probe, "relearn": result.relearn,
+                   "probe": result.probe, "relearn": result.relearn, "representation": result.representation,
                    "reference": str(args.reference) if args.reference else None,
                    "original": str(original_path) if original_path else None}
         atomic_write_text(args.json, json.dumps(payload, indent=2, default=float) + "\n")

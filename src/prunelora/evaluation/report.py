@@ -18,6 +18,7 @@ from prunelora.checkpoint import atomic_write_text, library_versions
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
     ("Avg.Gap", "Avg.Gap"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"), ("Probe.Gap", "Probe.Gap"),
+    ("Residue.Gap", "Residue.Gap"), ("CKA-original-forget", "CKA→orig (f)"), ("CKA-retrain-forget", "CKA→retrain (f)"),
     ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"),
     ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
@@ -202,16 +203,27 @@ def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
 
 def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
     """x = Avg.Gap (outputs), y = Probe.Gap (features): a method low on x but high on y reaches
-    retrain's outputs while its features still carry the forgotten class — it hides, not forgets."""
+    retrain's outputs while its features still carry the forgotten class — it hides, not forgets.
+    Where CKA was measured, a second panel: CKA of the forgotten class's features to the original
+    (x) vs to the retrain (y); above the diagonal, the features moved nearer the retrain's."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    cka = _has(summary, "CKA-original-forget") and _has(summary, "CKA-retrain-forget")
+    fig, axes = plt.subplots(1, 2 if cka else 1, figsize=(12.5 if cka else 7.5, 4.8), squeeze=False)
+    ax = axes[0][0]
     _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
     ax.set_xlabel("Avg.Gap to retrain (outputs)")
     ax.set_ylabel("Probe.Gap to retrain (features)")
     ax.set_title(f"{scenario}: forgotten, or only hidden?\n"
                  "(up-left: outputs retrain-like, features still keep the class)", fontsize=10)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if cka:
+        ax = axes[0][1]
+        _scatter(ax, summary, "CKA-original-forget", "CKA-retrain-forget")
+        ax.axline((0.5, 0.5), slope=1.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("CKA to the original (forgotten class's test images)")
+        ax.set_ylabel("CKA to the retrain")
+        ax.set_title("features: nearer the retrain (above the diagonal) or the original?", fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -315,6 +327,11 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit); "
         "relearn / retrain = that over the reference retrain's (the anamnesis index: ≈ 1 forgot like retrain, "
         "≪ 1 only hid).", "",
+        "Residue.Gap = |Probe-Residue − retrain's|, where Probe-Residue = Probe-FA minus the probe's mean per-class "
+        "accuracy on the retained classes: a repair that sharpens every class raises Probe-FA without raising the "
+        "residue. CKA→orig (f) / CKA→retrain (f) = linear CKA of the classifier-input features of the forgotten "
+        "class's test images to the original's / the reference retrain's (1 = the same up to rotation and scale): a "
+        "model that forgot sits nearer the retrain.", "",
     ]
     for scenario, methods in summary.items():
         lines += [f"## Scenario `{scenario}`", ""]
