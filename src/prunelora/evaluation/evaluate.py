@@ -137,9 +137,11 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
     a reference with `Probe-Residue` adds `Residue.Gap`.
     Relearning (`relearn`, see `prunelora.evaluation.relearn`): `relearn_steps` to regain
     `relearn.target_fraction` of `relearn_target` (the *original* model's accuracy on the held-out
-    part of D_f, from `relearn.heldout_accuracy`) and `relearn_capped` (1 when the cap was hit:
-    the steps are a lower bound). Skipped, with the reason in `Evaluation.relearn`, when
-    `relearn_target` is None, `relearn` is None or D_f is too small.
+    part of D_f, from `relearn.heldout_accuracy`; the mean over `relearn.repeats` relearn seeds)
+    and `relearn_capped` (1 when the cap was hit: the steps are a lower bound), and
+    `relearn_acc@<k>`, the held-out D_f accuracy after k steps for each of `relearn.budgets`.
+    Skipped, with the reason in `Evaluation.relearn`, when `relearn_target` is None, `relearn` is
+    None or D_f is too small.
     Cost of the model itself: `params`, `nonzero_params`, `macs` (multiply-accumulates per image),
     `throughput` (CPU/GPU images per second at batch 256) and `size_mb` (on disk).
     """
@@ -218,6 +220,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         result = broadcast_from_main(relearn_steps(model, splits, relearn_target, relearn, device=device)
                                      if is_main_process() else None)
         m["relearn_steps"], m["relearn_capped"] = float(result.steps), float(result.capped)
+        m.update({f"relearn_acc@{budget}": value for budget, value in result.budget_accuracy.items()})
         relearned = result.to_dict() | {"config": relearn.to_dict()}
     if reference is not None:
         for key in [k for k in m if k.startswith("Probe-FA")]:

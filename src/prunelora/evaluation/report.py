@@ -19,7 +19,7 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
     ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
     ("Avg.Gap", "Avg.Gap"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"), ("Probe.Gap", "Probe.Gap"),
     ("Residue.Gap", "Residue.Gap"), ("CKA-original-forget", "CKA→orig (f)"), ("CKA-retrain-forget", "CKA→retrain (f)"),
-    ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"),
+    ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"), ("relearn_acc@10", "relearn acc@10"),
     ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
@@ -324,7 +324,8 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "reference, not 0: features learned from the other classes still separate a class never seen). The probe "
         "scores about half the forgotten test images, so its standard error is sqrt(p(1−p)/n) — about 2 points "
         "for 500 images. Relearn steps = SGD steps on a small fixed part of D_f (plus as many D_r images) until "
-        "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit); "
+        "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit), "
+        "BatchNorm statistics frozen, mean over relearn seeds; relearn acc@10 = that accuracy after 10 steps; "
         "relearn / retrain = that over the reference retrain's (the anamnesis index: ≈ 1 forgot like retrain, "
         "≪ 1 only hid).", "",
         "Residue.Gap = |Probe-Residue − retrain's|, where Probe-Residue = Probe-FA minus the probe's mean per-class "
