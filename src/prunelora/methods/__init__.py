@@ -15,6 +15,7 @@ from prunelora.methods import (  # noqa: F401  (imported for their registrations
     neggrad_plus,
     prune_finetune,
     prunelora,
+    prunelora_deep,
     random_label,
     retrain,
     salun,
