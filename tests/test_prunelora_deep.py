@@ -146,3 +146,16 @@ def test_bad_options():
         method.make_config(strength=1.5)
     with pytest.raises(InvalidInputError, match="subspace_rank 0"):
         method.make_config(subspace_rank=0)
+    with pytest.raises(InvalidInputError, match="repair 'loose' is not one of subspace, free, none"):
+        method.make_config(repair="loose")
+
+
+def test_the_free_repair_rebuilds_along_the_subspace(original, class3_splits):
+    """The ablation: the same LoRA, unconstrained, moves the weights back along the subspace."""
+    config = get_method("prunelora-deep").make_config(epochs=1, repair="free", seed=0)
+    model = unlearn(original, class3_splits, "prunelora-deep", config, device="cpu", progress=False).model
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    assert max(forget_component(model.get_submodule(n), b) for n, b in subspaces.items()) > 1e-3
+    edit_only = get_method("prunelora-deep").make_config(repair="none")
+    result = unlearn(original, class3_splits, "prunelora-deep", edit_only, device="cpu", progress=False)
+    assert result.record["cost"]["steps"] == 0 and result.record["cost"]["trainable_params"] == 0

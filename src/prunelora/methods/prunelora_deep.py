@@ -42,6 +42,8 @@ from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
 from prunelora.pruning.masks import recalibrate_batchnorm
 
+REPAIRS = ("subspace", "free", "none")
+
 
 @dataclass
 class DeepPruneLoRAConfig(TrainingOptions):
@@ -55,6 +57,9 @@ class DeepPruneLoRAConfig(TrainingOptions):
     lora_rank: int = field(default=8, metadata={"help": "rank of the repair's adapters"})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale numerator (the update is alpha / rank)"})
     max_images: int = field(default=2000, metadata={"help": "images of D_f and of D_r for the subspace statistics"})
+    repair: str = field(default="subspace", metadata={"help": (
+        "the LoRA repair on D_r: subspace (kept out of the forget subspace), free (unconstrained, the "
+        "ablation) or none (the edit alone)")})
 
     def validate(self) -> None:
         super().validate()
@@ -64,6 +69,8 @@ class DeepPruneLoRAConfig(TrainingOptions):
                 raise InvalidInputError(f"{name} {value!r} must be a positive integer")
         if not 0.0 <= self.strength <= 1.0:
             raise InvalidInputError(f"strength {self.strength} is outside [0, 1]")
+        if self.repair not in REPAIRS:
+            raise InvalidInputError(f"repair {self.repair!r} is not one of {', '.join(REPAIRS)}")
         if not self.lora_alpha > 0:
             raise InvalidInputError(f"lora_alpha {self.lora_alpha} must be > 0")
 
@@ -89,13 +96,18 @@ def prunelora_deep(model, splits, config: DeepPruneLoRAConfig, ctx):
     for name, basis in subspaces.items():
         remove_subspace(model.get_submodule(name), basis, config.strength)
     recalibrate_batchnorm(model, splits.retain, device=next(model.parameters()).device)
-    params = add_subspace_lora(model, subspaces, config.lora_rank, config.lora_alpha, config.seed)
+    # The free repair (the ablation) is the same LoRA with an empty subspace to stay out of.
+    kept_out = subspaces if config.repair == "subspace" else {
+        name: basis[:, :0] for name, basis in subspaces.items()}
+    params = add_subspace_lora(model, kept_out, config.lora_rank, config.lora_alpha, config.seed)
     trainable = sum(p.numel() for p in params)
     steps, history = 0, []
-    if config.epochs > 0 or config.steps:
+    if config.repair != "none" and (config.epochs > 0 or config.steps):
         result = config.fit(model, splits.retain, ctx, "prunelora-deep", params=params)
         steps, history = result.steps, result.history
     merge_subspace_lora(model)
     record = MethodRecord(trainable, steps, history)
     record.details["subspaces"] = {name: int(basis.shape[1]) for name, basis in subspaces.items()}
+    if config.repair == "none":
+        record.trainable_params = 0
     return model, record
