@@ -158,3 +158,18 @@ def test_evaluate_without_a_forgotten_test_class(original, fraction_splits):
     ev = evaluate(original, fraction_splits, attacks=(), throughput=False, macs=False, device="cpu", relearn=None)
     assert math.isnan(ev.metrics["Probe-Residue"])
     assert "skipped" in ev.representation
+
+
+def test_the_report_shows_the_representation_columns_and_the_cka_panel(tmp_path):
+    from prunelora.evaluation.report import _plot_hiding, markdown_table
+
+    def cell(gap: float, residue: float, to_original: float, to_retrain: float) -> dict:
+        return {"Avg.Gap": (gap, 0.0), "Probe.Gap": (residue, 0.0), "Residue.Gap": (residue, 0.5),
+                "CKA-original-forget": (to_original, 0.0), "CKA-retrain-forget": (to_retrain, 0.0)}
+
+    summary = {"retrain": cell(0.0, 0.0, 0.6, 1.0), "hides": cell(0.2, 8.0, 0.98, 0.6)}
+    table = markdown_table(summary)
+    assert "| Residue.Gap | CKA→orig (f) | CKA→retrain (f) |" in table
+    assert "| hides |" in table and "8.0 ± 0.5" in table and "0.98 ± 0.00" in table
+    _plot_hiding(summary, "class", tmp_path / "hiding.png")
+    assert (tmp_path / "hiding.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -59,7 +59,7 @@ def _fmt(mean: float, std: float, key: str) -> str:
         return f"{mean:,.0f}"
     if key == "sparsity":
         return f"{mean:.3f}"
-    digits = 2 if key in ("time_ratio", "relearn_ratio") else 1
+    digits = 2 if key in ("time_ratio", "relearn_ratio") or key.startswith("CKA") else 1
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -345,7 +345,9 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         for layer in layers:
             lines += [f"Probe on the output of `{layer}` (pooled over space or tokens):", "",
                       markdown_table(methods, [(f"Probe-FA@{layer}", "Probe-FA"), (f"Probe-TA@{layer}", "Probe-TA"),
-                                               (f"Probe.Gap@{layer}", "Probe.Gap")]), ""]
+                                               (f"Probe.Gap@{layer}", "Probe.Gap"),
+                                               (f"Residue.Gap@{layer}", "Residue.Gap"),
+                                               (f"CKA-retrain-forget@{layer}", "CKA→retrain (f)")]), ""]
         attack_cols = sorted({k for m in methods.values() for k in m if k.startswith("MIA-") and k.endswith("-acc")})
         if attack_cols:
             lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "
