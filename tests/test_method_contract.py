@@ -59,6 +59,7 @@ def test_the_declared_capabilities_of_the_methods():
         "neggrad-plus": (True, True, False, False, False),
         "prune-finetune": (False, True, True, False, False),
         "prunelora": (False, True, True, True, False),
+        "prunelora-deep": (True, True, False, False, False),  # its subspace adapters are always merged
         "random-label": (True, True, False, False, False),
         "retrain": (False, True, False, False, True),
         "salun": (True, True, False, False, False),

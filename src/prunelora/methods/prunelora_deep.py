@@ -82,10 +82,12 @@ def _sample(dataset, limit: int, seed: int):
     return subset(dataset, order.sort().values)
 
 
+# uses_lora=False: `uses_lora` declares peft adapters built from `LoraOptions`, which can be saved
+# apart; these subspace adapters are its own and are always merged (no adapter export).
 @register_method("prunelora-deep", DeepPruneLoRAConfig,
                  "remove a per-layer forget subspace from the weights, then a LoRA repair on D_r kept out of it",
                  capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
-                                           uses_lora=True, from_scratch=False))
+                                           uses_lora=False, from_scratch=False))
 def prunelora_deep(model, splits, config: DeepPruneLoRAConfig, ctx):
     forget = _sample(splits.forget, config.max_images, config.seed)
     retain = _sample(splits.retain, config.max_images, config.seed + 1)
