@@ -51,6 +51,7 @@ def test_the_declared_capabilities_of_the_methods():
         "opc": (True, True, False, False, False, every),
         "prune-finetune": (False, True, True, False, False, every),
         "prunelora": (False, True, True, True, False, every),
+        "prunelora-deep": (True, True, False, False, False, every),  # its subspace adapters are always merged
         "random-label": (True, True, False, False, False, every),
         "retrain": (False, True, False, False, True, every),
         "salun": (True, True, False, False, False, every),

@@ -300,7 +300,8 @@ class CheckpointEvaluation:
         """The JSON report `prunelora eval --json` writes."""
         return {"checkpoint": self.checkpoint, "forget": self.forget.to_dict(), "metrics": self.metrics,
                 "mia": self.evaluation.mia, "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
-                "reference": self.reference, "original": self.original}
+                "representation": self.evaluation.representation, "reference": self.reference,
+                "original": self.original}
 
 
 COST_KEYS = ("wall_time_s", "peak_memory_mb", "trainable_params")  # a checkpoint's recorded cost, as metrics
@@ -364,7 +365,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
         find_module(model, probe_layer)  # a wrong name fails before any work
     bundle, digest = _checkpoint_data(meta, checkpoint, data_dir, download)
     splits = _splits_of(bundle, meta, forget)
-    target = None
+    target, original_model, reference_model = None, None, None
     if original_path is not None:
         if original_path == checkpoint:
             original_model = model
@@ -380,7 +381,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
         reference_model = load_model(reference, reference_meta)
         reference_metrics = _with_cost(evaluate(reference_model, splits, throughput=False, **options).metrics,
                                        reference_meta)
-    result = evaluate(model, splits, **options)
+    # The original and the retrain, where loaded, are the CKA references of the representation metrics.
+    result = evaluate(model, splits, original_model=original_model, reference_model=reference_model, **options)
     if missing:
         result.relearn = {"skipped": missing}
     metrics = _with_cost(result.metrics, meta)

@@ -150,7 +150,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
             for i, seed in enumerate(plan.seeds):
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
                 payload = _run_cell(out, Cell(scenario.name, method, seed), source, splits, plan.evaluation, target,
-                                    device, progress, log, counts=counts)
+                                    device, progress, log, counts=counts,
+                                    reference_model=_cached_retrain(out, scenario.name, reference_seed))
                 payloads[(scenario.name, method.key, seed)] = payload
                 row = payload["row"]
                 row.update(compare(row, references[reference_seed], reference_wall_time_s=retrain_wall),
@@ -215,11 +216,13 @@ class Cell:
 
 
 def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: EvaluationSettings,
-              relearn_target: float | None, device, progress: bool, log, counts: dict | None = None) -> dict:
+              relearn_target: float | None, device, progress: bool, log, counts: dict | None = None,
+              reference_model: torch.nn.Module | None = None) -> dict:
     """Run one cell, or read it back if it finished earlier. Returns its payload, whose row holds the
     model's own metrics and costs (the comparison with its reference is added by the caller).
 
-    `settings` and `relearn_target` (the original's accuracy on held-out D_f) say how to evaluate.
+    `settings` and `relearn_target` (the original's accuracy on held-out D_f) say how to evaluate;
+    the original and `reference_model` (its retrain) are the CKA references.
     """
     counts = {} if counts is None else counts
     method, scenario, seed = cell.method, cell.scenario, cell.seed
@@ -238,6 +241,7 @@ def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: Evalu
                         result_meta(result, original.meta, splits, seed=seed, original_path=original.path,
                                     device=device))
     evaluation = evaluate(result.model, splits, device=device, relearn_target=relearn_target,
+                          original_model=original.model, reference_model=reference_model,
                           **settings.evaluate_options())
     cost = result.cost
     row = {"scenario": scenario, "method": method.key, "seed": seed, **evaluation.metrics,
@@ -250,6 +254,12 @@ def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: Evalu
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, default=float) + "\n")
     return payload
+
+
+def _cached_retrain(out: Path, scenario: str, seed: int):
+    """The retrain of `seed` saved by its cell (the CKA reference), or None when it is not there."""
+    model_dir = out / "cache" / f"{scenario}-retrain-seed{seed}"
+    return load_checkpoint(model_dir)[0] if (model_dir / "meta.json").is_file() else None
 
 
 def _relearn_target(original, splits, settings: EvaluationSettings, device) -> float | None:

@@ -23,7 +23,7 @@ def compare(metrics: Mapping[str, float], reference: Mapping[str, float], *,
     - `Avg.Gap`: mean |metrics − reference| over `GAP_KEYS` (UA, RA, TA, MIA); NaN when either
       lacks one of them (no attack was run) or a value is NaN: a missing measurement is no 0 gap.
     - `Probe.Gap` (and `Probe.Gap@<layer>`): |Probe-FA − reference's Probe-FA| for every probe
-      both have.
+      both have; `Residue.Gap` (and `@<stage>`) likewise from `Probe-Residue`.
     - `relearn_ratio` and `relearn_ref_capped`: relearning steps over the reference's (see
       `prunelora.evaluation.relearn.relearn_ratio`), when both relearned.
     - `time_ratio`: `wall_time_s` over the reference's (or over `reference_wall_time_s`, e.g. the
@@ -42,9 +42,10 @@ def compare(metrics: Mapping[str, float], reference: Mapping[str, float], *,
         out["Avg.Gap"] = avg_gap(metrics, reference)
     else:
         out["Avg.Gap"] = float("nan")
-    for key in [k for k in metrics if k.startswith("Probe-FA")]:
-        if key in reference:
-            out[key.replace("Probe-FA", "Probe.Gap")] = abs(metrics[key] - reference[key])
+    for prefix, gap in (("Probe-FA", "Probe.Gap"), ("Probe-Residue", "Residue.Gap")):
+        for key in [k for k in metrics if k.startswith(prefix)]:
+            if key in reference:
+                out[key.replace(prefix, gap)] = abs(metrics[key] - reference[key])
     if "relearn_steps" in metrics and "relearn_steps" in reference:
         out["relearn_ref_capped"] = float(reference.get("relearn_capped", 0.0))
         out["relearn_ratio"] = relearn_ratio(metrics["relearn_steps"], reference["relearn_steps"],

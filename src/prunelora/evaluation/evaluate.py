@@ -27,6 +27,7 @@ from prunelora.evaluation.relearn import (
     RelearnConfig,
     relearn_steps,
 )
+from prunelora.evaluation.representation import representation as representation_metrics
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
 from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
@@ -44,9 +45,11 @@ class Evaluation:
     losses: dict[str, list[float]] = field(default_factory=dict)
     probe: dict[str, dict] = field(default_factory=dict)
     relearn: dict = field(default_factory=dict)
+    representation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn}
+        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn,
+                "representation": self.representation}
 
 
 def serialized_size_mb(model: nn.Module) -> float:
@@ -109,7 +112,9 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
-             relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
+             relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None,
+             original_model: nn.Module | None = None, reference_model: nn.Module | None = None,
+             probe_stages: bool = True) -> Evaluation:
     """All metrics defined in docs/concepts/metrics.md ("Metrics") for `model`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -119,9 +124,14 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
     50 the attack cannot tell members at all and its efficacy says little.
     Representation probe (see `prunelora.evaluation.probe`): `Probe-FA` / `Probe-TA`, a linear
     probe's accuracy on the forgotten / retained test classes from the classifier's input features.
+    Representation (see `prunelora.evaluation.representation`): `Probe-Residue` (Probe-FA minus the
+    probe's mean per-class accuracy on the retained classes: a repair that sharpens every class
+    leaves it unchanged), the probe on every stage's output (`Probe-FA@<stage>`, ...), and linear
+    CKA to the original and the retrain (`CKA-original-forget`, `CKA-retrain-retain`, ...).
     Relearning (see `prunelora.evaluation.relearn`): `relearn_steps` to regain
     `relearn.target_fraction` of `relearn_target`, and `relearn_capped` (1 when the cap was hit:
-    the steps are a lower bound). Cost of the model itself: `params`, `nonzero_params`, `macs`
+    the steps are a lower bound; the mean over `relearn.repeats` relearn seeds) and
+    `relearn_acc@<k>`, the held-out D_f accuracy after k steps for each of `relearn.budgets`. Cost of the model itself: `params`, `nonzero_params`, `macs`
     (multiply-accumulates per image), `throughput` (images per second at batch 256) and `size_mb`.
 
     Args:
@@ -148,10 +158,13 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         relearn: the relearning protocol; None skips relearning.
         relearn_target: the original model's accuracy on the held-out part of D_f
             (`heldout_accuracy(original, splits)`); None skips relearning.
+        original_model: the original model; adds CKA to it (`CKA-original-forget`, `-retain`).
+        reference_model: the retrained model; adds CKA to it (`CKA-retrain-forget`, `-retain`).
+        probe_stages: also probe (and compare by CKA) every stage's output.
 
     Returns:
-        An `Evaluation`: `.metrics` (flat, for tables), `.mia`, `.probe` and `.relearn` details (or
-        why each was skipped), and per-sample `.losses`.
+        An `Evaluation`: `.metrics` (flat, for tables), `.mia`, `.probe`, `.relearn` and
+        `.representation` details (or why each was skipped), and per-sample `.losses`.
 
     Raises:
         InvalidInputError: an unknown attack, a probe layer the model does not have, or data that
@@ -208,6 +221,18 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             m[f"Probe-TA{suffix}"] = result.probe_ta if result is not None else float("nan")
             probes[layer or "classifier"] = (result.to_dict() if result is not None else
                                              {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"})
+    # Representation metrics (residue, every stage's probe, CKA): one more pass per model compared.
+    represented: dict = {}
+    if probe:
+        rep = broadcast_from_main(representation_metrics(
+            model, splits, original=original_model, retrain=reference_model, stages=probe_stages, seed=probe_seed,
+            device=device) if is_main_process() else None)
+        if rep is None:
+            m["Probe-Residue"] = float("nan")
+            represented = {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"}
+        else:
+            m.update(rep.metrics())
+            represented = rep.to_dict()
     relearned: dict = {}
     if relearn is None:
         relearned = {"skipped": "turned off"}
@@ -219,6 +244,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         result = broadcast_from_main(relearn_steps(model, splits, relearn_target, relearn, device=device)
                                      if is_main_process() else None)
         m["relearn_steps"], m["relearn_capped"] = float(result.steps), float(result.capped)
+        m.update({f"relearn_acc@{budget}": value for budget, value in result.budget_accuracy.items()})
         relearned = result.to_dict() | {"config": relearn.to_dict()}
     if reference is not None:
         m.update(compare(m, reference))
@@ -229,7 +255,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         if len(values) > keep_losses:
             values = rng.choice(values, keep_losses, replace=False)
         losses[key] = [float(v) for v in values]
-    return Evaluation(m, mia, losses, probes, relearned)
+    return Evaluation(m, mia, losses, probes, relearned, represented)
 
 
 def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device) -> dict:

@@ -18,7 +18,8 @@ from prunelora.checkpoint import CheckpointMeta, atomic_write_text, library_vers
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
     ("Avg.Gap", "Avg.Gap"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"), ("Probe.Gap", "Probe.Gap"),
-    ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"),
+    ("Residue.Gap", "Residue.Gap"), ("CKA-original-forget", "CKA→orig (f)"), ("CKA-retrain-forget", "CKA→retrain (f)"),
+    ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"), ("relearn_acc@10", "relearn acc@10"),
     ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
@@ -58,7 +59,7 @@ def _fmt(mean: float, std: float, key: str) -> str:
         return f"{mean:,.0f}"
     if key == "sparsity":
         return f"{mean:.3f}"
-    digits = 2 if key in ("time_ratio", "relearn_ratio") else 1
+    digits = 2 if key in ("time_ratio", "relearn_ratio") or key.startswith("CKA") else 1
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -200,15 +201,26 @@ def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
 
 def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
     """x = Avg.Gap (outputs), y = Probe.Gap (features): a method low on x but high on y reaches
-    retrain's outputs while its features still carry the forgotten class — it hides, not forgets."""
-    fig = _figure(figsize=(7.5, 4.8))
-    ax = fig.subplots()
+    retrain's outputs while its features still carry the forgotten class — it hides, not forgets.
+    Where CKA was measured, a second panel: CKA of the forgotten class's features to the original
+    (x) vs to the retrain (y); above the diagonal, the features moved nearer the retrain's."""
+    cka = _has(summary, "CKA-original-forget") and _has(summary, "CKA-retrain-forget")
+    fig = _figure(figsize=(12.5 if cka else 7.5, 4.8))
+    axes = fig.subplots(1, 2 if cka else 1, squeeze=False)
+    ax = axes[0][0]
     _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
     ax.set_xlabel("Avg.Gap to retrain (outputs)")
     ax.set_ylabel("Probe.Gap to retrain (features)")
     ax.set_title(f"{scenario}: forgotten, or only hidden?\n"
                  "(up-left: outputs retrain-like, features still keep the class)", fontsize=10)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if cka:
+        ax = axes[0][1]
+        _scatter(ax, summary, "CKA-original-forget", "CKA-retrain-forget")
+        ax.axline((0.5, 0.5), slope=1.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("CKA to the original (forgotten class's test images)")
+        ax.set_ylabel("CKA to the retrain")
+        ax.set_title("features: nearer the retrain (above the diagonal) or the original?", fontsize=10)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     _save_fig(fig, path)
 
@@ -315,9 +327,15 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "reference, not 0: features learned from the other classes still separate a class never seen). The probe "
         "scores about half the forgotten test images, so its standard error is sqrt(p(1−p)/n) — about 2 points "
         "for 500 images. Relearn steps = SGD steps on a small fixed part of D_f (plus as many D_r images) until "
-        "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit); "
+        "accuracy on held-out D_f images regains the set fraction of the original's, capped (≥: the cap was hit), "
+        "BatchNorm statistics frozen, mean over relearn seeds; relearn acc@10 = that accuracy after 10 steps; "
         "relearn / retrain = that over the reference retrain's (the anamnesis index: ≈ 1 forgot like retrain, "
         "≪ 1 only hid).", "",
+        "Residue.Gap = |Probe-Residue − retrain's|, where Probe-Residue = Probe-FA minus the probe's mean per-class "
+        "accuracy on the retained classes: a repair that sharpens every class raises Probe-FA without raising the "
+        "residue. CKA→orig (f) / CKA→retrain (f) = linear CKA of the classifier-input features of the forgotten "
+        "class's test images to the original's / the reference retrain's (1 = the same up to rotation and scale): a "
+        "model that forgot sits nearer the retrain.", "",
     ]
     for scenario, methods in summary.items():
         lines += [f"## Scenario `{scenario}`", ""]
@@ -330,7 +348,9 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         for layer in layers:
             lines += [f"Probe on the output of `{layer}` (pooled over space or tokens):", "",
                       markdown_table(methods, [(f"Probe-FA@{layer}", "Probe-FA"), (f"Probe-TA@{layer}", "Probe-TA"),
-                                               (f"Probe.Gap@{layer}", "Probe.Gap")]), ""]
+                                               (f"Probe.Gap@{layer}", "Probe.Gap"),
+                                               (f"Residue.Gap@{layer}", "Residue.Gap"),
+                                               (f"CKA-retrain-forget@{layer}", "CKA→retrain (f)")]), ""]
         attack_cols = sorted({k for m in methods.values() for k in m if k.startswith("MIA-") and k.endswith("-acc")})
         if attack_cols:
             lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "

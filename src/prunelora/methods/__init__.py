@@ -20,6 +20,7 @@ from prunelora.methods import (  # noqa: F401  (imported for their registrations
     opc,
     prune_finetune,
     prunelora,
+    prunelora_deep,
     random_label,
     retrain,
     salun,

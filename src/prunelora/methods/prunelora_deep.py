@@ -1,0 +1,115 @@
+"""`prunelora-deep`: a PruneLoRA that forgets in the features, not only at the outputs.
+
+PruneLoRA prunes, then repairs with LoRA on D_r. Measured on Fashion-MNIST, every cheap kill
+removes the forgotten class from the outputs and the repair on D_r then re-learns the class's
+features from what the kill kept (a linear probe still reads it). Here the "pruning" removes
+directions instead of channels, and the repair cannot put them back:
+
+1. per editable layer (convs, linears, attention inputs; `prunelora.adapters.subspace`), a
+   rank-`subspace_rank` forget subspace: the top right singular vectors of the differences between
+   the forget set's mean input and each retained class's mean input (convs pooled over space,
+   tokens averaged), from at most `max_images` images of D_f and of D_r;
+2. each weight loses `strength` of its component along that subspace (closed form), then
+   BatchNorm statistics are recalibrated on D_r;
+3. a LoRA repair on D_r whose input-side matrix A is parameterised in the complement of the
+   subspace (every update has zero component along it), then merged: the result is a plain model
+   whose edited weights have no component along their forget subspace (with `strength` 1).
+
+Forget kinds: class-wise (the subspace separates the forgotten classes from each retained
+class) and random records or index lists (the within-class differences between D_f's and D_r's
+mean inputs; a weak signal — a random forget set has hardly any direction of its own — so for
+records prefer an objective on D_f, which this first version does not have).
+Choices the references leave open, made here: the subspace is estimated once, on the original
+(not re-estimated after the repair); the head is edited like any other linear; the stem (fewer
+than 2·k input channels) is left alone; every edited layer gets an adapter (rank `lora_rank`,
+scale `lora_alpha / lora_rank`); other parameters, BatchNorm's affine ones included, are frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from prunelora.adapters.subspace import (
+    add_subspace_lora,
+    forget_subspaces,
+    merge_subspace_lora,
+    remove_subspace,
+)
+from prunelora.data.generic import subset
+from prunelora.errors import InvalidInputError
+from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
+from prunelora.pruning.masks import recalibrate_batchnorm
+
+REPAIRS = ("subspace", "free", "none")
+
+
+@dataclass
+class DeepPruneLoRAConfig(TrainingOptions):
+    """Defaults: a rank-3 forget subspace removed in full, 2 epochs of rank-8 LoRA repair (alpha 16)
+    with Adam at 1e-3; statistics from at most 2,000 images of D_f and of D_r."""
+
+    epochs: float = field(default=2, metadata={"help": "epochs of LoRA repair on D_r (0: the edit alone)"})
+    subspace_rank: int = field(default=3, metadata={"help": "directions per layer in the forget subspace"})
+    strength: float = field(default=1.0, metadata={"help": (
+        "share of each weight's component along its forget subspace that is removed (0 to 1)")})
+    lora_rank: int = field(default=8, metadata={"help": "rank of the repair's adapters"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scale numerator (the update is alpha / rank)"})
+    max_images: int = field(default=2000, metadata={"help": "images of D_f and of D_r for the subspace statistics"})
+    repair: str = field(default="subspace", metadata={"help": (
+        "the LoRA repair on D_r: subspace (kept out of the forget subspace), free (unconstrained, the "
+        "ablation) or none (the edit alone)")})
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("subspace_rank", "lora_rank", "max_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} {value!r} must be a positive integer")
+        if not 0.0 <= self.strength <= 1.0:
+            raise InvalidInputError(f"strength {self.strength} is outside [0, 1]")
+        if self.repair not in REPAIRS:
+            raise InvalidInputError(f"repair {self.repair!r} is not one of {', '.join(REPAIRS)}")
+        if not self.lora_alpha > 0:
+            raise InvalidInputError(f"lora_alpha {self.lora_alpha} must be > 0")
+
+
+def _sample(dataset, limit: int, seed: int):
+    if len(dataset) <= limit:
+        return dataset
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
+    return subset(dataset, order.sort().values)
+
+
+# uses_lora=False: `uses_lora` declares peft adapters built from `LoraOptions`, which can be saved
+# apart; these subspace adapters are its own and are always merged (no adapter export).
+@register_method("prunelora-deep", DeepPruneLoRAConfig,
+                 "remove a per-layer forget subspace from the weights, then a LoRA repair on D_r kept out of it",
+                 capabilities=Capabilities(needs_forget_samples=True, trains=True, uses_pruning=False,
+                                           uses_lora=False, from_scratch=False))
+def prunelora_deep(model, splits, config: DeepPruneLoRAConfig, ctx):
+    forget = _sample(splits.forget, config.max_images, config.seed)
+    retain = _sample(splits.retain, config.max_images, config.seed + 1)
+    subspaces = forget_subspaces(model, forget, retain, config.subspace_rank, device=ctx.device)
+    if not subspaces:
+        raise InvalidInputError(f"no layer of {type(model).__name__} has {2 * config.subspace_rank} or more input "
+                                "channels to take a forget subspace from; lower --subspace-rank")
+    for name, basis in subspaces.items():
+        remove_subspace(model.get_submodule(name), basis, config.strength)
+    recalibrate_batchnorm(model, splits.retain, device=next(model.parameters()).device)
+    # The free repair (the ablation) is the same LoRA with an empty subspace to stay out of.
+    kept_out = subspaces if config.repair == "subspace" else {
+        name: basis[:, :0] for name, basis in subspaces.items()}
+    params = add_subspace_lora(model, kept_out, config.lora_rank, config.lora_alpha, config.seed)
+    trainable = sum(p.numel() for p in params)
+    steps, history = 0, []
+    if config.repair != "none" and (config.epochs > 0 or config.steps):
+        result = config.fit(model, splits.retain, ctx, "prunelora-deep", params=params)
+        steps, history = result.steps, result.history
+    merge_subspace_lora(model)
+    record = MethodRecord(trainable, steps, history)
+    record.details["subspaces"] = {name: int(basis.shape[1]) for name, basis in subspaces.items()}
+    if config.repair == "none":
+        record.trainable_params = 0
+    return model, record

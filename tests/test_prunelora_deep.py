@@ -1,0 +1,161 @@
+"""`prunelora-deep` and its subspace adapters on tiny models: the merged model has no component
+along each edited layer's forget subspace, the adapters' updates stay in the complement while
+they train, the output is a plain module, and it forgets a digits class."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from prunelora.adapters.subspace import (
+    add_subspace_lora,
+    editable_layers,
+    forget_component,
+    forget_subspaces,
+    merge_subspace_lora,
+    remove_subspace,
+)
+from prunelora.checkpoint import load_checkpoint
+from prunelora.data.generic import fetch
+from prunelora.errors import InvalidInputError
+from prunelora.evaluation.metrics import accuracy
+from prunelora.methods import get_method, unlearn
+from prunelora.models import create_model
+from prunelora.training.loop import predict
+
+
+@pytest.fixture(scope="module")
+def original(checkpoint_dir) -> nn.Module:
+    return load_checkpoint(checkpoint_dir)[0].eval()
+
+
+def orthonormal(dim: int, k: int, seed: int = 0) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(dim, k, generator=torch.Generator().manual_seed(seed)))
+    return q
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(12, 5), nn.Conv2d(12, 6, 3),
+                                   nn.MultiheadAttention(12, 3, batch_first=True)])
+def test_removal_leaves_no_component_along_the_subspace(layer):
+    basis = orthonormal(12, 3)
+    assert forget_component(layer, basis) > 1e-3
+    remove_subspace(layer, basis)
+    assert forget_component(layer, basis) < 1e-6
+    # the rest of the weight is untouched: an input orthogonal to the subspace sees the same layer
+    other = orthonormal(12, 12, seed=1)[:, :1].squeeze(1)
+    other = other - basis @ (basis.T @ other)
+    weight = layer.in_proj_weight if isinstance(layer, nn.MultiheadAttention) else layer.weight
+    before = copy.deepcopy(weight.detach())
+    remove_subspace(layer, basis)  # a second removal changes nothing
+    assert torch.allclose(weight, before, atol=1e-6)
+
+
+def test_adapter_updates_stay_in_the_complement_while_training(original, class3_splits):
+    model = copy.deepcopy(original)
+    subspaces = forget_subspaces(model, class3_splits.forget, class3_splits.retain, 2)
+    params = add_subspace_lora(model, subspaces, rank=4, alpha=8.0)
+    assert all(p.requires_grad for p in params)
+    assert sum(p.requires_grad for p in model.parameters()) == len(params)
+    optimizer = torch.optim.Adam(params, lr=0.05)
+    x, y = fetch(class3_splits.retain, list(range(64)))
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(model.train()(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name, basis in subspaces.items():
+        lora = model.get_submodule(name).parametrizations
+        update = next(iter(lora.values()))[0].update().detach()
+        assert update.abs().max() > 0, name  # it trained ...
+        moved = update.movedim(1, -1) @ basis
+        assert moved.abs().max() < 1e-5, name  # ... and never along the subspace
+
+
+def test_the_subspaces(original, class3_splits):
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    layers = editable_layers(original, 6)
+    assert "conv1" not in subspaces and "head" in subspaces  # the 1-channel stem is left alone
+    assert set(subspaces) <= set(layers)
+    for basis in subspaces.values():
+        assert basis.shape[1] == 3
+        assert torch.allclose(basis.T @ basis, torch.eye(3), atol=1e-5)
+    with pytest.raises(InvalidInputError, match="subspace rank 0"):
+        forget_subspaces(original, class3_splits.forget, class3_splits.retain, 0)
+
+
+@pytest.fixture(scope="module")
+def unlearned(original, class3_splits):
+    config = get_method("prunelora-deep").make_config(epochs=3, seed=0)
+    return unlearn(original, class3_splits, "prunelora-deep", config, device="cpu", progress=False)
+
+
+def test_the_merged_model_is_plain_with_no_component_along_any_subspace(unlearned, original, class3_splits):
+    model = unlearned.model
+    assert not any(parametrize.is_parametrized(m) for m in model.modules())
+    assert type(model) is type(original)
+    assert set(model.state_dict()) == set(original.state_dict())
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    assert unlearned.record["subspaces"] == {name: 3 for name in subspaces}
+    for name, basis in subspaces.items():
+        assert forget_component(model.get_submodule(name), basis) < 1e-5, name
+
+
+def test_it_forgets_a_digits_class_and_keeps_the_others(unlearned, original, class3_splits):
+    ua = 100.0 - accuracy(*predict(unlearned.model, class3_splits.forget, device="cpu"))
+    ta = accuracy(*predict(unlearned.model, class3_splits.test_retain, device="cpu"))
+    ta_before = accuracy(*predict(original, class3_splits.test_retain, device="cpu"))
+    assert ua > 90.0
+    assert ta > ta_before - 10.0
+
+
+def test_merge_is_the_trained_function():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    subspaces = {"0": orthonormal(8, 2), "2": orthonormal(8, 2, seed=2)}
+    params = add_subspace_lora(model, subspaces, rank=2, alpha=2.0)
+    with torch.no_grad():
+        for p in params:
+            p.normal_()
+    x = torch.randn(5, 8)
+    expected = model(x)
+    merge_subspace_lora(model)
+    assert not parametrize.is_parametrized(model[0])
+    assert torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_the_vit_is_edited_at_its_attention_inputs(digits):
+    vit = create_model("vit-tiny", num_classes=10, in_channels=1, image_size=8).eval()
+    from prunelora.data import ForgetSpec, build_splits
+
+    splits = build_splits(digits, ForgetSpec.from_classes(3), val_fraction=0.1, seed=0)
+    subspaces = forget_subspaces(vit, splits.forget, splits.retain, 2)
+    assert "blocks.0.attn" in subspaces and "blocks.0.mlp.0" in subspaces
+    assert not any(name.endswith("out_proj") for name in subspaces)  # never runs as a module
+    config = get_method("prunelora-deep").make_config(steps=2, subspace_rank=2)
+    result = unlearn(vit, splits, "prunelora-deep", config, device="cpu", progress=False)
+    for name, basis in subspaces.items():
+        assert forget_component(result.model.get_submodule(name), basis) < 1e-5, name
+
+
+def test_bad_options():
+    method = get_method("prunelora-deep")
+    with pytest.raises(InvalidInputError, match="strength 1.5"):
+        method.make_config(strength=1.5)
+    with pytest.raises(InvalidInputError, match="subspace_rank 0"):
+        method.make_config(subspace_rank=0)
+    with pytest.raises(InvalidInputError, match="repair 'loose' is not one of subspace, free, none"):
+        method.make_config(repair="loose")
+
+
+def test_the_free_repair_rebuilds_along_the_subspace(original, class3_splits):
+    """The ablation: the same LoRA, unconstrained, moves the weights back along the subspace."""
+    config = get_method("prunelora-deep").make_config(epochs=1, repair="free", seed=0)
+    model = unlearn(original, class3_splits, "prunelora-deep", config, device="cpu", progress=False).model
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    assert max(forget_component(model.get_submodule(n), b) for n, b in subspaces.items()) > 1e-3
+    edit_only = get_method("prunelora-deep").make_config(repair="none")
+    result = unlearn(original, class3_splits, "prunelora-deep", edit_only, device="cpu", progress=False)
+    assert result.record["cost"]["steps"] == 0 and result.record["cost"]["trainable_params"] == 0
