@@ -40,7 +40,7 @@ from prunelora.adapters.subspace import (
 from prunelora.data.generic import subset
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
-from prunelora.pruning.masks import recalibrate_batchnorm
+from prunelora.pruning import recalibrate_batchnorm
 
 REPAIRS = ("subspace", "free", "none")
 
