@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             metrics = evaluate(result.model, splits, reference=reference, original_model=original.model,
                                reference_model=retrain.model, **judge).metrics
             rows.append(_row(model_name, args.forget_class, repair, rank, strength, metrics,
-                             result.record["cost"]["wall_time_s"]))
+                             result.cost.wall_time_s))
             print(" ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.3g}" for k, v in rows[-1].items()),
                   flush=True)
     return rows

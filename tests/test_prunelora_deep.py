@@ -99,7 +99,7 @@ def test_the_merged_model_is_plain_with_no_component_along_any_subspace(unlearne
     assert type(model) is type(original)
     assert set(model.state_dict()) == set(original.state_dict())
     subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
-    assert unlearned.record["subspaces"] == {name: 3 for name in subspaces}
+    assert unlearned.record.details["subspaces"] == {name: 3 for name in subspaces}
     for name, basis in subspaces.items():
         assert forget_component(model.get_submodule(name), basis) < 1e-5, name
 
@@ -158,4 +158,4 @@ def test_the_free_repair_rebuilds_along_the_subspace(original, class3_splits):
     assert max(forget_component(model.get_submodule(n), b) for n, b in subspaces.items()) > 1e-3
     edit_only = get_method("prunelora-deep").make_config(repair="none")
     result = unlearn(original, class3_splits, "prunelora-deep", edit_only, device="cpu", progress=False)
-    assert result.record["cost"]["steps"] == 0 and result.record["cost"]["trainable_params"] == 0
+    assert result.cost.steps == 0 and result.cost.trainable_params == 0
