@@ -52,6 +52,21 @@ def _silent(*args, **kwargs) -> None:
     pass
 
 
+def _without_reuse_lines(log):
+    """`log` less the "done earlier, reusing" lines (after a parallel pass every cell reads back)."""
+    def filtered(message: str, *args, **kwargs) -> None:
+        if not str(message).endswith("done earlier, reusing"):
+            log(message, *args, **kwargs)
+    return filtered
+
+
+def time_ratio(row: dict, retrains: list[dict]) -> float:
+    """`row`'s wall time over the mean of its scenario's retrains run with the same torch threads
+    per cell (NaN where none was: times under other thread counts do not compare)."""
+    same = [r["wall_time_s"] for r in retrains if r.get("threads") == row.get("threads")]
+    return row["wall_time_s"] / (sum(same) / len(same)) if same else float("nan")
+
+
 def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
     """Create `out`, clearing a different configuration's results when `overwrite`; else the problem."""
     stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
@@ -81,11 +96,13 @@ def _load_json(path: Path) -> dict | None:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-              progress: bool = True, log=print, counts: dict | None = None) -> tuple[list[dict], dict]:
+              progress: bool = True, log=print, counts: dict | None = None,
+              executor=None) -> tuple[list[dict], dict]:
     """Run (or resume) the benchmark into `out`.
 
     Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
     `counts["run"]`, when given, is incremented for every cell run now (not reused).
+    `executor` (`prunelora.bench.executors`): where the cells run; None, one in this process.
     """
     out = check_writable(out, "--out")
     ident = config.identity()
@@ -125,7 +142,15 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
     judge = {"attacks": tuple(config.mia.get("attacks", default_attacks())), "mia_max_samples": config.mia.get("max_samples", 5000),
-           "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation()}
+           "mia_seed": config.mia.get("seed", 0), "settings": config.evaluation(),
+           "threads": executor.threads if executor is not None else None}
+    if executor is not None and executor.parallel:
+        # Every missing cell runs first, spread over the executor's workers; the loop below then
+        # reads them back in order and builds the rows exactly as after a sequential run.
+        from prunelora.bench.schedule import run_cells  # schedule uses this module's cell helpers
+
+        run_cells(executor, config, out, bundle, original, original_meta, judge, device, log, counts)
+        log = _without_reuse_lines(log)
     retrain_seeds = config.retrain_seeds or config.seeds
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
     floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
@@ -147,13 +172,13 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
             references[seed] = row
             if seed in retrain_seeds:  # a retrain run for the noise floor alone shows only there
                 rows.append(row)
-        retrain_wall = sum(references[s]["wall_time_s"] for s in retrain_seeds) / len(retrain_seeds)
+        retrains = [references[s] for s in retrain_seeds]
         for row in rows:
             if row["scenario"] == scenario.name and row["method"] == "retrain":
-                row["Avg.Gap"], row["time_ratio"] = 0.0, row["wall_time_s"] / retrain_wall
+                row["Avg.Gap"], row["time_ratio"] = 0.0, time_ratio(row, retrains)
                 row["reference_seed"] = row["seed"]
         for row in noise_floor_rows([references[s] for s in floor_seeds]):
-            row["time_ratio"] = row["wall_time_s"] / retrain_wall
+            row["time_ratio"] = time_ratio(row, retrains)
             rows.append(row)
         for method in config.methods:  # a key: a method name or NAME@LABEL
             if split_method_key(method)[0] == "retrain" or scenario.name not in config.method_scenarios(method):
@@ -166,7 +191,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                                     reference, judge, device, progress, log, counts=counts)
                 payloads[(scenario.name, method, seed)] = payload
                 row = payload["row"]
-                row["time_ratio"] = row["wall_time_s"] / retrain_wall
+                row["time_ratio"] = time_ratio(row, retrains)
                 row["reference_seed"] = reference_seed
                 rows.append(row)
     return rows, payloads
@@ -211,6 +236,11 @@ def _check_lora_ranks(config: BenchConfig, bundle) -> None:
             raise InvalidInputError(f"{method}: {exc}") from None
 
 
+def cell_path(out: Path, scenario: str, method: str, options: dict, settings: dict, seed: int) -> Path:
+    """Where the (scenario, method, seed) cell is recorded (see the module docstring)."""
+    return out / "cells" / scenario / _cell_key(method, options, settings) / f"seed{seed}.json"
+
+
 def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, original, original_meta: dict,
               splits, reference: dict | None, judge: dict, device, progress: bool, log, cache_model: bool = False,
               counts: dict | None = None) -> dict:
@@ -220,36 +250,57 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
     `judge`: how to evaluate (MIA options, probe and relearning settings, the relearn target).
     """
     counts = {} if counts is None else counts
-    name, _ = split_method_key(method)
-    settings = judge["settings"]
-    cell = out / "cells" / scenario / _cell_key(method, options, settings) / f"seed{seed}.json"
+    cell = cell_path(out, scenario, method, options, judge["settings"], seed)
     done = _load_json(cell) if cell.is_file() else None
     if done is not None:
         log(f"{scenario} {method} seed {seed}: done earlier, reusing")
         return done
     counts["run"] = counts.get("run", 0) + 1
     log(f"{scenario} {method} seed {seed}: running")
-    config = get_method(name).make_config(**(options | {"seed": seed}))
-    result = unlearn(original, splits, name, config, device=device, progress=progress, original_meta=original_meta)
-    model_dir = None
-    if cache_model:
-        model_dir = out / "cache" / f"{scenario}-{method}-seed{seed}"
-        record = result.record
-        save_checkpoint(result.model, model_dir, CheckpointMeta.unlearned(
-            original_meta, forget=splits.spec.to_dict(), method=record["method"], cost=record["cost"], seed=seed,
-            sparsity=record.get("sparsity"), history=record.get("history"),
-            architecture=result.artifacts.get("architecture")))
-    probe, relearn = settings["probe"], settings["relearn"]
-    evaluation = evaluate(result.model, splits, reference=reference, device=device,
-                          attacks=judge["attacks"], mia_seed=judge["mia_seed"], mia_max_samples=judge["mia_max_samples"],
-                          probe=probe is not None, probe_layer=(probe or {}).get("layer"),
-                          probe_seed=(probe or {}).get("seed", 0),
-                          relearn=RelearnConfig(**relearn) if relearn is not None else None,
-                          relearn_target=judge["relearn_target"])
+    payload, checkpoint = compute_cell(scenario, method, options, seed, original, original_meta, splits, reference,
+                                       judge, device, progress, cache_model, threads=judge.get("threads"))
+    record_cell(out, cell, payload, checkpoint)
+    return payload
+
+
+def compute_cell(scenario: str, method: str, options: dict, seed: int, original, original_meta: dict, splits,
+                 reference: dict | None, judge: dict, device, progress: bool, cache_model: bool = False,
+                 threads: int | None = None) -> tuple[dict, tuple | None]:
+    """Run and evaluate one cell without writing anything (a worker process runs this too: the
+    caller records it). Returns its payload and, when `cache_model`, the (model, meta) to save.
+    `threads`: torch threads for this cell (None: leave the current setting); recorded in the row."""
+    name, _ = split_method_key(method)
+    settings = judge["settings"]
+    previous = torch.get_num_threads()
+    if threads is not None:  # CPU reductions depend on the thread count: fixed per cell, and recorded
+        torch.set_num_threads(threads)
+    try:
+        config = get_method(name).make_config(**(options | {"seed": seed}))
+        result = unlearn(original, splits, name, config, device=device, progress=progress,
+                         original_meta=original_meta)
+        checkpoint = None
+        if cache_model:
+            record = result.record
+            checkpoint = (result.model, CheckpointMeta.unlearned(
+                original_meta, forget=splits.spec.to_dict(), method=record["method"], cost=record["cost"],
+                seed=seed, sparsity=record.get("sparsity"), history=record.get("history"),
+                architecture=result.artifacts.get("architecture")))
+        probe, relearn = settings["probe"], settings["relearn"]
+        evaluation = evaluate(result.model, splits, reference=reference, device=device,
+                              attacks=judge["attacks"], mia_seed=judge["mia_seed"],
+                              mia_max_samples=judge["mia_max_samples"],
+                              probe=probe is not None, probe_layer=(probe or {}).get("layer"),
+                              probe_seed=(probe or {}).get("seed", 0),
+                              relearn=RelearnConfig(**relearn) if relearn is not None else None,
+                              relearn_target=judge["relearn_target"])
+        ran_with = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
     cost = result.record["cost"]
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
-           "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0)}
+           "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0),
+           "threads": ran_with}
     if reference is None:  # the retrain: its own reference
         row["Avg.Gap"] = 0.0
         for key in [k for k in row if k.startswith("Probe-FA")]:
@@ -261,9 +312,18 @@ def _run_cell(out: Path, scenario: str, method: str, options: dict, seed: int, o
                "relearn": evaluation.relearn, "record": {
         k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return payload, checkpoint
+
+
+def record_cell(out: Path, cell: Path, payload: dict, checkpoint: tuple | None = None) -> None:
+    """Write a finished cell: its model first (a retrain, the reference), then its JSON, each
+    atomically; so a cell file always means a complete cell."""
+    if checkpoint is not None:
+        row = payload["row"]
+        model, meta = checkpoint
+        save_checkpoint(model, out / "cache" / f"{row['scenario']}-{row['method']}-seed{row['seed']}", meta)
     cell.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cell, json.dumps(payload, default=float) + "\n")
-    return payload
 
 
 def _relearn_target(original, splits, relearn: dict | None, device) -> float | None:
@@ -280,12 +340,13 @@ def original_checkpoint(out: str | Path) -> Path | None:
 
 
 def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-          progress: bool = True, command: str = "", log=print) -> tuple[list[dict], Path]:
-    """Run or resume the benchmark, then write results.csv/json, plots and report.md."""
+          progress: bool = True, command: str = "", log=print, executor=None) -> tuple[list[dict], Path]:
+    """Run or resume the benchmark, then write results.csv/json, plots and report.md.
+    `executor`: where the cells run (see `run_bench`)."""
     start = time.perf_counter()
     counts: dict = {}
     rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log,
-                               counts=counts)
+                               counts=counts, executor=executor)
     report = Path(out) / "report.md"
     if is_main_process():
         original_meta = read_meta(original_checkpoint(out))
