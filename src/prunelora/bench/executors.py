@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import multiprocessing
+import socket
 from collections.abc import Callable
 
 from prunelora.bench.cellwork import CellOutcome, CellTask, WorkerContext, init_worker, run_task
@@ -136,6 +137,8 @@ class RayExecutor:
         self._ray = ray
         if not ray.is_initialized():
             address = self.settings.address
+            if address not in (None, "auto"):
+                _check_reachable(address)
             try:
                 if address is None:
                     # small on purpose: a local instance for this machine (and the tests), no dashboard
@@ -201,6 +204,17 @@ class RayExecutor:
         if self._started_here and ray.is_initialized():
             ray.shutdown()
         self._started_here = False
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse an address nothing listens on at once (ray.init would retry it for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InvalidInputError(f"--address {address!r}: no Ray cluster answers there ({exc.strerror or exc}); "
+                                "accepted: HOST:PORT or ray://HOST:PORT of a running cluster's head, or no "
+                                "--address for a local instance") from None
 
 
 def make_executor(settings: ExecutorSettings) -> InProcessExecutor | ProcessExecutor | RayExecutor:
