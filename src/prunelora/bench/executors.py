@@ -1,7 +1,8 @@
 """Where cells run: in this process, in local worker processes, or as Ray tasks.
 
 Every executor has the same small interface, which `prunelora.bench.schedule` drives:
-`parallel` (False: the runner runs the cells itself, one after another), `threads` (torch threads
+`parallel` (False: the runner runs the cells itself, one after another; True: it calls
+`run_cells`, which drives the rest), `threads` (torch threads
 per cell), `slots` (cells at once), `shares_disk` (its workers can append to logs in the bench folder), `start(context)`, `submit(task)`, `collect()` (finished cells;
 a cell whose worker died comes back with outcome None, to be run again) and `close()`.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 from prunelora.bench.cellwork import CellOutcome, CellTask, WorkerContext, init_worker, run_task
 from prunelora.bench.executor_config import ExecutorSettings
+from prunelora.bench.schedule import run_cells
 from prunelora.errors import InvalidInputError
 
 Finished = list[tuple[CellTask, CellOutcome | None]]
@@ -33,13 +35,24 @@ class InProcessExecutor:
         pass
 
 
+class _Parallel:
+    """What the parallel executors share: the runner hands them the missing cells."""
+
+    parallel = True
+
+    def run_cells(self, config, out, bundle, original, original_meta: dict, judge: dict, device, log,
+                  counts: dict) -> None:
+        """Run every cell not yet recorded in `out` (see `prunelora.bench.schedule.run_cells`)."""
+        run_cells(self, config, out, bundle, original, original_meta, judge, device, log, counts)
+
+
 def _start_worker(threads: int | None, initializer: Callable | None, initargs: tuple) -> None:
     init_worker(threads)
     if initializer is not None:
         initializer(*initargs)
 
 
-class ProcessExecutor:
+class ProcessExecutor(_Parallel):
     """`workers` cells at once, each in its own process on this machine (spawned, not forked:
     torch's OpenMP threads do not survive a fork). A worker that dies breaks the pool: every cell
     it held comes back as lost and a fresh pool takes the next submissions.
@@ -48,7 +61,6 @@ class ProcessExecutor:
     `concurrent.futures.ProcessPoolExecutor`; the tests use it to stop a worker mid-cell).
     """
 
-    parallel = True
     shares_disk = True
 
     def __init__(self, workers: int, threads: int | None, initializer: Callable | None = None,
@@ -107,12 +119,11 @@ class ProcessExecutor:
         self._stop()
 
 
-class RayExecutor:
+class RayExecutor(_Parallel):
     """Cells as Ray tasks, each asking `cpus_per_task` CPUs and `gpus_per_task` GPUs; the cluster
     decides how many run at once. Without an address a small local Ray instance is started (and
     stopped by `close`)."""
 
-    parallel = True
     shares_disk = False  # a node may not see the bench folder: logs come back with the results
 
     def __init__(self, settings: ExecutorSettings) -> None:

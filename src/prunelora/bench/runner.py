@@ -147,9 +147,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
     if executor is not None and executor.parallel:
         # Every missing cell runs first, spread over the executor's workers; the loop below then
         # reads them back in order and builds the rows exactly as after a sequential run.
-        from prunelora.bench.schedule import run_cells  # schedule uses this module's cell helpers
-
-        run_cells(executor, config, out, bundle, original, original_meta, judge, device, log, counts)
+        executor.run_cells(config, out, bundle, original, original_meta, judge, device, log, counts)
         log = _without_reuse_lines(log)
     retrain_seeds = config.retrain_seeds or config.seeds
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
