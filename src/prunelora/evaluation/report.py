@@ -272,8 +272,8 @@ def _threads_lines(cells: dict) -> list[str]:
         return []  # cells recorded before threads were
     text = ", ".join(f"{t if t is not None else 'unrecorded'} ({n} cells)" for t, n in
                      sorted(counts.items(), key=lambda item: (item[0] is None, item[0] or 0)))
-    return [f"- torch threads per cell: {text}. Wall times and time / retrain compare only cells run with "
-            "the same number of threads (a cell's ratio is to the retrains run like it; NaN where none was)"]
+    return [f"- torch threads per cell: {text}. Wall times and time / retrain compare only cells that ran with "
+            "the same number of threads (a cell's ratio is to the retrains that ran like it; NaN where none did)"]
 
 
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
