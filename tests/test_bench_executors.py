@@ -217,3 +217,9 @@ def test_bad_executor_section_is_one_line(run_cli, tmp_path, section, needle):
     config = write_yaml(tmp_path / "bad.yaml", data)
     line = one_error_line(run_cli(*bench_args(config, tmp_path / "out")), "bench")
     assert needle in line and "bad.yaml" in line
+
+
+def test_workers_under_torchrun_are_one_line(run_cli, config_file, tmp_path, monkeypatch):
+    monkeypatch.setattr("prunelora.cli.bench.world_size", lambda: 2)  # as in each torchrun process
+    line = one_error_line(run_cli(*bench_args(config_file, tmp_path / "out", "--workers", "2")), "bench")
+    assert "torchrun" in line and "do not combine" in line

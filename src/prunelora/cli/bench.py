@@ -12,6 +12,7 @@ from prunelora.bench.executors import make_executor
 from prunelora.cli.options import add_bench_overrides
 from prunelora.errors import InvalidInputError
 from prunelora.training import check_device
+from prunelora.training.distributed import world_size
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -49,6 +50,10 @@ def executor_from_args(args: argparse.Namespace, config: BenchConfig):
             raise InvalidInputError(f"--workers {args.workers!r} must be a positive integer") from None
     settings = config.executor_settings(args.config).with_overrides(workers=workers, kind=args.executor,
                                                                     address=args.address)
+    if world_size() > 1 and (settings.kind == "ray" or settings.workers > 1):
+        # under torchrun every process runs every cell together; workers would each start their own
+        raise InvalidInputError(f"{settings.describe()}: cells in parallel and torchrun ({world_size()} "
+                                "processes per cell) do not combine; use one or the other")
     return make_executor(settings)
 
 
