@@ -20,6 +20,9 @@ from prunelora.bench.schedule import run_cells
 from prunelora.errors import InvalidInputError
 
 Finished = list[tuple[CellTask, CellOutcome | None]]
+# a local Ray instance's shared memory: the original and the retrains' models pass through it
+# (Ray's default, 30% of the machine's memory, is far more than a bench needs)
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
 
 
 class InProcessExecutor:
@@ -154,7 +157,8 @@ class RayExecutor(_Parallel):
                 if address is None:
                     # small on purpose: a local instance for this machine (and the tests), no dashboard
                     ray.init(num_cpus=max(2, self.settings.cpus_per_task), include_dashboard=False,
-                             log_to_driver=False, configure_logging=False)
+                             log_to_driver=False, configure_logging=False,
+                             object_store_memory=LOCAL_OBJECT_STORE_BYTES)
                 else:
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
