@@ -17,7 +17,7 @@ from cli_checks import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig
 from prunelora.bench.executor_config import ExecutorSettings
-from prunelora.bench.executors import InProcessExecutor, ProcessExecutor
+from prunelora.bench.executors import InProcessExecutor, ProcessExecutor, RayExecutor
 from prunelora.bench.runner import run_bench, time_ratio
 from prunelora.bench.schedule import WorkerLostError
 
@@ -139,6 +139,33 @@ def test_a_worker_killed_mid_cell_reruns_it_then_the_same_command_resumes(config
     for path, data in recorded.items():
         assert path.read_bytes() == data and path.stat().st_mtime_ns == stamps[path]
     assert "class3 retrain seed 0: done earlier, reusing" in lines
+    cells = cell_payloads(out)
+    expected = cell_payloads(sequential)
+    assert cells.keys() == expected.keys()
+    for name in cells:
+        assert same(cells[name], expected[name]), name
+
+
+@pytest.mark.slow  # a local Ray instance takes a while to start
+def test_a_ray_worker_killed_mid_cell_reruns_it(config_file, sequential, tmp_path):
+    ray = pytest.importorskip("ray")
+    import bench_worker_faults
+
+    # Ray's workers do not have tests/ on their path: the fault travels by value
+    ray.cloudpickle.register_pickle_by_value(bench_worker_faults)
+    config = BenchConfig.from_file(config_file)
+    out, markers = tmp_path / "out", tmp_path / "kills"
+    markers.mkdir()
+    lines: list[str] = []
+    settings = ExecutorSettings(kind="ray", threads=1)
+    executor = RayExecutor(settings, initializer=kill_inside, initargs=(str(markers), "lora", 1))
+    executor.connect()
+    try:
+        run_bench(config, out, progress=False, log=lines.append, executor=executor)
+    finally:
+        executor.close()
+    assert len(list(markers.iterdir())) == 1
+    assert "class3 lora seed 0: its worker died; running it again" in lines
     cells = cell_payloads(out)
     expected = cell_payloads(sequential)
     assert cells.keys() == expected.keys()

@@ -122,6 +122,16 @@ def run_task(context: WorkerContext, task: CellTask) -> CellOutcome:
     return CellOutcome(payload, data, name, "" if log_file else text, elapsed)
 
 
+def run_task_after_setup(context: WorkerContext, task: CellTask, setup: tuple | None = None) -> CellOutcome:
+    """`run_task`, after `setup` = (function, args) has run once in this process (a Ray worker has
+    no initializer of its own: the tests use this to stop one mid-cell)."""
+    if setup is not None and _LOADED.get("setup") is None:
+        function, args = setup
+        function(*args)
+        _LOADED["setup"] = True
+    return run_task(context, task)
+
+
 def _append(path: Path | None, text: str) -> None:
     if path is not None:
         with path.open("a") as f:
@@ -131,7 +141,9 @@ def _append(path: Path | None, text: str) -> None:
 def _loaded(context: WorkerContext, task: CellTask):
     """The original and the task's scenario splits, loaded once per process and context."""
     if _LOADED.get("token") != context.token:
+        setup = _LOADED.get("setup")
         _LOADED.clear()
+        _LOADED["setup"] = setup
         original = torch.load(io.BytesIO(context.original), weights_only=False)  # our own driver's bytes
         bundle = apply_train_subset(load_dataset(context.dataset, data_dir=context.data_dir,
                                                  augment=context.augment), context.subset)

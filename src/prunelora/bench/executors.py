@@ -14,7 +14,14 @@ import multiprocessing
 import socket
 from collections.abc import Callable
 
-from prunelora.bench.cellwork import CellOutcome, CellTask, WorkerContext, init_worker, run_task
+from prunelora.bench.cellwork import (
+    CellOutcome,
+    CellTask,
+    WorkerContext,
+    init_worker,
+    run_task,
+    run_task_after_setup,
+)
 from prunelora.bench.executor_config import ExecutorSettings
 from prunelora.bench.schedule import run_cells
 from prunelora.errors import InvalidInputError
@@ -125,12 +132,15 @@ class ProcessExecutor(_Parallel):
 class RayExecutor(_Parallel):
     """Cells as Ray tasks, each asking `cpus_per_task` CPUs and `gpus_per_task` GPUs; the cluster
     decides how many run at once. Without an address a small local Ray instance is started (and
-    stopped by `close`)."""
+    stopped by `close`). `initializer(*initargs)` runs once in each Ray worker process before
+    its first cell (as `ProcessExecutor`'s)."""
 
     shares_disk = False  # a node may not see the bench folder: logs come back with the results
 
-    def __init__(self, settings: ExecutorSettings) -> None:
+    def __init__(self, settings: ExecutorSettings, initializer: Callable | None = None,
+                 initargs: tuple = ()) -> None:
         self.settings = settings
+        self._setup = (initializer, initargs) if initializer is not None else None
         self.threads = settings.cell_threads()
         self.description = settings.describe()
         self.slots = 1
@@ -186,12 +196,12 @@ class RayExecutor(_Parallel):
             self.connect()
         ray = self._ray
         # retries are the scheduler's (the same for every executor): Ray itself does not retry
-        self._remote = ray.remote(run_task).options(num_cpus=self.settings.cpus_per_task,
+        self._remote = ray.remote(run_task_after_setup).options(num_cpus=self.settings.cpus_per_task,
                                                     num_gpus=self.settings.gpus_per_task, max_retries=0)
         self._context_ref = ray.put(context)  # sent once, shared by every task
 
     def submit(self, task: CellTask) -> None:
-        self._pending[self._remote.remote(self._context_ref, task)] = task
+        self._pending[self._remote.remote(self._context_ref, task, self._setup)] = task
 
     def collect(self) -> Finished:
         ray = self._ray
