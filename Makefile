@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-quick lint clean
+.PHONY: demo test test-quick lint docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,21 @@ demo: $(STAMP)
 	$(BIN)/prunelora demo
 
 # Every test, the slow ones included (what CI runs). `-m ""` lifts pyproject's `-m 'not slow'`.
+# --durations=15 lists the slowest tests, so that one growing past the suite's budget shows.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m ""
+	$(BIN)/python -m pytest -q -m "" --durations=15
 
 # The same without the tests marked slow (the default of a plain `pytest`).
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docgen
+
+# The documentation site, into site/ (open site/index.html). --strict: a warning (a broken link, a
+# missing page, a reference to a renamed function) fails the build. Offline: nothing is fetched.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-out site .pytest_cache .hypothesis

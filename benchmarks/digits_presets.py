@@ -56,7 +56,7 @@ def main() -> None:
                     res = unlearn(original.model, splits, "prunelora", progress=False, **cfg)
                     m = split_metrics(res.model, splits)
                     rows.setdefault((epochs, recal), []).append(
-                        (m["UA"], m["RA"], m["TA"], res.record["cost"]["wall_time_s"]))
+                        (m["UA"], m["RA"], m["TA"], res.cost.wall_time_s))
         ra_ref, t_ref = statistics.mean(retrain_ra), statistics.mean(retrain_time)
         print(f"{name:10s} {'retrain':>6s} {'':>8s} {100.0:6.1f} {ra_ref:6.1f} {'':>6s} {'':>6s} {1.0:12.2f}")
         for (epochs, recal), vals in rows.items():

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             seconds[name] = timed(lambda v=variant, run=run: evaluate(
                 run.model, splits, device="cpu", probe_layer=settings["probe"]["layer"], relearn_target=target,
                 **mia, **v), args.repeats)
-        unlearn_s = run.record["cost"]["wall_time_s"]
+        unlearn_s = run.cost.wall_time_s
         results[method] = {f"eval {name} / without": seconds[name] / seconds["without"] for name in VARIANTS[1:]}
         results[method]["cell both / without"] = (unlearn_s + seconds["both"]) / (unlearn_s + seconds["without"])
 

@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                                      device="cpu", progress=False, original_meta=original.meta)
                     metrics = evaluate(result.model, splits, reference=reference, attacks=attacks, throughput=False,
                                        macs=False, relearn=None, device="cpu").metrics
-                    rows.append(_row(model_name, scenario, criterion, amount, result.record["pruning"]["amount"],
-                                     metrics, result.record["cost"]["wall_time_s"]))
+                    rows.append(_row(model_name, scenario, criterion, amount, result.record.pruning.amount,
+                                     metrics, result.cost.wall_time_s))
     return rows
 
 

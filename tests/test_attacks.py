@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import scored_outputs
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.svm import SVC
@@ -30,14 +31,6 @@ from prunelora.evaluation.attacks import (
 from prunelora.evaluation.metrics import confidence, entropy, loss, modified_entropy
 
 N_CLASSES = 10
-
-
-def _outputs(n: int, true_boost: float, seed: int, noise: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    targets = torch.randint(0, N_CLASSES, (n,), generator=g)
-    logits = noise * torch.randn(n, N_CLASSES, generator=g)
-    logits[torch.arange(n), targets] += true_boost
-    return logits, targets
 
 
 # The four reported attacks written out by hand: feature function and classifier, as documented.
@@ -67,9 +60,9 @@ def _reference_mia(member, nonmember, forget, attack, seed, max_samples=5000, he
 
 
 CASES = [  # (member, nonmember, forget, seed, max_samples)
-    (_outputs(300, 3.0, 1, 2.0), _outputs(300, 1.0, 2, 2.0), _outputs(100, 2.0, 3, 2.0), 0, 5000),
-    (_outputs(500, 5.0, 4), _outputs(200, 4.0, 5), _outputs(50, 4.5, 6), 7, 150),  # capped, unequal
-    (_outputs(40, 2.0, 7, 3.0), _outputs(60, 1.0, 8, 3.0), _outputs(30, 1.0, 9, 3.0), 3, 5000),
+    (scored_outputs(300, 3.0, 1, 2.0), scored_outputs(300, 1.0, 2, 2.0), scored_outputs(100, 2.0, 3, 2.0), 0, 5000),
+    (scored_outputs(500, 5.0, 4), scored_outputs(200, 4.0, 5), scored_outputs(50, 4.5, 6), 7, 150),  # capped, unequal
+    (scored_outputs(40, 2.0, 7, 3.0), scored_outputs(60, 1.0, 8, 3.0), scored_outputs(30, 1.0, 9, 3.0), 3, 5000),
 ]
 
 
@@ -154,7 +147,7 @@ def test_shadow_attacks_receive_the_shadow_data_and_are_refused_without_it(priva
 
     def train_shadow(in_index: np.ndarray, shadow_seed: int):
         calls.append((tuple(in_index), shadow_seed))
-        return _outputs(6, 1.0, seed=shadow_seed)
+        return scored_outputs(6, 1.0, seed=shadow_seed)
 
     def shadow_run(attack: Attack, inputs: AttackInputs) -> MIAResult:
         # a stand-in for LiRA: trains two shadows on halves of the pool, scores nothing real

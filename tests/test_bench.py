@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig
 from prunelora.checkpoint import read_meta, unlearned_run_id
@@ -55,7 +55,6 @@ def reduced_demo() -> dict:
     return data
 
 
-
 def bench_args(config: Path, out: Path, *extra) -> tuple:
     return ("bench", "--config", config, "--out", out, "--no-progress", *extra)
 
@@ -89,7 +88,6 @@ def record_calls(monkeypatch, calls: list[str], methods=METHODS) -> None:
             return _run(model, splits, config, ctx)
 
         monkeypatch.setitem(methods_base._METHODS, name, dataclasses.replace(entry, run=run))
-
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

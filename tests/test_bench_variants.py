@@ -8,7 +8,7 @@ import math
 
 import pytest
 import yaml
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line, tiny_bench, write_yaml
 
 from prunelora.bench import NOISE_FLOOR, BenchConfig, split_method_key
 from prunelora.errors import InvalidInputError
@@ -18,21 +18,18 @@ METHODS = ("retrain", "finetune", "finetune@e1")
 BATCH = 128  # finetune's default batch size
 
 
-def tiny_bench(methods: dict | None = None) -> dict:
-    return {"name": "variants", "dataset": "digits", "model": "resnet8", "train": {"steps": 2, "seed": 0},
-            "scenarios": [{"name": "class3", "forget_class": 3}], "seeds": [0],
-            "methods": methods if methods is not None else {"retrain": {}, "finetune": {"steps": 2},
-                                                            "finetune@e1": {"epochs": 1}},
-            "mia": {"attacks": ["confidence-svc"], "max_samples": 100}}
+VARIANTS = {"retrain": {}, "finetune": {"steps": 2}, "finetune@e1": {"epochs": 1}}
 
 
+def variants_bench(methods: dict | None = None) -> dict:
+    return tiny_bench("variants", VARIANTS if methods is None else methods)
 
 
 @pytest.fixture(scope="module")
 def finished(run_cli, tmp_path_factory):
     """The tiny bench with `finetune` and `finetune@e1`, run once: (config, out, stdout)."""
     folder = tmp_path_factory.mktemp("variants")
-    config, out = write_yaml(folder / "bench.yaml", tiny_bench()), folder / "out"
+    config, out = write_yaml(folder / "bench.yaml", variants_bench()), folder / "out"
     code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
     assert code == 0, stderr
     return config, out, stdout
@@ -90,7 +87,7 @@ def test_methods_override_takes_a_variant_and_reuses_its_cell(run_cli, finished)
 
 
 def test_a_variant_takes_a_preset_and_overrides_it():
-    config = BenchConfig.from_dict(tiny_bench({"prunelora@1ep": {"preset": "prunelora-digits-resnet", "epochs": 1}}))
+    config = BenchConfig.from_dict(variants_bench({"prunelora@1ep": {"preset": "prunelora-digits-resnet", "epochs": 1}}))
     preset = yaml.safe_load(preset_path("prunelora-digits-resnet").read_text())
     options = config.method_options("prunelora@1ep")
     assert options == {k: v for k, v in preset.items() if k != "method"} | {"epochs": 1}
@@ -112,7 +109,7 @@ def test_split_method_key():
 ])
 def test_a_bad_variant_key_is_refused(key, named):
     with pytest.raises(InvalidInputError) as info:
-        BenchConfig.from_dict(tiny_bench({"retrain": {}, key: {}}), "b.yaml")
+        BenchConfig.from_dict(variants_bench({"retrain": {}, key: {}}), "b.yaml")
     message = str(info.value)
     assert message.startswith("b.yaml: ") and "\n" not in message
     for text in named:
@@ -121,14 +118,14 @@ def test_a_bad_variant_key_is_refused(key, named):
 
 def test_a_bad_option_of_a_variant_names_the_variant():
     with pytest.raises(InvalidInputError, match=r"^finetune@e1: method 'finetune' does not take option 'lora_rank'"):
-        BenchConfig.from_dict(tiny_bench({"finetune@e1": {"lora_rank": 4}}))
+        BenchConfig.from_dict(variants_bench({"finetune@e1": {"lora_rank": 4}}))
     with pytest.raises(InvalidInputError, match="preset 'prunelora-digits-resnet' is for method 'prunelora', not 'finetune'"):
-        BenchConfig.from_dict(tiny_bench({"finetune@p": {"preset": "prunelora-digits-resnet"}}))
+        BenchConfig.from_dict(variants_bench({"finetune@p": {"preset": "prunelora-digits-resnet"}}))
 
 
 @pytest.mark.parametrize("methods,named", [("finetune,nosuch@x", "'nosuch'"), ("retrain@x", "'retrain@x'")])
 def test_a_bad_variant_on_the_command_line_writes_nothing(run_cli, tmp_path, methods, named):
-    config, out = write_yaml(tmp_path / "bench.yaml", tiny_bench()), tmp_path / "out"
+    config, out = write_yaml(tmp_path / "bench.yaml", variants_bench()), tmp_path / "out"
     line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress", "--methods", methods), "bench")
     assert named in line
     assert not out.exists()
@@ -137,7 +134,7 @@ def test_a_bad_variant_on_the_command_line_writes_nothing(run_cli, tmp_path, met
 def test_a_method_restricted_to_some_scenarios_runs_only_there(tmp_path):
     from prunelora.bench import run_bench
 
-    data = tiny_bench({"retrain": {}, "finetune": {"steps": 1},
+    data = variants_bench({"retrain": {}, "finetune": {"steps": 1},
                        "finetune@e2": {"steps": 2, "scenarios": ["class3"]}})
     data["scenarios"] = [{"name": "class3", "forget_class": 3}, {"name": "class5", "forget_class": 5}]
     config = BenchConfig.from_dict(data)
@@ -152,20 +149,20 @@ def test_a_method_restricted_to_some_scenarios_runs_only_there(tmp_path):
 
 @pytest.mark.parametrize("scenarios", [["class9"], [], "class3"])
 def test_a_method_restricted_to_unknown_scenarios_is_refused(scenarios):
-    data = tiny_bench({"finetune": {"steps": 1, "scenarios": scenarios}})
+    data = variants_bench({"finetune": {"steps": 1, "scenarios": scenarios}})
     with pytest.raises(InvalidInputError, match=r"finetune: scenarios .* must be a non-empty list of this "
                                                  r"config's scenarios \(class3\)"):
         BenchConfig.from_dict(data)
 
 
 def test_retrain_cannot_be_restricted_to_some_scenarios():
-    data = tiny_bench({"retrain": {"scenarios": ["class3"]}, "finetune": {"steps": 1}})
+    data = variants_bench({"retrain": {"scenarios": ["class3"]}, "finetune": {"steps": 1}})
     with pytest.raises(InvalidInputError, match="retrain runs in every scenario"):
         BenchConfig.from_dict(data)
 
 
 def test_methods_override_refuses_a_variant_the_config_does_not_define(run_cli, tmp_path):
-    config = write_yaml(tmp_path / "bench.yaml", tiny_bench())
+    config = write_yaml(tmp_path / "bench.yaml", variants_bench())
     line = one_error_line(run_cli("bench", "--config", config, "--out", tmp_path / "out",
                                   "--methods", "retrain,finetune@e2"), "bench")
     assert "'finetune@e2' is not in" in line and "finetune@e1" in line
@@ -173,7 +170,7 @@ def test_methods_override_refuses_a_variant_the_config_does_not_define(run_cli, 
 
 
 def test_a_resumed_report_says_how_much_it_reused_and_what_the_runs_cost(run_cli, tmp_path):
-    config = write_yaml(tmp_path / "bench.yaml", tiny_bench())
+    config = write_yaml(tmp_path / "bench.yaml", variants_bench())
     out = tmp_path / "out"
     assert run_cli("bench", "--config", config, "--out", out, "--no-progress")[0] == 0
     first = (out / "report.md").read_text()

@@ -9,13 +9,9 @@ import torchvision
 from torch import nn
 
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.features import capture_features, classifier_inputs, pool_features
 from prunelora.models import create_model
-from prunelora.models.classifier import (
-    capture_features,
-    classifier_inputs,
-    find_classifier,
-    pool_features,
-)
+from prunelora.models.classifier import find_classifier
 
 
 def sequential_cnn() -> nn.Sequential:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import error_line, meta_json
 
 from prunelora.checkpoint import META, WEIGHTS
 
@@ -29,18 +30,6 @@ def cli_checkpoint(cli_run) -> Path:
     return out
 
 
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / META).read_text())
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr
-    assert lines[0].startswith("prunelora") and "error" in lines[0]
-    return lines[0]
-
-
 # --------------------------------------------------------------------------- happy paths
 
 
@@ -49,7 +38,7 @@ def test_train_writes_a_checkpoint(cli_run):
     assert code == 0, stderr
     assert stderr == ""  # --no-progress: no bar
     assert sorted(p.name for p in out.iterdir()) == [META, WEIGHTS]
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["kind"] == "original"
     assert meta["model"]["name"] == "resnet8"
     assert meta["recipe"]["epochs"] == 1
@@ -66,7 +55,7 @@ def test_info_prints_the_model(run_cli, cli_checkpoint):
 def test_info_json_is_meta(run_cli, cli_checkpoint):
     code, stdout, stderr = run_cli("info", cli_checkpoint, "--json")
     assert code == 0, stderr
-    assert json.loads(stdout) == _meta(cli_checkpoint)
+    assert json.loads(stdout) == meta_json(cli_checkpoint)
 
 
 def test_retrain_forgets_a_class(run_cli, cli_checkpoint, tmp_path):
@@ -75,8 +64,8 @@ def test_retrain_forgets_a_class(run_cli, cli_checkpoint, tmp_path):
                                    "--out", out, "--no-progress")
     assert code == 0, stderr
     assert stdout.startswith("retrain:")
-    meta = _meta(out)
-    original = _meta(cli_checkpoint)
+    meta = meta_json(out)
+    original = meta_json(cli_checkpoint)
     assert meta["kind"] == "retrain"
     assert meta["forget"]["kind"] == "class" and meta["forget"]["classes"] == [3]
     assert meta["recipe"] == original["recipe"]  # exact unlearning repeats the original recipe
@@ -91,7 +80,7 @@ def test_rerunning_the_same_command_is_accepted(run_cli, cli_checkpoint, tmp_pat
     out = Path(shutil.copytree(cli_checkpoint, tmp_path / "again"))
     code, _, stderr = run_cli(*TRAIN, "--epochs", "1", "--out", out)
     assert code == 0, stderr
-    assert _meta(out)["run_id"] == _meta(cli_checkpoint)["run_id"]
+    assert meta_json(out)["run_id"] == meta_json(cli_checkpoint)["run_id"]
 
 
 def test_out_holding_a_different_run(run_cli, cli_checkpoint, tmp_path, snapshot):
@@ -99,13 +88,13 @@ def test_out_holding_a_different_run(run_cli, cli_checkpoint, tmp_path, snapshot
     before = snapshot(out)
     code, stdout, stderr = run_cli(*TRAIN, "--steps", "2", "--seed", "1", "--out", out)
     assert code == 2 and stdout == ""
-    line = _one_error_line(stderr)
+    line = error_line(stderr)
     assert str(out) in line and "--overwrite" in line
     assert snapshot(out) == before
 
     code, _, stderr = run_cli(*TRAIN, "--steps", "2", "--seed", "1", "--out", out, "--overwrite")
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["seed"] == 1 and meta["cost"]["steps"] == 2
 
 
@@ -134,7 +123,7 @@ def test_config_file(run_cli, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = run_cli("train", "--config", config, "--out", out)
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["model"]["name"] == "resnet8"
     assert meta["recipe"]["epochs"] == 1 and meta["recipe"]["batch_size"] == 256
     assert meta["cost"]["steps"] == 5  # 1212 retain images / 256
@@ -147,7 +136,7 @@ def test_command_line_overrides_config_file(run_cli, tmp_path):
     code, _, stderr = run_cli("train", "--config", config, "--model", "resnet8", "--steps", "2",
                               "--out", out, "--no-progress")
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["model"]["name"] == "resnet8"
     assert meta["cost"]["steps"] == 2 and meta["recipe"]["steps"] == 2
     assert meta["seed"] == 4  # not overridden: taken from the file
@@ -159,7 +148,7 @@ def test_config_file_for_retrain(run_cli, cli_checkpoint, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = run_cli("retrain", "--config", config, "--out", out)
     assert code == 0, stderr
-    assert _meta(out)["forget"]["classes"] == [3, 5]
+    assert meta_json(out)["forget"]["classes"] == [3, 5]
 
 
 def test_config_file_for_retrain_with_flags(run_cli, cli_checkpoint, tmp_path):
@@ -168,7 +157,7 @@ def test_config_file_for_retrain_with_flags(run_cli, cli_checkpoint, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = run_cli("retrain", "--config", config, "--checkpoint", cli_checkpoint, "--out", out)
     assert code == 0, stderr
-    assert _meta(out)["forget"]["classes"] == [3]
+    assert meta_json(out)["forget"]["classes"] == [3]
 
 
 def test_config_file_can_give_out(run_cli, tmp_path):
@@ -273,7 +262,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(run_cli, ctx, snapsh
     code, stdout, stderr = run_cli(*argv)
     assert code == 2, stderr
     assert stdout == ""
-    line = _one_error_line(stderr)
+    line = error_line(stderr)
     for text in expected:
         assert text.format(tmp=ctx.tmp) in line
     assert not ctx.out.exists()
@@ -293,7 +282,7 @@ def test_info_on_a_bad_checkpoint(run_cli, ctx, how):
     folder = ctx.tmp / "absent" if how == "missing" else ctx.damaged(how)
     code, stdout, stderr = run_cli("info", folder)
     assert code == 2 and stdout == ""
-    line = _one_error_line(stderr)
+    line = error_line(stderr)
     assert str(folder) in line
     for text in DAMAGED[how]:
         assert text in line
@@ -310,7 +299,7 @@ def test_retrain_from_a_bad_checkpoint(run_cli, ctx, how):
     code, stdout, stderr = run_cli("retrain", "--checkpoint", folder, "--forget-class", "3",
                                    "--out", ctx.out, "--no-progress")
     assert code == 2, f"exit {code}; stdout: {stdout}"
-    line = _one_error_line(stderr)
+    line = error_line(stderr)
     assert str(folder) in line
     assert not ctx.out.exists()
 
@@ -321,5 +310,5 @@ def test_unknown_torchvision_model_arg(run_cli, ctx):
     except TypeError as exc:
         raise AssertionError(f"uncaught {exc!r}") from None
     assert code == 2
-    assert "width" in _one_error_line(stderr)
+    assert "width" in error_line(stderr)
     assert not ctx.out.exists()

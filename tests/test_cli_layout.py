@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import prunelora
+from helpers import SRC, subprocess_env
+
 from prunelora.cli import COMMANDS, build_parser
 from prunelora.cli.app import command_functions
 from prunelora.training import TrainConfig
 
-SRC = Path(prunelora.__file__).resolve().parents[1]  # for subprocesses: this source tree
 REPO = SRC.parent
 
 # Run `prunelora ARGS` in-process in a fresh interpreter, then print the exit status and the
@@ -35,13 +34,9 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-
-
 def imported_by(*args: str | Path) -> tuple[int, set[str]]:
     proc = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], capture_output=True, text=True,
-                          env=_env(), timeout=300)
+                          env=subprocess_env(), timeout=300)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
     return report["code"], set(report["modules"])
 
@@ -72,7 +67,7 @@ def test_unlearn_builds_the_method_flags_when_parsed():
 
 
 def test_python_dash_m_prunelora_runs_the_command():
-    proc = subprocess.run([sys.executable, "-m", "prunelora", "--help"], capture_output=True, text=True, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "prunelora", "--help"], capture_output=True, text=True, env=subprocess_env(),
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "usage: prunelora" in proc.stdout and "unlearn" in proc.stdout

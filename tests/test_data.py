@@ -22,7 +22,7 @@ from prunelora.data import (
     stratified_indices,
     stratified_subset,
 )
-from prunelora.data.datasets import random_crop_flip
+from prunelora.data.images import random_crop_flip
 from prunelora.errors import InvalidInputError, MissingFileError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

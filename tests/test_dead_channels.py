@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from cli_checks import one_error_line
+from helpers import one_error_line
 from torch import nn
 
 from prunelora.checkpoint import load_checkpoint
@@ -183,7 +183,7 @@ def test_weights_only_masks_leave_bias_and_batchnorm_so_the_channel_outputs_a_co
 
 
 def _masks_after(result) -> dict[str, torch.Tensor]:
-    masks = result.artifacts["masks"]
+    masks = result.masks
     assert any(k.endswith(".bias") for k in masks)  # biases and norms are masked, not weights alone
     return masks
 

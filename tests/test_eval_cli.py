@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_checks import one_error_line
+from helpers import meta_json, one_error_line
 
 from prunelora.checkpoint import META
 from prunelora.evaluation.attacks import default_attacks
@@ -21,7 +21,6 @@ def _ok(result) -> str:
     return stdout
 
 
-
 def _row(stdout: str, key: str) -> float | None:
     """The value in the eval table's row `key` (rich draws `│ key │ value │`)."""
     match = re.search(rf"│\s*{re.escape(key)}\s*│\s*([^│\s]+)\s*│", stdout)
@@ -29,10 +28,6 @@ def _row(stdout: str, key: str) -> float | None:
         return None
     text = match.group(1)
     return float("nan") if text == "–" else float(text.replace(",", ""))
-
-
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / META).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +62,7 @@ def test_eval_json(u_vs_r, runs, class3_splits):
     _, payload = u_vs_r
     assert payload["checkpoint"] == str(runs["U"])
     assert payload["reference"] == str(runs["R"])
-    assert payload["forget"] == _meta(runs["U"])["forget"]
+    assert payload["forget"] == meta_json(runs["U"])["forget"]
     metrics = payload["metrics"]
     for key in ("UA", "RA", "TA", "FA", "MIA", "Avg.Gap", "params", "throughput", "size_mb",
                 "wall_time_s", "peak_memory_mb", "trainable_params", "time_ratio"):
@@ -75,7 +70,7 @@ def test_eval_json(u_vs_r, runs, class3_splits):
         assert isinstance(metrics[key], (int, float)) and math.isfinite(metrics[key]), key
     assert 0 <= metrics["Avg.Gap"] <= 100
     assert metrics["time_ratio"] == pytest.approx(
-        _meta(runs["U"])["cost"]["wall_time_s"] / _meta(runs["R"])["cost"]["wall_time_s"])
+        meta_json(runs["U"])["cost"]["wall_time_s"] / meta_json(runs["R"])["cost"]["wall_time_s"])
     assert set(payload["mia"]) == set(default_attacks())
     for attack, res in payload["mia"].items():
         assert res["attack"] == attack
@@ -89,7 +84,7 @@ def test_eval_json(u_vs_r, runs, class3_splits):
 def test_eval_agrees_with_the_metrics_saved_at_unlearning(u_vs_r, runs):
     """Two code paths (split_metrics when saving, evaluate() here) measure the same model alike."""
     _, payload = u_vs_r
-    saved = _meta(runs["U"])["metrics"]
+    saved = meta_json(runs["U"])["metrics"]
     for key in ("UA", "RA", "TA", "FA", "val"):
         assert payload["metrics"][key] == pytest.approx(saved[key], abs=1e-3), key
 
@@ -221,7 +216,7 @@ def test_a_capped_relearning_is_marked(run_cli, runs):
 def test_without_the_original_relearning_is_skipped_in_one_line(run_cli, runs, tmp_path):
     moved = tmp_path / "U"
     shutil.copytree(runs["U"], moved)
-    meta = _meta(moved)
+    meta = meta_json(moved)
     meta["original"]["path"] = str(tmp_path / "gone")
     (moved / META).write_text(json.dumps(meta))
     report = tmp_path / "u.json"

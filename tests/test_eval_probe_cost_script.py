@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 # slow: a benchmark script: two runs and six evaluations; evaluate() with and
 # without probe and relearning is covered by tests/test_probe_relearn.py and tests/test_evaluate.py
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "eval_probe_cost.py"
-
 
 def test_eval_probe_cost_script_runs(capsys):
-    spec = importlib.util.spec_from_file_location("eval_probe_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("eval_probe_cost")
     results = module.main(["--quick", "--repeats", "1", "--methods", "finetune"])
     assert list(results) == ["retrain", "finetune"]
     for ratios in results.values():

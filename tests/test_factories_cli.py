@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_checks import one_error_line
+from helpers import one_error_line
 
 MODELS_PY = '''
 from torch import nn

@@ -3,17 +3,7 @@ PruneLoRA family's best against the best other method, per scenario."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fashion_mnist_summary.py"
-
-
-def load():
-    spec = importlib.util.spec_from_file_location("fashion_mnist_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script
 
 
 def rows(scenario, method, gaps, wall, probe_gap):
@@ -22,7 +12,7 @@ def rows(scenario, method, gaps, wall, probe_gap):
 
 
 def test_family_best_against_best_other_per_scenario():
-    summary = load()
+    summary = load_script("fashion_mnist_summary")
     data = (rows("class3", "retrain", [0, 0], 200, 0) + rows("class3", "retrain-vs-retrain", [0.4], 200, 1.0)
             + rows("class3", "prunelora", [5, 7], 20, 3.0)
             + rows("class3", "prunelora@forget-aware", [0.2, 0.4], 25, 1.5)
@@ -45,14 +35,14 @@ def test_family_best_against_best_other_per_scenario():
 
 
 def test_probe_not_separated_and_slower_family_miss():
-    summary = load()
+    summary = load_script("fashion_mnist_summary")
     data = (rows("class8", "prunelora", [0.1], 50, 1.0) + rows("class8", "random-label", [0.2], 30, 1.5))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
     assert cells[11] == "gap and time missed; probe not separated (both within 2)"
 
 
 def test_the_family_member_judged_is_the_best_one_no_slower_than_the_rival():
-    summary = load()
+    summary = load_script("fashion_mnist_summary")
     data = (rows("class3", "prunelora@forget-aware", [0.2], 50, 1.0) + rows("class3", "prunelora", [0.5], 20, 1.0)
             + rows("class3", "random-label", [0.6], 30, 5.0))
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
@@ -62,7 +52,7 @@ def test_the_family_member_judged_is_the_best_one_no_slower_than_the_rival():
 
 
 def test_an_unmeasured_gap_ranks_last_and_an_unmeasured_probe_is_said():
-    summary = load()
+    summary = load_script("fashion_mnist_summary")
     nan = float("nan")
     data = (rows("class3", "prunelora", [0.5], 20, nan) + rows("class3", "ssd", [nan], 5, 1.0)
             + rows("class3", "random-label", [0.6], 30, 5.0))

@@ -12,7 +12,7 @@ import json
 
 import pytest
 import torch
-from cli_checks import one_error_line
+from helpers import one_error_line
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
@@ -27,7 +27,7 @@ from prunelora.pruning.criteria import (
     forget_accuracy_at,
     smallest_forgetting_amount,
 )
-from prunelora.pruning.physical import _drop_global, _drop_per_layer, _Unit
+from prunelora.pruning.plan import _drop_global, _drop_per_layer, _Unit
 
 
 class Tiny(nn.Module):
@@ -143,8 +143,8 @@ def test_no_criterion_reads_validation_or_test_data_and_pruned_channels_stay_dea
                      prune_forget_accuracy=50.0 if mode == "mask" else None, prune_mode=mode,
                      prune_retain_samples=200, lora_backend="weight", lora_dropout=0.0, lora_rank=2,
                      steps=2, progress=False)
-    assert result.record["pruning"]["criterion"] == criterion
-    assert 0 < result.record["pruning"]["amount"] <= 0.2
+    assert result.record.pruning.criterion == criterion
+    assert 0 < result.record.pruning.amount <= 0.2
     outputs = {}
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o))
              for n, m in result.model.named_modules() if isinstance(m, nn.BatchNorm2d)]
@@ -152,7 +152,7 @@ def test_no_criterion_reads_validation_or_test_data_and_pruned_channels_stay_dea
     for h in hooks:
         h.remove()
     if mode == "mask":  # every channel whose BatchNorm the masks zeroed outputs exactly 0 after the merge
-        dead = {k.rsplit(".", 1)[0]: (m == 0).nonzero().flatten() for k, m in result.artifacts["masks"].items()
+        dead = {k.rsplit(".", 1)[0]: (m == 0).nonzero().flatten() for k, m in result.masks.items()
                 if k.endswith(".bias") and k.rsplit(".", 1)[0] in outputs}
         assert dead and any(len(d) for d in dead.values())
         for name, channels in dead.items():

@@ -4,23 +4,17 @@ with one row per retrain and per criterion x amount; the numbers of a quick run 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 # slow: a benchmark script: ten pruned runs and two retrains; the criteria and the
 # amount search are covered by tests/test_forget_aware.py
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "forget_aware_sweep.py"
-
-
 def test_forget_aware_sweep_script_runs_in_quick_mode(tmp_path):
-    spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("forget_aware_sweep")
     rows, paths = module.main(["--quick", "--out", str(tmp_path), "--models", "resnet8", "--scenarios", "class",
                                "random10", "--criteria", "l2", "activation-ratio", "--amounts", "0.06", "0.5"])
     assert [(r["scenario"], r["criterion"], r["amount"]) for r in rows if r["criterion"] != "retrain"] == [
@@ -39,9 +33,7 @@ def test_forget_aware_sweep_script_runs_in_quick_mode(tmp_path):
 
 
 def test_merge_replaces_only_the_rows_measured_again(tmp_path):
-    spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("forget_aware_sweep")
 
     def row(model, criterion, gap, scenario="class", amount=0.06):
         return {"model": model, "scenario": scenario, "criterion": criterion,
@@ -66,9 +58,7 @@ def test_merge_replaces_only_the_rows_measured_again(tmp_path):
 
 
 def test_replot_rewrites_table_and_plot_from_the_csv_in_order(tmp_path):
-    spec = importlib.util.spec_from_file_location("forget_aware_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("forget_aware_sweep")
     base = {"chosen_amount": 0.06, "UA": 100.0, "RA": 99.0, "TA": 88.0, "MIA": 100.0, "Avg.Gap": 1.0,
             "Probe-FA": 90.0, "wall_time_s": 30.0}
     rows = [{"model": "vit", "scenario": "class", "criterion": "tfidf", "amount": 0.5, **base},

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cli_checks import one_error_line, write_yaml
+from helpers import meta_json, one_error_line, subprocess_env, write_yaml
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -33,14 +33,7 @@ import prunelora
 from prunelora import checkpoint
 from prunelora.checkpoint import META, WEIGHTS
 
-SRC = Path(prunelora.__file__).resolve().parents[1]  # for subprocesses: this source tree
-
-
 # --------------------------------------------------------------------------- hostile files
-
-
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / META).read_text())
 
 
 def _write_meta(folder: Path, meta: dict) -> None:
@@ -54,7 +47,7 @@ def _rewrite_weights(folder: Path, change: Callable[[dict], None], keep_digest: 
     change(state)
     save_file(state, str(folder / WEIGHTS), metadata={"format": checkpoint.FORMAT})
     if not keep_digest:
-        meta = _meta(folder)
+        meta = meta_json(folder)
         meta["weights_sha256"] = checkpoint._sha256_file(folder / WEIGHTS)
         _write_meta(folder, meta)
 
@@ -99,7 +92,7 @@ class Ctx:
 
     def with_meta(self, change: Callable[[dict], None], name: str = "ckpt") -> Path:
         folder = self.copy(name)
-        meta = _meta(folder)
+        meta = meta_json(folder)
         change(meta)
         _write_meta(folder, meta)
         return folder
@@ -118,7 +111,7 @@ class Ctx:
         folder = _image_folder(self.tmp / "pics", {"a": 15, "b": 15})
         ckpt = self.tmp / "pics-ckpt"
         train(f"imagefolder:{folder}", "resnet8", TrainConfig(steps=1), out=ckpt, progress=False)
-        assert _meta(ckpt)["dataset"]["train_size"] == 24
+        assert meta_json(ckpt)["dataset"]["train_size"] == 24
         return folder, ckpt
 
     def changed_folder(self) -> Path:
@@ -353,7 +346,7 @@ def test_save_refuses_non_finite_weights(tmp_path):
 def test_the_checkpoint_records_the_data_digest_and_weights_digest(checkpoint_dir, digits):
     from prunelora.data import data_digest
 
-    meta = _meta(checkpoint_dir)
+    meta = meta_json(checkpoint_dir)
     assert meta["dataset"]["digest"] == data_digest(digits)
     assert meta["weights_sha256"] == checkpoint._sha256_file(checkpoint_dir / WEIGHTS)
 
@@ -375,7 +368,7 @@ def test_unchanged_image_folder_is_accepted(ctx, run_cli):
     code, _, stderr = run_cli("unlearn", "--checkpoint", ckpt, "--method", "finetune", "--steps", "1",
                               "--forget-indices", ctx.file("ids.txt", "23\n"), "--out", ctx.out, "--no-progress")
     assert code == 0, stderr
-    assert _meta(ctx.out)["dataset"]["digest"] == _meta(ckpt)["dataset"]["digest"]
+    assert meta_json(ctx.out)["dataset"]["digest"] == meta_json(ckpt)["dataset"]["digest"]
 
 
 def test_a_checkpoint_without_digests_loads_with_one_warning_line(ctx, run_cli):
@@ -464,7 +457,7 @@ def test_save_adapter_rerun_of_the_same_run_is_accepted(ctx, run_cli):
     with pytest.warns(UserWarning, match="adapter alone"):
         code, _, stderr = run_cli(*argv)
     assert code == 0, stderr
-    assert json.loads((adapter / "prunelora-run.json").read_text())["run_id"] == _meta(ctx.out)["run_id"]
+    assert json.loads((adapter / "prunelora-run.json").read_text())["run_id"] == meta_json(ctx.out)["run_id"]
     with pytest.warns(UserWarning, match="adapter alone"):
         code, _, stderr = run_cli(*argv)
     assert code == 0, stderr
@@ -501,10 +494,6 @@ def test_model_larger_than_the_bound_is_refused_before_allocation(ctx, run_cli):
 # --------------------------------------------------------------------------- subprocesses
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA counts mmaps on Linux")
 def test_absurd_width_under_a_memory_limit_is_refused_cleanly(ctx):
     """`retrain` on a 318 KB checkpoint whose meta.json asks for width 300 (about 1.7 GB per layer
@@ -517,7 +506,7 @@ def test_absurd_width_under_a_memory_limit_is_refused_cleanly(ctx):
 
     proc = subprocess.run([sys.executable, "-m", "prunelora", "retrain", "--checkpoint", str(folder),
                            "--forget-class", "3", "--out", str(ctx.out), "--no-progress"],
-                          capture_output=True, text=True, env=_env(), preexec_fn=limit_memory, timeout=300)
+                          capture_output=True, text=True, env=subprocess_env(), preexec_fn=limit_memory, timeout=300)
     line = one_error_line((proc.returncode, proc.stdout, proc.stderr), "retrain")
     assert "has shape" in line and "expects (4800" in line
     assert not ctx.out.exists()
@@ -537,7 +526,7 @@ def test_ctrl_c_during_start_up_is_one_line(after, ctx):
     The signal is sent once the process has mapped libtorch (it is then inside `main`), plus `after`
     seconds, so that it lands among the heavy imports whatever the machine's load."""
     proc = subprocess.Popen([sys.executable, "-m", "prunelora", *map(str, _train(ctx))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     deadline = time.monotonic() + 60
     while not _maps_torch(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+from helpers import stays_pruned, tiny_resnet, tiny_vit, weight_of, zero_channels
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import parametrize
@@ -21,22 +22,11 @@ from prunelora.adapters import (
     save_adapter,
 )
 from prunelora.errors import InvalidInputError
-from prunelora.models import create_model
 from prunelora.pruning import prune
 from prunelora.training import TrainConfig, fit
 
 VIT_LAST_ATTN = r"blocks\.{last}\.attn$"
 VIT_PRESET_PRUNE = r"blocks\.{last}\.(attn|mlp)"  # configs/prunelora-vit.yaml
-
-
-def tiny_resnet(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return create_model("resnet8", 10, 1, 8, width=0.5)
-
-
-def tiny_vit(seed: int = 0, depth: int = 2) -> nn.Module:
-    torch.manual_seed(seed)
-    return create_model("vit-tiny", 10, 1, 8, width=0.25, depth=depth)
 
 
 # (model factory, LoRA settings, pruning kwargs) per case; prune=None is plain LoRA. Attention is
@@ -63,21 +53,6 @@ def adapted(case: str, small_train, keep_sparsity: bool = True, prune_kwargs=Non
                           keep_sparsity=keep_sparsity)
     fit(peft_model, small_train, steps, progress=False)
     return peft_model, masks
-
-
-def zero_channels(weight: torch.Tensor) -> int:
-    return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
-
-
-def stays_pruned(tensor: torch.Tensor, mask: torch.Tensor) -> bool:
-    """Every masked entry is exactly zero; for a weight, exactly the masked output channels are."""
-    zeros = bool((tensor.detach()[mask == 0] == 0).all())
-    return zeros and (mask.ndim < 2 or zero_channels(tensor) == zero_channels(mask))
-
-
-def weight_of(model: nn.Module, key: str) -> torch.Tensor:
-    module_name, param = key.rsplit(".", 1)
-    return getattr(model.get_submodule(module_name), param).detach()
 
 
 def is_adapter_or_head(name: str) -> bool:
@@ -311,6 +286,6 @@ def test_adapter_exported_after_unlearn_holds_the_trained_weights(trained, class
 
     result = unlearn(trained.model, class3_splits, "lora", steps=2, progress=False)
     with pytest.warns(UserWarning):
-        out = save_adapter(result.artifacts["adapter"], tmp_path / "adapter")
+        out = save_adapter(result.adapter, tmp_path / "adapter")
     tensors = load_file(str(out / "adapter_model.safetensors"))
     assert any("lora_B" in k for k in tensors)

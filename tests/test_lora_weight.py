@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
+from helpers import stays_pruned, tiny_resnet, tiny_vit, zero_channels
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, merge_lora, save_adapter
 from prunelora.errors import InvalidInputError
-from prunelora.models import create_model
 from prunelora.pruning import prune
 from prunelora.training import TrainConfig, fit
 
@@ -22,28 +22,8 @@ STEPS = TrainConfig(steps=4, batch_size=64, optimizer="adam", lr=1e-2, seed=0)
 EXAMPLE = torch.zeros(1, 1, 8, 8)  # one input, for the trace dead-channel pruning takes
 
 
-def tiny_resnet() -> nn.Module:
-    torch.manual_seed(0)
-    return create_model("resnet8", 10, 1, 8, width=0.5)
-
-
-def tiny_vit() -> nn.Module:
-    torch.manual_seed(0)
-    return create_model("vit-tiny", 10, 1, 8, width=0.25, depth=2)
-
-
 def weight_settings(**kwargs) -> LoraSettings:
     return LoraSettings(rank=4, alpha=8, dropout=0.0, backend="weight", **kwargs)
-
-
-def zero_channels(weight: torch.Tensor) -> int:
-    return int((weight.detach().flatten(1) == 0).all(dim=1).sum())
-
-
-def stays_pruned(tensor: torch.Tensor, mask: torch.Tensor) -> bool:
-    """Every masked entry is exactly zero; for a weight, exactly the masked output channels are."""
-    zeros = bool((tensor.detach()[mask == 0] == 0).all())
-    return zeros and (mask.ndim < 2 or zero_channels(tensor) == zero_channels(mask))
 
 
 def test_adapted_model_starts_as_the_original_and_only_adapters_and_head_train(small_train, batch):
@@ -175,14 +155,14 @@ def test_prunelora_method_with_the_weight_backend(trained, class3_splits):
                      lora_dropout=0.0, progress=False)
     model = result.model
     assert not any(parametrize.is_parametrized(m) for m in model.modules())
-    for key, mask in result.artifacts["masks"].items():
+    for key, mask in result.masks.items():
         module_name, param = key.rsplit(".", 1)
         assert stays_pruned(getattr(model.get_submodule(module_name), param), mask) and (mask == 0).any(), key
-    state = result.artifacts["adapter"].state
+    state = result.adapter.state
     adapters = sum(t.numel() for k, t in state.items() if k.endswith(("lora_A", "lora_B")))
     assert {k for k in state if not k.endswith(("lora_A", "lora_B"))} == {"head.weight", "head.bias"}
     head = sum(p.numel() for p in model.head.parameters())
-    assert result.record["cost"]["trainable_params"] == adapters + head
+    assert result.cost.trainable_params == adapters + head
 
 
 @pytest.mark.parametrize("make,types", [(tiny_resnet, ("conv",)), (tiny_vit, ("mha",))])

@@ -1,34 +1,32 @@
-"""The method contract: declared capabilities, one typed record, one validator per option group,
-distinct option names (the old `alpha`/`gamma` refused naming their successors), help for every
-option, and a package that registers every method module it holds."""
+"""The methods' shared machinery: the declared capabilities of the shipped methods, registration
+checks, one typed record, one validator per option group, distinct option names, and a package
+that registers every method module it holds. What every method must do is
+tests/test_method_matrix.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import pkgutil
-import re
 
 import pytest
 import torch
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line
 
 import prunelora.methods as methods_pkg
 from prunelora.adapters import LoraSettings, lora_targets
 from prunelora.errors import InvalidInputError
 from prunelora.methods import (
     Capabilities,
-    MethodConfig,
     MethodRecord,
+    PruningChoice,
     TrainingOptions,
     get_method,
     list_methods,
     register_method,
-    renamed_options,
     unlearn,
 )
 from prunelora.methods import base as methods_base
-from prunelora.methods.common import LoraOptions, PruneOptions
 from prunelora.models import create_model
 from prunelora.pruning import LnImportance, PruneSettings, physical_prune, plan_structured, prune
 from prunelora.pruning.criteria import make_criterion
@@ -36,34 +34,28 @@ from prunelora.pruning.criteria import make_criterion
 # --------------------------------------------------------------------------- capabilities
 
 
-@pytest.mark.parametrize("name", list(list_methods()))
-def test_every_method_declares_capabilities_that_match_its_config(name):
-    method = get_method(name)
-    caps = method.capabilities
-    assert isinstance(caps, Capabilities)
-    assert issubclass(method.config_cls, MethodConfig)
-    # what the capabilities say is what the method is built from, never read off field names
-    assert caps.uses_pruning == issubclass(method.config_cls, PruneOptions)
-    assert caps.uses_lora == issubclass(method.config_cls, LoraOptions)
-    assert (caps.trains and not caps.from_scratch) == issubclass(method.config_cls, TrainingOptions)
-
-
 def test_the_declared_capabilities_of_the_methods():
     table = {name: dataclasses.astuple(get_method(name).capabilities) for name in list_methods()}
-    # (needs_forget_samples, trains, uses_pruning, uses_lora, from_scratch)
+    every = ("class", "fraction", "indices")
+    # (needs_forget_samples, trains, uses_pruning, uses_lora, from_scratch, forget_kinds)
     assert table == {
-        "finetune": (False, True, False, False, False),
-        "ga": (True, True, False, False, False),
-        "l1-sparse": (False, True, False, False, False),
-        "lora": (False, True, False, True, False),
-        "neggrad-plus": (True, True, False, False, False),
-        "prune-finetune": (False, True, True, False, False),
-        "prunelora": (False, True, True, True, False),
-        "random-label": (True, True, False, False, False),
-        "retrain": (False, True, False, False, True),
-        "salun": (True, True, False, False, False),
-        "scrub": (True, True, False, False, False),
-        "ssd": (True, False, False, False, False),
+        "cf-k": (False, True, False, False, False, every),
+        "cmf": (True, True, False, False, False, every),
+        "damp": (True, False, False, False, False, ("class",)),
+        "eu-k": (False, True, False, False, False, every),
+        "finetune": (False, True, False, False, False, every),
+        "ga": (True, True, False, False, False, every),
+        "l1-sparse": (False, True, False, False, False, every),
+        "lora": (False, True, False, True, False, every),
+        "neggrad-plus": (True, True, False, False, False, every),
+        "opc": (True, True, False, False, False, every),
+        "prune-finetune": (False, True, True, False, False, every),
+        "prunelora": (False, True, True, True, False, every),
+        "random-label": (True, True, False, False, False, every),
+        "retrain": (False, True, False, False, True, every),
+        "salun": (True, True, False, False, False, every),
+        "scrub": (True, True, False, False, False, every),
+        "ssd": (True, False, False, False, False, every),
     }
 
 
@@ -103,18 +95,6 @@ def test_save_adapter_follows_the_declared_capability(checkpoint_dir, tmp_path):
 # --------------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", list(list_methods()))
-def test_every_config_field_has_help_and_a_seed(name):
-    config_cls = get_method(name).config_cls
-    names = [f.name for f in dataclasses.fields(config_cls)]
-    assert "seed" in names
-    for f in dataclasses.fields(config_cls):
-        assert isinstance(f.metadata.get("help"), str) and len(f.metadata["help"]) > 10, f.name
-    config = get_method(name).make_config()
-    assert config.to_dict() == {n: (list(v) if isinstance(v, tuple) else v)
-                                for n, v in dataclasses.asdict(config).items()}
-
-
 def test_a_changed_default_keeps_the_shared_help():
     from prunelora.methods.finetune import FinetuneConfig
     from prunelora.methods.ga import GradientAscentConfig
@@ -133,44 +113,6 @@ def test_alpha_and_gamma_have_one_name_per_meaning():
     assert not any({"alpha", "gamma"} & fields for fields in options.values())
     assert "neggrad_alpha" in options["neggrad-plus"] and "neggrad_alpha" in options["prunelora"]
     assert {"scrub_alpha", "scrub_gamma"} <= options["scrub"] and "l1_gamma" in options["l1-sparse"]
-    assert renamed_options() == {
-        "alpha": {"neggrad-plus": "neggrad_alpha", "prunelora": "neggrad_alpha", "scrub": "scrub_alpha"},
-        "gamma": {"l1-sparse": "l1_gamma", "scrub": "scrub_gamma"},
-    }
-
-
-RENAMED = [(old, method, new) for old, by_method in renamed_options().items() for method, new in by_method.items()]
-
-
-@pytest.mark.parametrize("old,method,new", RENAMED)
-def test_an_old_option_name_is_refused_naming_its_successor(old, method, new, trained, class3_splits):
-    message = re.escape(f"method {method!r} no longer takes option {old!r}: it is now {new!r} "
-                        f"(--{new.replace('_', '-')})")
-    with pytest.raises(InvalidInputError, match=message) as info:
-        get_method(method).make_config(**{old: 0.5})
-    assert "\n" not in str(info.value)
-    with pytest.raises(InvalidInputError, match=message):  # also beside a config object
-        unlearn(trained.model, class3_splits, method, get_method(method).make_config(), **{old: 0.5})
-
-
-def test_the_cli_refuses_alpha_naming_the_new_flag(run_cli, checkpoint_dir, tmp_path, snapshot):
-    before = snapshot(tmp_path)
-    line = one_error_line(run_cli("unlearn", "--checkpoint", checkpoint_dir, "--forget-class", "3", "--method",
-                                  "neggrad-plus", "--alpha", "0.9", "--out", tmp_path / "out", "--no-progress"),
-                          "unlearn")
-    assert "'alpha'" in line and "--neggrad-alpha" in line
-    config = write_yaml(tmp_path / "c.yaml", {"method": "scrub", "gamma": 0.5})
-    line = one_error_line(run_cli("unlearn", "--checkpoint", checkpoint_dir, "--forget-class", "3", "--config", config,
-                                  "--out", tmp_path / "out", "--no-progress"), "unlearn")
-    assert "'gamma'" in line and "'scrub_gamma'" in line
-    assert snapshot(tmp_path) == before | {"c.yaml": config.read_bytes()}  # nothing else written
-
-
-def test_a_bench_config_with_alpha_is_refused_naming_the_new_key():
-    from prunelora.bench import BenchConfig
-
-    with pytest.raises(InvalidInputError, match="'alpha': it is now 'neggrad_alpha'"):
-        BenchConfig.from_dict({"methods": {"neggrad-plus": {"alpha": 0.9}}})
 
 
 # --------------------------------------------------------------------------- one validator each
@@ -274,7 +216,7 @@ def test_the_cli_refuses_a_bad_pruning_norm_with_the_validators_line(run_cli, ch
 
 def test_method_record_round_trips_through_its_json():
     record = MethodRecord(trainable_params=12, steps=3, history=[{"epoch": 1, "steps": 3, "loss": 0.5}],
-                          pruning={"criterion": "l2", "scope": "layer", "amount": 0.5},
+                          pruning=PruningChoice("l2", "layer", 0.5),
                           details={"ssd": {"selected_params": 4}})
     data = record.to_dict()
     assert data == {"cost": {"trainable_params": 12, "steps": 3}, "history": [{"epoch": 1, "steps": 3, "loss": 0.5}],
@@ -291,7 +233,7 @@ def test_method_record_round_trips_through_its_json():
 def test_the_run_record_is_the_method_record_plus_the_runs_cost(method, own, trained, class3_splits):
     result = unlearn(trained.model, class3_splits, method, progress=False,
                      **({} if method == "ssd" else {"steps": 1}))
-    record = result.record
+    record = result.to_dict()
     assert set(record) == {"method", "cost", "sparsity", "history"} | own
     assert set(record["cost"]) == {"wall_time_s", "peak_memory_mb", "trainable_params", "steps"}
     part = {k: v for k, v in record.items() if k not in ("method", "sparsity")}

@@ -1,27 +1,24 @@
-"""The forgetting baselines of the field (ga, neggrad-plus, random-label, l1-sparse) through
-`unlearn()` and the CLI: one interface, class-wise and sample-wise forgetting, seeded
-repeatability, bn_mode, validation, and the property each method is built on."""
+"""The forgetting baselines of the field (ga, neggrad-plus, random-label, l1-sparse), what is
+particular to each: bn_mode, their options' checks, the property each method is built on, and
+their options on the command line. The contract every method follows is tests/test_method_matrix.py."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import re
 
 import pytest
 import torch
+from helpers import forget_loss
 from torch import nn
-from torch.nn import functional as F
 
 from prunelora.checkpoint import META
 from prunelora.errors import InvalidInputError
-from prunelora.methods import get_method, list_methods, unlearn
+from prunelora.methods import unlearn
 from prunelora.methods.l1_sparse import l1_weight
-from prunelora.training.loop import accuracy_on, predict
+from prunelora.training.loop import accuracy_on
 
-# name -> needs_forget_samples
-METHODS = {"ga": True, "neggrad-plus": True, "random-label": True, "l1-sparse": False}
+METHODS = ("ga", "neggrad-plus", "random-label", "l1-sparse")
 STEPS = 3
 
 
@@ -29,64 +26,12 @@ def run(method: str, model: nn.Module, splits, **options):
     return unlearn(model, splits, method, progress=False, **{"steps": STEPS, **options})
 
 
-def forget_loss(model: nn.Module, dataset) -> float:
-    """Mean cross-entropy on `dataset` in eval mode."""
-    logits, targets = predict(model, dataset)
-    return F.cross_entropy(logits, targets).item()
-
-
 def bn_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
             if k.endswith(("running_mean", "running_var"))}
 
 
-# --------------------------------------------------------------------------- the registry
-
-
-def test_the_methods_are_registered_with_their_forget_set_needs():
-    methods = list_methods()
-    for name, needs_forget in METHODS.items():
-        assert name in methods and methods[name]
-        assert get_method(name).capabilities.needs_forget_samples is needs_forget
-
-
-# --------------------------------------------------------------------------- one interface
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_runs_on_class_and_sample_forgetting_and_returns_a_plain_changed_model(method, splits, trained,
-                                                                               state_dicts_equal):
-    model = trained.model
-    caller_state = copy.deepcopy(model.state_dict())
-
-    result = run(method, model, splits)
-    out = result.model
-
-    assert type(out) is type(model)
-    assert set(out.state_dict()) == set(model.state_dict())
-    assert not out.training
-    assert not state_dicts_equal(out.state_dict(), caller_state)
-    assert state_dicts_equal(model.state_dict(), caller_state)  # the caller's model is untouched
-
-    record = result.record
-    assert record["method"] == {"name": method, "config": get_method(method).make_config(steps=STEPS).to_dict()}
-    total = sum(p.numel() for p in model.parameters())
-    assert record["cost"]["trainable_params"] == total
-    assert record["cost"]["steps"] == STEPS
-    assert record["history"] and record["history"][-1]["steps"] == STEPS
-    assert record["sparsity"]["layers"] == {}
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_seeded_and_repeatable(method, trained, class3_splits, state_dicts_equal):
-    # Small batches, so that the seed's batch order matters even on the 137-sample forget set.
-    a = run(method, trained.model, class3_splits, batch_size=32)
-    torch.manual_seed(123)  # the global RNG state must not matter
-    b = run(method, trained.model, class3_splits, batch_size=32)
-    assert state_dicts_equal(a.model.state_dict(), b.model.state_dict())
-    assert a.record["history"] == b.record["history"]
-    c = run(method, trained.model, class3_splits, batch_size=32, seed=1)
-    assert not state_dicts_equal(a.model.state_dict(), c.model.state_dict())
+# --------------------------------------------------------------------------- bn_mode
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -97,17 +42,6 @@ def test_bn_mode_freeze_keeps_the_running_statistics(method, trained, class3_spl
     updated = bn_buffers(run(method, trained.model, class3_splits).model)
     assert all(torch.equal(frozen[k], before[k]) for k in before)
     assert not all(torch.equal(updated[k], before[k]) for k in before)
-
-
-def test_empty_forget_set_is_refused_by_the_methods_that_need_one(trained, class3_splits):
-    empty = dataclasses.replace(class3_splits, forget=class3_splits.forget.subset([]),
-                                forget_indices=torch.empty(0, dtype=torch.long))
-    for method, needs_forget in METHODS.items():
-        if needs_forget:
-            with pytest.raises(InvalidInputError, match=f"'{method}' needs forget samples"):
-                run(method, trained.model, empty)
-        else:
-            assert run(method, trained.model, empty).record["cost"]["steps"] == STEPS
 
 
 # --------------------------------------------------------------------------- validation
@@ -153,9 +87,9 @@ def test_l1_sparse_records_the_weights_it_used(trained, class3_splits):
     # 7 steps of batch 256 over 1088 retain samples cross an epoch boundary (5 batches per epoch).
     gamma, steps = 1e-3, 7
     result = run("l1-sparse", trained.model, class3_splits, steps=steps, l1_gamma=gamma)
-    weights = result.record["l1_weights"]
-    assert len(weights) == result.record["cost"]["steps"] == steps
-    assert len(result.record["history"]) == 2
+    weights = result.record.details["l1_weights"]
+    assert len(weights) == result.cost.steps == steps
+    assert len(result.record.history) == 2
     assert weights[0] == gamma
     assert weights[-1] == pytest.approx(0.0, abs=1e-15)
     assert weights == [pytest.approx(l1_weight(i, steps, gamma)) for i in range(steps)]
@@ -189,25 +123,6 @@ def test_neggrad_plus_raises_the_forget_loss_and_keeps_retain_accuracy(trained, 
 
 
 # --------------------------------------------------------------------------- the CLI
-
-
-def test_methods_command_lists_them(run_cli):
-    code, stdout, stderr = run_cli("methods")
-    assert code == 0, stderr
-    listed = {line.split()[0] for line in stdout.splitlines()}
-    assert set(METHODS) <= listed
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_unlearn_command_runs_each_method(method, run_cli, checkpoint_dir, tmp_path):
-    out = tmp_path / method
-    code, stdout, stderr = run_cli("unlearn", "--checkpoint", checkpoint_dir, "--method", method,
-                                   "--forget-class", "3", "--steps", "2", "--out", out, "--no-progress")
-    assert code == 0, stderr
-    meta = json.loads((out / META).read_text())
-    assert meta["method"]["name"] == method
-    assert meta["method"]["config"]["steps"] == 2
-    assert meta["cost"]["steps"] == 2
 
 
 def test_unlearn_command_passes_and_checks_method_options(run_cli, checkpoint_dir, tmp_path):

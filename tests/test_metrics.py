@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import scored_outputs
 
 from prunelora.evaluation.attacks import MIAResult, default_attacks, mia_all, mia_efficacy
 from prunelora.evaluation.metrics import (
@@ -25,17 +26,6 @@ N_CLASSES = 10
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _outputs(
-    n: int, true_boost: float, seed: int, noise: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random logits with ``true_boost`` added to the true class: large boost = memorised."""
-    g = _gen(seed)
-    targets = torch.randint(0, N_CLASSES, (n,), generator=g)
-    logits = noise * torch.randn(n, N_CLASSES, generator=g)
-    logits[torch.arange(n), targets] += true_boost
-    return logits, targets
 
 
 def _one_hot_logits(pred: torch.Tensor, scale: float = 10.0) -> torch.Tensor:
@@ -118,7 +108,7 @@ def test_modified_entropy_is_finite_when_saturated() -> None:
 
 def test_mia_features_registry() -> None:
     assert set(MIA_FEATURES) == {"loss", "confidence", "entropy", "m-entropy"}
-    logits, targets = _outputs(7, 2.0, seed=0)
+    logits, targets = scored_outputs(7, 2.0, seed=0)
     for fn in MIA_FEATURES.values():
         values = fn(logits, targets)
         assert isinstance(values, np.ndarray)
@@ -130,9 +120,9 @@ def test_mia_features_registry() -> None:
 
 def test_mia_separable_members_detected_and_forget_set_called_nonmember() -> None:
     # members memorised (loss ~0); non-members and the forget set are alike and unsure
-    member = _outputs(300, 10.0, seed=1)
-    nonmember = _outputs(300, 0.0, seed=2)
-    forget = _outputs(100, 0.0, seed=3)
+    member = scored_outputs(300, 10.0, seed=1)
+    nonmember = scored_outputs(300, 0.0, seed=2)
+    forget = scored_outputs(100, 0.0, seed=3)
     results = mia_all(member, nonmember, forget, seed=0)
     assert tuple(results) == default_attacks()
     for name, res in results.items():
@@ -142,18 +132,18 @@ def test_mia_separable_members_detected_and_forget_set_called_nonmember() -> Non
 
 
 def test_mia_memorised_forget_set_has_low_efficacy() -> None:
-    member = _outputs(300, 10.0, seed=1)
-    nonmember = _outputs(300, 0.0, seed=2)
-    forget = _outputs(100, 10.0, seed=3)  # still memorised: nothing was forgotten
+    member = scored_outputs(300, 10.0, seed=1)
+    nonmember = scored_outputs(300, 0.0, seed=2)
+    forget = scored_outputs(100, 10.0, seed=3)  # still memorised: nothing was forgotten
     res = mia_efficacy(member, nonmember, forget, attack="confidence-svc")
     assert res.efficacy <= 10.0
 
 
 def test_mia_same_distribution_is_chance() -> None:
-    member = _outputs(400, 2.0, seed=4, noise=2.0)
-    nonmember = _outputs(400, 2.0, seed=5, noise=2.0)
-    forget = _outputs(200, 2.0, seed=6, noise=2.0)
-    fresh = _outputs(200, 2.0, seed=7, noise=2.0)
+    member = scored_outputs(400, 2.0, seed=4, noise=2.0)
+    nonmember = scored_outputs(400, 2.0, seed=5, noise=2.0)
+    forget = scored_outputs(200, 2.0, seed=6, noise=2.0)
+    fresh = scored_outputs(200, 2.0, seed=7, noise=2.0)
     on_forget = mia_all(member, nonmember, forget, seed=0)
     on_fresh = mia_all(member, nonmember, fresh, seed=0)
     for name, res in on_forget.items():
@@ -166,9 +156,9 @@ def test_mia_same_distribution_is_chance() -> None:
 
 
 def test_mia_sizes_balancing_and_cap() -> None:
-    member = _outputs(50, 5.0, seed=1)
-    nonmember = _outputs(30, 0.0, seed=2)
-    forget = _outputs(9, 0.0, seed=3)
+    member = scored_outputs(50, 5.0, seed=1)
+    nonmember = scored_outputs(30, 0.0, seed=2)
+    forget = scored_outputs(9, 0.0, seed=3)
     res = mia_efficacy(member, nonmember, forget, attack="loss-lr", heldout_fraction=0.3)
     # n = min(50, 30) = 30 per class; 9 held out per class, 21 fitted per class
     assert (res.n_members, res.n_nonmembers, res.n_heldout, res.n_forget) == (21, 21, 18, 9)
@@ -177,9 +167,9 @@ def test_mia_sizes_balancing_and_cap() -> None:
 
 
 def test_mia_is_deterministic_given_seed() -> None:
-    member = _outputs(200, 3.0, seed=7, noise=2.0)
-    nonmember = _outputs(200, 1.0, seed=8, noise=2.0)
-    forget = _outputs(80, 2.0, seed=9, noise=2.0)
+    member = scored_outputs(200, 3.0, seed=7, noise=2.0)
+    nonmember = scored_outputs(200, 1.0, seed=8, noise=2.0)
+    forget = scored_outputs(80, 2.0, seed=9, noise=2.0)
     for attack in default_attacks():
         a = mia_efficacy(member, nonmember, forget, attack=attack, seed=123, max_samples=150)
         b = mia_efficacy(member, nonmember, forget, attack=attack, seed=123, max_samples=150)
@@ -187,8 +177,8 @@ def test_mia_is_deterministic_given_seed() -> None:
 
 
 def test_mia_empty_forget_gives_nan_efficacy() -> None:
-    member = _outputs(20, 10.0, seed=1)
-    nonmember = _outputs(20, 0.0, seed=2)
+    member = scored_outputs(20, 10.0, seed=1)
+    nonmember = scored_outputs(20, 0.0, seed=2)
     forget = (torch.empty(0, N_CLASSES), torch.empty(0, dtype=torch.long))
     res = mia_efficacy(member, nonmember, forget)
     assert math.isnan(res.efficacy) and res.n_forget == 0
@@ -196,7 +186,7 @@ def test_mia_empty_forget_gives_nan_efficacy() -> None:
 
 
 def test_mia_unknown_attack_names_it_and_lists_accepted() -> None:
-    member = _outputs(20, 10.0, seed=1)
+    member = scored_outputs(20, 10.0, seed=1)
     with pytest.raises(ValueError, match="bogus-svc") as info:
         mia_efficacy(member, member, member, attack="bogus-svc")
     assert all(name in str(info.value) for name in default_attacks())
@@ -206,9 +196,9 @@ def test_mia_unknown_attack_names_it_and_lists_accepted() -> None:
 
 def test_mia_too_few_samples_raises() -> None:
     with pytest.raises(ValueError, match="at least 4 non-members"):
-        mia_efficacy(_outputs(20, 1.0, seed=1), _outputs(3, 1.0, seed=2), _outputs(5, 1.0, seed=3))
+        mia_efficacy(scored_outputs(20, 1.0, seed=1), scored_outputs(3, 1.0, seed=2), scored_outputs(5, 1.0, seed=3))
     with pytest.raises(ValueError, match="at least 4 members"):
-        mia_efficacy(_outputs(2, 1.0, seed=1), _outputs(20, 1.0, seed=2), _outputs(5, 1.0, seed=3))
+        mia_efficacy(scored_outputs(2, 1.0, seed=1), scored_outputs(20, 1.0, seed=2), scored_outputs(5, 1.0, seed=3))
 
 
 def test_mia_result_to_dict() -> None:

@@ -51,7 +51,7 @@ def test_neggrad_plus_loss_weights_retain_and_forget(trained, class3_splits):
 @pytest.mark.parametrize("objective", ["retain", "random-label", "neggrad-plus"])
 def test_prunelora_objectives_run_and_differ(objective, trained, class3_splits, state_dicts_equal):
     result = unlearn(trained.model, class3_splits, "prunelora", steps=3, objective=objective, progress=False)
-    assert result.record["method"]["config"]["objective"] == objective
+    assert result.to_dict()["method"]["config"]["objective"] == objective
     if objective != "retain":
         retain = unlearn(trained.model, class3_splits, "prunelora", steps=3, progress=False)
         assert not state_dicts_equal(result.model.state_dict(), retain.model.state_dict())

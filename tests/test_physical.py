@@ -267,10 +267,10 @@ def test_prune_mode_options_are_validated(options, trained, class3_splits):
 def test_methods_train_the_smaller_model(method, trained, class3_splits):
     result = unlearn(trained.model, class3_splits, method, progress=False, steps=2, prune_mode="physical")
     mask = unlearn(trained.model, class3_splits, method, progress=False, steps=2)
-    assert result.artifacts.get("masks") is None and result.artifacts["architecture"]["modules"]
+    assert result.masks is None and result.architecture["modules"]
     assert n_params(result.model) < n_params(mask.model)
-    assert result.record["cost"]["trainable_params"] < mask.record["cost"]["trainable_params"]
-    assert result.record["sparsity"]["layers"] == {}  # nothing masked, nothing to report per layer
+    assert result.cost.trainable_params < mask.cost.trainable_params
+    assert result.sparsity["layers"] == {}  # nothing masked, nothing to report per layer
     assert not any(hasattr(m, "parametrizations") for m in result.model.modules())
 
 
@@ -285,7 +285,11 @@ def test_prunelora_physical_vit_preset_adapts_the_pruned_attention(class3_splits
     changed = [n for n, p in result.model.named_parameters() if not torch.equal(p, base.get_parameter(n))]
     assert any(n.startswith("blocks.1.attn.q_proj") for n in changed)
     assert result.model.blocks[1].attn.num_heads == 2
-    assert result.record["method"]["config"]["lora_types"] == ["mha"]  # the recorded config is the user's
+    # the recorded config is the one that ran (the pruned attention's linears, weight form); the
+    # caller's is kept beside it
+    assert result.requested.lora_types == ("mha",)
+    assert result.config.lora_types == ("linear",) and "blocks\\.1\\.attn\\.q_proj" in result.config.lora_pattern
+    assert result.to_dict()["method"]["requested"]["lora_types"] == ["mha"]
 
 
 def test_cli_physical_trains_fewer_parameters_and_info_loads_it(run_cli, checkpoint_dir, tmp_path):

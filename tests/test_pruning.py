@@ -5,14 +5,15 @@ report and BatchNorm recalibration. Table-driven over a tiny ResNet (convs) and 
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
+from helpers import tiny_resnet, tiny_vit, weight_of, zero_channels
 from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.models import create_model
 from prunelora.pruning import (
     LnImportance,
     bake_masks,
@@ -29,31 +30,10 @@ from prunelora.training import TrainConfig, fit
 PRESET_VIT_PATTERN = r"blocks\.{last}\.(attn|mlp)"  # the paper's ViT preset (configs/prunelora-vit.yaml)
 
 
-def tiny_resnet(seed: int = 0) -> nn.Module:
-    """resnet8 at half width: convs of 8/16/32 output channels."""
-    torch.manual_seed(seed)
-    return create_model("resnet8", 10, 1, 8, width=0.5)
-
-
-def tiny_vit(seed: int = 0, depth: int = 3) -> nn.Module:
-    """vit-tiny at quarter width: dim 32, packed q/k/v of 96 rows, MLP 64."""
-    torch.manual_seed(seed)
-    return create_model("vit-tiny", 10, 1, 8, width=0.25, depth=depth)
-
-
-MODELS = {"resnet": (tiny_resnet, ("conv",)), "vit": (tiny_vit, ("mha", "linear"))}
+# the pruning tests' ViT has 3 blocks
+MODELS = {"resnet": (tiny_resnet, ("conv",)), "vit": (functools.partial(tiny_vit, depth=3), ("mha", "linear"))}
 EXAMPLE = torch.zeros(1, 1, 8, 8)  # one input, for the trace dead-channel pruning takes
 WEIGHTS_ONLY = {"targets": "weights-only"}  # the paper's literal per-layer weight masks (the ablation)
-
-
-def zero_channels(weight: torch.Tensor) -> int:
-    """Output channels (dim 0) whose weights are all exactly zero (entries of a 1-D tensor)."""
-    return int((weight.detach().reshape(len(weight), -1) == 0).all(dim=1).sum())
-
-
-def weight_of(model: nn.Module, key: str) -> torch.Tensor:
-    module_name, param = key.rsplit(".", 1)
-    return getattr(model.get_submodule(module_name), param).detach()
 
 
 def any_parametrized(model: nn.Module) -> bool:
@@ -188,7 +168,7 @@ def test_without_kept_masks_fine_tuning_regrows_the_pruned_weights(small_train):
 
 
 def test_bake_leaves_a_plain_model_with_the_original_keys():
-    model = tiny_vit()
+    model = tiny_vit(depth=3)
     keys = set(model.state_dict())
     prune(model, 0.5, types=("mha", "linear"), bake=False, example_inputs=EXAMPLE)
     assert any_parametrized(model)
@@ -388,4 +368,4 @@ def test_recalibrate_batchnorm_max_batches_and_no_batchnorm(small_train):
     model = tiny_resnet()
     recalibrate_batchnorm(model, small_train, batch_size=32, max_batches=2)
     assert all(int(m.num_batches_tracked) == 2 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    assert recalibrate_batchnorm(tiny_vit(), small_train) == 0
+    assert recalibrate_batchnorm(tiny_vit(depth=3), small_train) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line, tiny_bench, write_yaml
 
 from prunelora.api import load_for_unlearning, train, unlearn_checkpoint
 from prunelora.bench import BenchConfig, original_checkpoint
@@ -35,7 +35,6 @@ def same_data(a: Splits, b: Splits) -> bool:
         torch.equal(getattr(a, part).images, getattr(b, part).images)
         and torch.equal(getattr(a, part).targets, getattr(b, part).targets)
         for part in ("forget", "retain", "val", "test_retain", "test_forget"))
-
 
 
 @pytest.fixture(scope="module")
@@ -142,16 +141,8 @@ def test_cli_bad_train_subset_is_one_line(run_cli, tmp_path, value, named):
 # --------------------------------------------------------------------------- the bench
 
 
-def tiny_bench(**extra) -> dict:
-    return {"name": "subset", "dataset": "digits", "model": "resnet8", "train": {"steps": 2, "seed": 0},
-            "scenarios": [{"name": "class3", "forget_class": 3}], "seeds": [0],
-            "methods": {"retrain": {}, "finetune": {"steps": 1}},
-            "mia": {"attacks": ["confidence-svc"], "max_samples": 100}, **extra}
-
-
-
 def test_bench_on_a_subset_matches_unlearning_its_original(run_cli, tmp_path, digits):
-    config = write_yaml(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": SIZE, "seed": SEED}))
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench("subset", train_subset={"size": SIZE, "seed": SEED}))
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
     assert code == 0, stderr
@@ -172,7 +163,7 @@ def test_bench_on_a_subset_matches_unlearning_its_original(run_cli, tmp_path, di
 
 
 def test_bench_subset_larger_than_the_dataset_writes_nothing(run_cli, tmp_path):
-    config = write_yaml(tmp_path / "bench.yaml", tiny_bench(train_subset={"size": 5000}))
+    config = write_yaml(tmp_path / "bench.yaml", tiny_bench("subset", train_subset={"size": 5000}))
     out = tmp_path / "out"
     line = one_error_line(run_cli("bench", "--config", config, "--out", out, "--no-progress"), "bench")
     assert "5000" in line and f"[10, {DIGITS_TRAIN}]" in line
@@ -190,7 +181,7 @@ def test_bench_subset_larger_than_the_dataset_writes_nothing(run_cli, tmp_path):
 ])
 def test_bench_config_refuses_a_bad_train_subset(value, named):
     with pytest.raises(InvalidInputError) as info:
-        BenchConfig.from_dict(tiny_bench(train_subset=value), "b.yaml")
+        BenchConfig.from_dict(tiny_bench("subset", train_subset=value), "b.yaml")
     message = str(info.value)
     assert message.startswith("b.yaml: ") and "\n" not in message
     for text in named:
@@ -199,7 +190,7 @@ def test_bench_config_refuses_a_bad_train_subset(value, named):
 
 def test_bench_identity_includes_the_subset():
     def ident(**extra) -> str:
-        return BenchConfig.from_dict(tiny_bench(**extra)).identity()
+        return BenchConfig.from_dict(tiny_bench("subset", **extra)).identity()
 
     whole = ident()
     assert ident(train_subset=None) == whole  # null is the default: older benches keep their identity

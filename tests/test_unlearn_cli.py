@@ -1,5 +1,6 @@
-"""`prunelora methods` and `prunelora unlearn`, run in-process: every method end to end, presets,
-forget kinds, adapter export, and one-line errors that leave nothing behind."""
+"""`prunelora methods` and `prunelora unlearn`, run in-process: presets, forget kinds, adapter
+export, and one-line errors that leave nothing behind. Every method end to end (unlearn, then
+info) is in tests/test_method_matrix.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import error_line, meta_json, one_error_line
 
 from prunelora.checkpoint import META, WEIGHTS
 
@@ -22,18 +24,6 @@ def fast(method: str) -> tuple[str, ...]:
     return ("--method", method) + (() if method == "retrain" else ("--steps", "3"))
 
 
-def _meta(folder: Path) -> dict:
-    return json.loads((folder / META).read_text())
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
-    assert "Traceback" not in stderr
-    assert lines[0].startswith("prunelora unlearn: error:")
-    return lines[0]
-
-
 def test_methods_lists_every_registered_method(run_cli):
     from prunelora.methods import list_methods
 
@@ -45,51 +35,12 @@ def test_methods_lists_every_registered_method(run_cli):
     assert all(len(line.split()) > 2 for line in lines)  # each with its summary
 
 
-# --------------------------------------------------------------------------- every method
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_unlearn_writes_a_checkpoint_that_info_loads(method, run_cli, checkpoint_dir, tmp_path, snapshot):
-    before = snapshot(checkpoint_dir)
-    out = tmp_path / method
-    code, stdout, stderr = run_cli(*unlearn_args(checkpoint_dir, out, *fast(method)))
-    assert code == 0, stderr
-    assert stderr == ""
-    kind = "retrain" if method == "retrain" else "unlearned"
-    assert stdout.startswith(f"{kind}:") and str(out) in stdout
-    assert {WEIGHTS, META} <= {p.name for p in out.iterdir()}
-    assert snapshot(checkpoint_dir) == before  # the original is untouched
-
-    code, info_json, stderr = run_cli("info", out, "--json")
-    assert code == 0, stderr
-    meta = json.loads(info_json)
-    assert meta == _meta(out)
-    assert meta["kind"] == kind
-    assert meta["method"]["name"] == method
-    config = meta["method"]["config"]
-    assert config["seed"] == 0
-    if method != "retrain":
-        assert config["steps"] == 3
-    assert meta["forget"]["kind"] == "class" and meta["forget"]["classes"] == [3]
-    assert meta["original"]["run_id"] == _meta(checkpoint_dir)["run_id"]
-    cost = meta["cost"]
-    assert cost["wall_time_s"] > 0 and cost["peak_memory_mb"] > 0 and cost["trainable_params"] > 0
-    assert {"layers", "pruned_layers", "overall"} <= set(meta["sparsity"])
-    if method in ("prune-finetune", "prunelora"):
-        assert meta["sparsity"]["pruned_layers"] == pytest.approx(0.5)
-    assert {"RA", "UA", "TA", "FA", "val"} <= set(meta["metrics"])
-
-    code, table, stderr = run_cli("info", out)
-    assert code == 0, stderr
-    assert method in table and "sparsity" in table
-
-
 def test_preset_applies_and_flags_override_it(run_cli, checkpoint_dir, tmp_path):
     out = tmp_path / "preset"
     code, _, stderr = run_cli(*unlearn_args(checkpoint_dir, out, "--preset", "prunelora-digits-resnet",
                                             "--steps", "3"))
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["method"]["name"] == "prunelora"
     config = meta["method"]["config"]
     assert config["epochs"] == 30  # from the preset
@@ -103,7 +54,7 @@ def test_forget_fraction(run_cli, checkpoint_dir, tmp_path):
     out = tmp_path / "fraction"
     code, _, stderr = run_cli(*unlearn_args(checkpoint_dir, out, *fast("finetune"), forget=("--forget-fraction", "0.1")))
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["forget"]["kind"] == "fraction" and meta["forget"]["fraction"] == 0.1
     assert "UA" in meta["metrics"] and "FA" not in meta["metrics"]  # no test-forget set
 
@@ -115,7 +66,7 @@ def test_forget_indices_file(run_cli, checkpoint_dir, tmp_path):
     code, _, stderr = run_cli(*unlearn_args(checkpoint_dir, out, *fast("prunelora"),
                                             forget=("--forget-indices", str(indices))))
     assert code == 0, stderr
-    meta = _meta(out)
+    meta = meta_json(out)
     assert meta["forget"]["kind"] == "indices"
     assert meta["forget"]["indices"] == [0, 5, 17]
     assert meta["forget"]["source"] == str(indices)
@@ -124,13 +75,13 @@ def test_forget_indices_file(run_cli, checkpoint_dir, tmp_path):
 def test_forget_set_is_drawn_from_the_originals_training_records(run_cli, checkpoint_dir, tmp_path, digits):
     """The original recorded the validation split it held out; a deletion request naming one of those
     records is refused (the original never trained on it), and a class-wise D_f excludes them."""
-    val = _meta(checkpoint_dir)["dataset"]["val_indices"]
+    val = meta_json(checkpoint_dir)["dataset"]["val_indices"]
     assert val and val == sorted(set(val))
     indices = tmp_path / "delete-me.txt"
     indices.write_text(f"{val[0]}\n")
     out = tmp_path / "held-out"
-    line = _one_error_line(run_cli(*unlearn_args(checkpoint_dir, out, *fast("finetune"),
-                                                 forget=("--forget-indices", str(indices))))[2])
+    line = one_error_line(run_cli(*unlearn_args(checkpoint_dir, out, *fast("finetune"),
+                                                forget=("--forget-indices", str(indices)))), "unlearn")
     assert f"forget index {val[0]} is in the original's validation split" in line
     assert not out.exists()
 
@@ -174,7 +125,7 @@ def test_bad_input_is_one_line_and_writes_nothing(extra, named, run_cli, checkpo
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(*unlearn_args(checkpoint_dir, out, "--no-progress", *extra))
     assert code == 2
-    assert named in _one_error_line(stderr)
+    assert named in error_line(stderr, "unlearn")
     assert not out.exists()
     assert snapshot(checkpoint_dir) == before
 
@@ -183,18 +134,18 @@ def test_option_of_another_method_is_named_with_the_method(run_cli, checkpoint_d
     code, _, stderr = run_cli(*unlearn_args(checkpoint_dir, tmp_path / "out", "--method", "finetune",
                                             "--lora-rank", "4"))
     assert code == 2
-    line = _one_error_line(stderr)
+    line = error_line(stderr, "unlearn")
     assert "--lora-rank" in line and "'finetune'" in line
 
 
 def test_retrain_without_a_recipe_is_refused(run_cli, checkpoint_copy, tmp_path):
-    meta = _meta(checkpoint_copy)
+    meta = meta_json(checkpoint_copy)
     del meta["recipe"]
     (checkpoint_copy / META).write_text(json.dumps(meta))
     out = tmp_path / "out"
     code, _, stderr = run_cli(*unlearn_args(checkpoint_copy, out, "--method", "retrain"))
     assert code == 2
-    assert "recipe" in _one_error_line(stderr)
+    assert "recipe" in error_line(stderr, "unlearn")
     assert not out.exists()
 
 
@@ -203,5 +154,5 @@ def test_save_adapter_for_a_method_without_adapters_writes_nothing(run_cli, chec
     code, _, stderr = run_cli(*unlearn_args(checkpoint_dir, out, *fast("finetune"), "--save-adapter",
                                             tmp_path / "adapter"))
     assert code == 2
-    assert "--save-adapter" in _one_error_line(stderr)
+    assert "--save-adapter" in error_line(stderr, "unlearn")
     assert not out.exists()

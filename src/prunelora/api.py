@@ -56,7 +56,14 @@ from prunelora.training.memory import PeakMemory
 
 @dataclass
 class RunResult:
-    """A trained or unlearned model, its meta.json content and where it was saved (if it was)."""
+    """A trained or unlearned model, its meta.json content and where it was saved (if it was).
+
+    Attributes:
+        model: the model, a plain `nn.Module`.
+        meta: what the checkpoint's meta.json holds (architecture, data, recipe, method, metrics, cost).
+        path: the checkpoint directory, or None when nothing was saved.
+        splits: the splits the model was trained or unlearned on.
+    """
 
     model: nn.Module
     meta: dict[str, Any]
@@ -100,7 +107,7 @@ def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBun
 
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
-    """Accuracy on every split (percent); keys as docs/design.md defines them: RA, UA, TA, FA, val."""
+    """Accuracy on every split (percent); keys as docs/concepts/metrics.md defines them: RA, UA, TA, FA, val."""
     metrics = {"RA": accuracy_on(model, splits.retain, device), "val": accuracy_on(model, splits.val, device),
                "TA": accuracy_on(model, splits.test_retain, device)}
     if splits.spec is not None:
@@ -136,8 +143,39 @@ def train(
     result is saved as a checkpoint directory; an `out` holding a different run is refused.
     `train_subset` first cuts the train set to that many images, stratified by class and chosen
     by `subset_seed` (the validation split is then carved from the subset; the test set is whole).
-    The checkpoint records it, so unlearning and evaluation rebuild the same data. `image_size`:
-    the side an image folder's images are resized to.
+    The checkpoint records it, so unlearning and evaluation rebuild the same data.
+
+    Args:
+        dataset: a registered dataset name (`prunelora.list_datasets()`), e.g. `"digits"`.
+        model: a registered model name (`prunelora.list_models()`), e.g. `"resnet8"`.
+        config: the training recipe; `TrainConfig()` (30 epochs of SGD) when None.
+        model_kwargs: extra arguments of the model's builder, e.g. `{"width": 2}`.
+        data_dir: folder holding the dataset's files (default: the dataset's own place).
+        download: let torchvision download the dataset (needs the internet).
+        val_fraction: share of the training set held out for validation (seeded, stratified).
+        forget: what to leave out of training (exact unlearning); None trains on all of it.
+        out: checkpoint directory to write; None keeps the model in memory only.
+        overwrite: replace a different run already in `out`.
+        device: `"cpu"`, `"cuda"`, `"cuda:1"`...; None picks a GPU when there is one.
+        progress: show progress bars.
+        kind: what meta.json calls the model (`"original"`, `"retrain"`).
+        extra_meta: more keys for meta.json.
+        train_subset: train on this many images of the train set, stratified by class.
+        subset_seed: which images `train_subset` picks.
+        image_size: the side an image folder's images are resized to.
+
+    Returns:
+        The trained model, its meta.json content, the checkpoint path (or None) and the splits.
+
+    Raises:
+        InvalidInputError: an unknown dataset or model, or a bad option value.
+        MissingFileError: the dataset's files are not where they should be.
+        OutputError: `out` cannot be written.
+
+    Example:
+        ```python
+        original = prunelora.train("digits", "resnet8", TrainConfig(epochs=15), out="runs/original")
+        ```
     """
     config = config or TrainConfig()
     bundle = load_dataset(dataset, data_dir=data_dir, download=download, augment=config.augment,
@@ -213,13 +251,42 @@ def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.
 
     The same as `unlearn_checkpoint(..., method="retrain")`: the checkpoint is loaded and checked
     (weights, architecture, classes) before any training.
+
+    Args:
+        checkpoint: the original's checkpoint directory.
+        forget: what to forget (`ForgetSpec.from_classes(3)`, ...).
+        out: checkpoint directory to write; None keeps the model in memory only.
+        seed: the retrain's seed.
+        overwrite: replace a different run already in `out`.
+        data_dir: folder holding the dataset's files (default: the dataset's own place).
+        download: let torchvision download the dataset (needs the internet).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show progress bars.
+
+    Returns:
+        The retrained model, its meta.json content (metrics included), the path and the splits.
+
+    Raises:
+        CheckpointError: the checkpoint is missing parts, foreign, or does not fit its meta.json.
+        InvalidInputError: the forget spec does not fit the data, or a bad option value.
+        OutputError: `out` cannot be written.
     """
     return unlearn_checkpoint(checkpoint, forget, "retrain", out=out, overwrite=overwrite, data_dir=data_dir,
                               download=download, device=device, progress=progress, seed=seed)
 
 
 def info(checkpoint: str | os.PathLike) -> dict:
-    """meta.json of a checkpoint, after checking that its weights load into its architecture."""
+    """meta.json of a checkpoint, after checking that its weights load into its architecture.
+
+    Args:
+        checkpoint: a checkpoint directory.
+
+    Returns:
+        The checkpoint's meta.json content: model, data, forget spec, recipe, method, metrics, cost.
+
+    Raises:
+        CheckpointError: the checkpoint is missing parts, foreign, or does not fit its meta.json.
+    """
     _, meta = load_checkpoint(checkpoint)
     return meta
 
@@ -231,9 +298,37 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
                        **method_options) -> RunResult:
     """Load a checkpoint, make it forget `forget` with `method`, evaluate the splits, save the result.
 
-    The saved model is always a plain merged model. `save_adapter` additionally exports the LoRA
-    adapter alone, with a warning (base weights plus the adapter still hold the forgotten data).
-    `classifier` names the classifier module when it is not found by itself (see `unlearn`).
+    The saved model is always a plain merged model.
+
+    Args:
+        checkpoint: the original's checkpoint directory.
+        forget: what to forget (`ForgetSpec.from_classes(3)`, `ForgetSpec.from_index_file(path)`, ...).
+        method: a registered method name (`prunelora.list_methods()`).
+        out: checkpoint directory to write; None keeps the model in memory only.
+        overwrite: replace a different run already in `out`.
+        data_dir: folder holding the dataset's files (default: the dataset's own place).
+        download: let torchvision download the dataset (needs the internet).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show progress bars.
+        save_adapter: also export the LoRA adapter alone into this directory, with a warning (the
+            base weights plus the adapter still hold the forgotten data).
+        classifier: the classifier module's name when it is not found by itself (see `unlearn`).
+        **method_options: the method's options (fields of its config), e.g. `epochs=5, lora_rank=8`.
+
+    Returns:
+        The unlearned model, its meta.json content (metrics and cost included), the path and the
+        splits.
+
+    Raises:
+        CheckpointError: the checkpoint is missing parts, foreign, or does not fit its meta.json.
+        InvalidInputError: an unknown method, an option it does not take, or a bad value.
+        OutputError: `out` or `save_adapter` cannot be written.
+
+    Example:
+        ```python
+        result = prunelora.unlearn_checkpoint("runs/original", ForgetSpec.from_classes(3), "prunelora",
+                                              out="runs/prunelora", epochs=30)
+        ```
     """
     entry = get_method(method)
     config = entry.make_config(**method_options)  # validate options before loading anything
@@ -251,11 +346,10 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
                      classifier=classifier)
-    record = result.record
     out_meta = CheckpointMeta.unlearned(
-        meta, forget=forget.to_dict(), method=record["method"], cost=record["cost"],
-        seed=getattr(config, "seed", None), sparsity=record["sparsity"], history=record.get("history", []),
-        metrics=split_metrics(result.model, splits, device), architecture=result.artifacts.get("architecture"),
+        meta, forget=forget.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
+        seed=getattr(config, "seed", None), sparsity=result.sparsity, history=result.record.history,
+        metrics=split_metrics(result.model, splits, device), architecture=result.architecture,
         original_path=checkpoint)
     path = None
     if out is not None:
@@ -274,7 +368,7 @@ def _save_outputs(result, out, out_meta: CheckpointMeta, save_adapter, rid: str)
     adapter_dir = Path(save_adapter)
     created = not adapter_dir.exists()
     try:
-        export_adapter(result.artifacts["adapter"], adapter_dir)
+        export_adapter(result.adapter, adapter_dir)
         atomic_write_text(adapter_dir / ADAPTER_RUN, json.dumps({"run_id": rid, "checkpoint": str(out)}) + "\n")
         return save_checkpoint(result.model, out, out_meta)
     except BaseException as exc:

@@ -44,7 +44,7 @@ from prunelora.errors import (
     parse_text_file,
 )
 from prunelora.models import create_model
-from prunelora.pruning.physical import merge_architecture, rebuild_pruned
+from prunelora.pruning import merge_architecture, rebuild_pruned
 from prunelora.training.distributed import barrier, is_main_process
 
 FORMAT = "prunelora-checkpoint"
@@ -122,7 +122,9 @@ class CheckpointMeta:
                   ) -> CheckpointMeta:
         """The meta.json of a method's result on the checkpoint whose meta.json is `original`.
 
-        `method` is `{"name", "config"}` (the unlearning record's); `architecture` the smaller
+        `method` is `{"name", "config"}` (the unlearning record's: the config as run, and
+        `requested`, the caller's, when the method changed it; the run id is the request's);
+        `architecture` the smaller
         modules of a physically pruned result (merged into `model.pruned`), `original_path` where
         the original lies (recorded for `prunelora eval`'s relearning). The run id is
         `unlearned_run_id` of the same inputs.
@@ -134,7 +136,8 @@ class CheckpointMeta:
         if original_path is not None:
             source = {"path": str(original_path), **source}
         return cls(kind="retrain" if method["name"] == "retrain" else "unlearned",
-                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"], method["config"]),
+                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"],
+                                           method.get("requested", method["config"])),
                    model=model, dataset=original["dataset"], forget=forget, recipe=original.get("recipe"),
                    seed=seed, method=method, metrics=metrics, cost=cost, sparsity=sparsity,
                    history=[] if history is None else history, original=source, created=timestamp())
@@ -324,8 +327,19 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: CheckpointMe
     failure (disk full, a meta value JSON cannot hold, Ctrl-C) leaves a previous checkpoint intact,
     and a directory this call created is removed again. meta.json records the weights' SHA-256, so
     an interruption between the two renames gives a pair that refuses to load, never a mixed one.
-    Non-finite weights are refused. Under several processes only the main one writes; the others
-    wait until it has.
+    Under several processes only the main one writes; the others wait until it has.
+
+    Args:
+        model: the model to save (its state dict goes to `model.safetensors`).
+        out: the checkpoint directory.
+        meta: what meta.json holds: architecture, data, recipe, method, metrics...
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        CheckpointError: non-finite weights.
+        OutputError: `out` cannot be written.
     """
     if not is_main_process():
         barrier()
@@ -490,7 +504,7 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
 
 def build_model_from_meta(meta: dict, device: str | torch.device | None = None) -> nn.Module:
     """The registry model meta.json names; a physically pruned one gets its stored smaller modules
-    (`model.pruned`, see `prunelora.pruning.physical`) without running the pruning again.
+    (`model.pruned`, see `prunelora.pruning.architecture`) without running the pruning again.
 
     `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
     """
@@ -514,11 +528,28 @@ def check_model_size(build, what: str) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint directory and load its weights. Returns (model, meta).
+    """Rebuild the model of a checkpoint directory and load its weights; never unpickles.
 
     Nothing is allocated before the safetensors header has been compared with the model meta.json
     describes (built on the `meta` device); the weights must match meta.json's digest of them
     (when it records one) and be finite.
+
+    Args:
+        path: the checkpoint directory (`model.safetensors` + `meta.json`).
+        map_location: the device the weights are loaded to.
+
+    Returns:
+        `(model, meta)`: the model, ready to use, and meta.json's content.
+
+    Raises:
+        MissingFileError: the directory or one of its files does not exist.
+        CheckpointError: a truncated, foreign, non-finite or too new checkpoint, or one that does
+            not fit its meta.json.
+
+    Example:
+        ```python
+        model, meta = prunelora.load_checkpoint("runs/original")
+        ```
     """
     meta = read_meta(path)
     weights = Path(path) / WEIGHTS

@@ -69,10 +69,6 @@ def untrust_all() -> None:
     _TRUSTED.clear()
 
 
-def is_factory(name: str) -> bool:
-    return isinstance(name, str) and name.startswith(PREFIX)
-
-
 def get_factory(name: str, flag: str) -> Callable:
     """The trusted function behind a canonical reference, or one line saying which flag trusts it."""
     fn = _TRUSTED.get(name)

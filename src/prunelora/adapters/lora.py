@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from peft import LoraConfig, get_peft_model  # imported here, not inside a timed unlearning run
@@ -31,7 +32,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.masks import bake_masks, classifier_name, compile_pattern, multiply_masks
+from prunelora.pruning.masks import bake_masks, multiply_masks
+from prunelora.pruning.selection import classifier_name, select_layers
 from prunelora.pruning.settings import layer_classes
 from prunelora.training.distributed import barrier, is_main_process
 
@@ -48,13 +50,24 @@ class LoraSettings:
     classifier trains whole beside the adapters, `backend`: `peft` or `weight` (see the module doc).
     """
 
-    rank: int = 8
-    alpha: float = 16
-    dropout: float = 0.1
-    types: tuple[str, ...] = ("conv",)
-    pattern: str | None = None
-    train_head: bool = True
-    backend: str = "peft"
+    # Each field's help is the command line's: the methods' `lora_*` options are generated from
+    # these fields (`methods.common.LoraOptions`), named as `OPTION_NAMES` says.
+    rank: int = field(default=8, metadata={"help": "rank r of each LoRA update"})
+    alpha: float = field(default=16, metadata={"help": "LoRA scale: the update is multiplied by alpha/rank"})
+    dropout: float = field(default=0.1, metadata={"help": (
+        "dropout on each adapter's input (0 for the weight backend and for attention)")})
+    types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
+        "layer types adapted, comma-separated: conv, linear, mha (attention)")})
+    pattern: str | None = field(default=None, metadata={"help": (
+        "only layers whose name matches this regex ({last} stands for the highest block index)")})
+    train_head: bool = field(default=True, metadata={"help": "train the classifier whole beside the adapters"})
+    backend: str = field(default="peft", metadata={"help": (
+        "peft (an adapter path beside each layer, the paper's) or weight (W0 + (alpha/r)*B@A in the weight "
+        "itself: one convolution per layer, faster; needs --lora-dropout 0)")})
+
+    OPTION_NAMES: ClassVar[dict[str, str]] = {
+        "rank": "lora_rank", "alpha": "lora_alpha", "dropout": "lora_dropout", "types": "lora_types",
+        "pattern": "lora_pattern", "train_head": "train_head", "backend": "lora_backend"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
@@ -93,26 +106,11 @@ class LoraSettings:
 
 def lora_targets(model: nn.Module, types: Sequence[str], pattern: str | None,
                  head_name: str | None = None) -> list[str]:
-    """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all).
-    Inside a targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are
-    both adapted."""
-    wanted = layer_classes(types, "lora_types")
-    head_name = classifier_name(model, head_name)
-    regex = compile_pattern(model, pattern)
-    names: list[str] = []
-    mha_prefixes: list[str] = []
-    for name, module in model.named_modules():
-        if name == head_name or name.startswith(head_name + "."):
-            continue
-        if any(name.startswith(p + ".") for p in mha_prefixes):
-            continue
-        if isinstance(module, nn.MultiheadAttention) and "mha" in types and (regex is None or regex.search(name)):
-            mha_prefixes.append(name)
-        if isinstance(module, wanted) and (regex is None or regex.search(name)):
-            names.append(name)
-    if not names:
-        raise InvalidInputError(f"no layer of type {'/'.join(types)} matches LoRA pattern {pattern!r}")
-    return names
+    """Names of the modules LoRA will wrap (never the classifier, which trains whole if at all),
+    chosen by the selector pruning uses (`prunelora.pruning.selection.select_layers`). Inside a
+    targeted MultiheadAttention nothing else is targeted: its in_proj and out_proj are both adapted."""
+    return [name for name, _ in select_layers(model, types, pattern, head_name=head_name, option="lora_types",
+                                              inside_attention=False, what="LoRA pattern")]
 
 
 def max_lora_rank(module: nn.Module) -> int:

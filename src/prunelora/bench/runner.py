@@ -278,11 +278,10 @@ def compute_cell(scenario: str, method: str, options: dict, seed: int, original,
                          original_meta=original_meta)
         checkpoint = None
         if cache_model:
-            record = result.record
             checkpoint = (result.model, CheckpointMeta.unlearned(
-                original_meta, forget=splits.spec.to_dict(), method=record["method"], cost=record["cost"],
-                seed=seed, sparsity=record.get("sparsity"), history=record.get("history"),
-                architecture=result.artifacts.get("architecture")))
+                original_meta, forget=splits.spec.to_dict(), method=result.method_dict(),
+                cost=result.cost.to_dict(), seed=seed, sparsity=result.sparsity, history=result.record.history,
+                architecture=result.architecture))
         probe, relearn = settings["probe"], settings["relearn"]
         evaluation = evaluate(result.model, splits, reference=reference, device=device,
                               attacks=judge["attacks"], mia_seed=judge["mia_seed"],
@@ -294,11 +293,10 @@ def compute_cell(scenario: str, method: str, options: dict, seed: int, original,
         ran_with = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
-    cost = result.record["cost"]
+    cost = result.cost
     row = {"scenario": scenario, "method": method, "seed": seed, **evaluation.metrics,
-           "wall_time_s": cost["wall_time_s"], "peak_memory_mb": cost["peak_memory_mb"],
-           "trainable_params": cost.get("trainable_params", 0), "steps": cost.get("steps", 0),
-           "threads": ran_with}
+           "wall_time_s": cost.wall_time_s, "peak_memory_mb": cost.peak_memory_mb,
+           "trainable_params": cost.trainable_params, "steps": cost.steps, "threads": ran_with}
     if reference is None:  # the retrain: its own reference
         row["Avg.Gap"] = 0.0
         for key in [k for k in row if k.startswith("Probe-FA")]:
@@ -308,7 +306,7 @@ def compute_cell(scenario: str, method: str, options: dict, seed: int, original,
                                                  bool(row["relearn_capped"]), bool(row["relearn_capped"]))
     payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "probe": evaluation.probe,
                "relearn": evaluation.relearn, "record": {
-        k: v for k, v in result.record.items() if k in ("method", "cost", "sparsity")},
+        k: v for k, v in result.to_dict().items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return payload, checkpoint
 

@@ -23,7 +23,7 @@ from prunelora.cli.options import (
     print_metrics,
 )
 from prunelora.errors import InvalidInputError
-from prunelora.methods import get_method, list_methods, renamed_options
+from prunelora.methods import get_method, list_methods
 from prunelora.training import check_device
 
 _NOT_METHOD_OPTIONS = {"seed"}  # shared with the command's own --seed
@@ -75,15 +75,13 @@ def setup(p: argparse.ArgumentParser) -> None:
         # default None: a method not given the flag keeps its own default
         add_field_option(g, option.field, option.annotation, default=None,
                          help=(option.help + "; " if option.help else "") + "for " + ", ".join(sorted(option.methods)))
-    for old in renamed_options():  # hidden, any value: refused by the method, naming the option that replaced it
-        g.add_argument("--" + old.replace("_", "-"), type=lambda value: value, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     """Make a trained model forget (a class, a random fraction, or listed records) with a method."""
     method = get_method(args.method)
     fields = {f.name for f in dataclasses.fields(method.config_cls)}
-    overrides = {old: getattr(args, old) for old in renamed_options() if getattr(args, old) is not None}
+    overrides = {}
     for name in method_options():
         value = getattr(args, name)
         if value is None:

@@ -11,15 +11,15 @@ import gzip
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from prunelora.data.generic import fetch, targets_of
+from prunelora.data.images import ImageDataset
 from prunelora.errors import InvalidInputError, MissingFileError
 from prunelora.factories import get_factory
 
@@ -36,94 +36,6 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-class ImageDataset(Dataset):
-    """Images as a uint8 tensor (N, C, H, W) with integer `targets` (N,).
-
-    Indexing with a list of indices (`__getitems__`) returns one normalised float batch, so a
-    standard `DataLoader` (and hence Accelerate's sharded loader) fetches a batch in one step.
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        targets: torch.Tensor,
-        mean: Sequence[float],
-        std: Sequence[float],
-        augment: bool = False,
-    ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if len(images) != len(targets):
-            raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        self.images = images
-        self.targets = targets.long()
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def subset(self, indices: torch.Tensor | Sequence[int], augment: bool | None = None) -> ImageDataset:
-        """A new dataset over the given indices (copies the selected rows; the original is untouched)."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return ImageDataset(
-            self.images[idx], self.targets[idx], self.mean.flatten().tolist(),
-            self.std.flatten().tolist(), self.augment if augment is None else augment,
-        )
-
-    def eval_view(self) -> ImageDataset:
-        """The same records without augmentation (tensors shared, nothing copied): what every
-        prediction made for evaluation sees, so that RA, the membership attacks' members and the
-        non-members are all scored on un-augmented images."""
-        if not self.augment:
-            return self
-        view = object.__new__(ImageDataset)
-        view.__dict__.update(self.__dict__)
-        view.augment = False
-        return view
-
-    def with_targets(self, targets: torch.Tensor) -> ImageDataset:
-        """The same images with other labels (e.g. random wrong labels for the forget set)."""
-        return ImageDataset(self.images, targets, self.mean.flatten().tolist(), self.std.flatten().tolist(),
-                            self.augment)
-
-    def concat(self, other: ImageDataset) -> ImageDataset:
-        """This dataset followed by `other` (same normalisation; augmentation of this one)."""
-        return ImageDataset(torch.cat([self.images, other.images]), torch.cat([self.targets, other.targets]),
-                            self.mean.flatten().tolist(), self.std.flatten().tolist(), self.augment)
-
-    def _transform(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        if self.augment:
-            x = random_crop_flip(x)
-        return (x - self.mean) / self.std
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self._transform(self.images[idx]), self.targets[idx]
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.__getitems__([index])
-        return x[0], y[0]
-
-
-def random_crop_flip(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
-    """Random crop with zero padding and horizontal flip, per image, using torch's global RNG."""
-    n, _, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,))
-    dx = torch.randint(0, 2 * padding + 1, (n,))
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
-    batch = torch.arange(n).view(n, 1, 1, 1)
-    chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
-    out = padded[batch, chan, rows, cols]
-    flip = torch.rand(n) < 0.5
-    out[flip] = out[flip].flip(-1)
-    return out
 
 
 @dataclass
@@ -220,7 +132,11 @@ def register_dataset(name: str, offline: str) -> Callable[[Loader], Loader]:
 
 
 def list_datasets() -> dict[str, str]:
-    """Registered dataset names and how each is reached offline."""
+    """Registered dataset names and how each is reached offline.
+
+    Returns:
+        `{name: description}`.
+    """
     return {name: offline for name, (_, offline) in _DATASETS.items()} | {
         "imagefolder:PATH": "your own class-per-folder images under PATH (offline)"
     }
@@ -230,9 +146,24 @@ def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, download: bool = False, augment: bool = False,
     image_size: int = 32,
 ) -> DatasetBundle:
-    """Load a registered dataset by name (`digits`, `fashion-mnist`, ..., `imagefolder:PATH`, or a
-    trusted `factory:FILE.py:FUNC`, see `prunelora.factories`). `image_size`: the side images of an
-    image folder are resized to."""
+    """Load a registered dataset by name.
+
+    Args:
+        name: `digits`, `fashion-mnist`, ..., `imagefolder:PATH`, or a trusted
+            `factory:FILE.py:FUNC` (see `prunelora.factories`); `prunelora.list_datasets()` lists
+            them.
+        data_dir: folder holding the dataset's files (default: the dataset's own place).
+        download: let torchvision download the dataset (needs the internet).
+        augment: random crop and flip on the training images.
+        image_size: the side images of an image folder are resized to.
+
+    Returns:
+        A `DatasetBundle`: the train and test sets, class names and normalisation.
+
+    Raises:
+        InvalidInputError: an unknown dataset name.
+        MissingFileError: the dataset's files are not there (and `download` is off).
+    """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 1024:
         raise InvalidInputError(f"image size {image_size!r} is not an integer in [4, 1024]")
     if name.startswith("factory:"):

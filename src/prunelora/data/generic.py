@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, default_collate
 
+from prunelora.data.images import ImageDataset
 from prunelora.errors import InvalidInputError
 
 
@@ -36,9 +37,6 @@ class Relabelled(Dataset):
 
 
 def _is_fast(dataset) -> bool:
-    # imported here, not at the top: prunelora.data.datasets imports this module at its top
-    from prunelora.data.datasets import ImageDataset
-
     return isinstance(dataset, ImageDataset)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
 from prunelora.data.datasets import DatasetBundle
-from prunelora.data.generic import make_loader, subset, targets_of
+from prunelora.data.generic import subset, targets_of
 from prunelora.errors import InvalidInputError, MissingFileError
 
 FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give exactly one
@@ -20,7 +20,22 @@ FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give e
 
 @dataclass(frozen=True)
 class ForgetSpec:
-    """What to forget: whole classes, a seeded random fraction of train, or explicit train indices."""
+    """What to forget: whole classes, a seeded random fraction of train, or explicit train indices.
+
+    Build one with `ForgetSpec.from_classes(3)`, `ForgetSpec.from_classes("3,5")` or
+    `ForgetSpec.from_index_file("request.txt")` (one training index per line).
+
+    Attributes:
+        kind: `"class"`, `"fraction"` or `"indices"`.
+        classes: the forgotten classes (kind `"class"`).
+        fraction: the share of the training records, in (0, 1) (kind `"fraction"`).
+        indices: the training indices (kind `"indices"`).
+        seed: which records a fraction draws.
+        source: the index file a deletion request came from, for the record.
+
+    Raises:
+        InvalidInputError: an unknown kind, a fraction outside (0, 1), or no class.
+    """
 
     kind: str  # "class" | "fraction" | "indices"
     classes: tuple[int, ...] = ()
@@ -39,7 +54,17 @@ class ForgetSpec:
 
     @classmethod
     def from_classes(cls, classes: int | str | list[int] | tuple[int, ...]) -> ForgetSpec:
-        """`3`, `"3,5"` or `[3, 5]`."""
+        """Forget whole classes.
+
+        Args:
+            classes: a class index (`3`), a comma-separated string (`"3,5"`) or a list (`[3, 5]`).
+
+        Returns:
+            The spec, its classes sorted and without repeats.
+
+        Raises:
+            InvalidInputError: a string that is not a list of class indices, or no class.
+        """
         if isinstance(classes, str):
             try:
                 parsed = tuple(int(c) for c in classes.split(",") if c.strip())
@@ -55,7 +80,20 @@ class ForgetSpec:
 
     @classmethod
     def from_index_file(cls, path: str | os.PathLike) -> ForgetSpec:
-        """One training index per line; blank lines and `#` comments are ignored."""
+        """Forget the records a deletion request names: one training index per line.
+
+        Blank lines and `#` comments are ignored.
+
+        Args:
+            path: the index file.
+
+        Returns:
+            The spec, its indices sorted and without repeats; `source` records the file.
+
+        Raises:
+            MissingFileError: the file does not exist.
+            InvalidInputError: the file is not UTF-8 text, or a line is not an integer.
+        """
         path = Path(path)
         if not path.is_file():
             raise MissingFileError(f"forget index file {str(path)!r} does not exist")
@@ -89,13 +127,23 @@ class ForgetSpec:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, required: bool = True,
                      owner: str | None = None) -> ForgetSpec | None:
-        """The spec exactly one of `forget_class` (an index, `"3,5"` or a list), `forget_fraction`
-        (drawn with `forget_seed`) and `forget_indices` (an index file) describes.
+        """The spec exactly one of `forget_class`, `forget_fraction` and `forget_indices` describes.
 
         The one parser of a forget request: the command line's flags and a bench scenario's keys
         both come here. Errors name the command-line flags, or, when `owner` is given (e.g.
-        `"scenario 'class3'"`), the keys of that configuration entry. None when nothing is given
-        and the request is not `required`.
+        `"scenario 'class3'"`), the keys of that configuration entry.
+
+        Args:
+            options: a mapping with `forget_class` (an index, `"3,5"` or a list), `forget_fraction`
+                (drawn with `forget_seed`) or `forget_indices` (an index file).
+            required: refuse a request that names nothing.
+            owner: the configuration entry the options come from, for the error messages.
+
+        Returns:
+            The spec, or None when nothing is given and the request is not `required`.
+
+        Raises:
+            InvalidInputError: none or several of the three given, or a bad value.
         """
         given = [name for name in FORGET_OPTIONS if options.get(name) is not None]
         if owner is not None and len(given) != 1:
@@ -174,6 +222,19 @@ class Splits:
 
     Indices refer to the training set the original model was given: the dataset's train set, or
     its stratified train subset when the original was trained on one (see `stratified_subset`).
+    Build them with `build_splits`, or from your own datasets with `Splits.from_datasets`.
+
+    Attributes:
+        forget: D_f, the training records to forget.
+        retain: D_r, the rest of the original's training records.
+        val: the original's validation split.
+        test_retain: test samples of the retained classes (all of them for sample-wise forgetting).
+        test_forget: test samples of the forgotten classes (empty for sample-wise forgetting).
+        forget_indices: D_f's indices in the training set.
+        retain_indices: D_r's indices in the training set.
+        val_indices: the validation split's indices in the training set.
+        spec: what was forgotten (None for plain training).
+        num_classes: the number of classes.
     """
 
     forget: Dataset
@@ -193,9 +254,23 @@ class Splits:
                       num_classes: int | None = None) -> Splits:
         """Splits from a user's own datasets: D_r, D_f and (optionally) the test set and a validation set.
 
-        With `forget_classes` (class-wise forgetting) the test set is split into test-retain and
-        test-forget by label; otherwise it is all test-retain. `num_classes` defaults to the largest
-        label seen plus one. Indices refer to `concat(retain, forget)` (D_r first).
+        Indices refer to `concat(retain, forget)` (D_r first).
+
+        Args:
+            retain: D_r, a map-style Dataset of `(image, label)`.
+            forget: D_f.
+            test: the test set; with `forget_classes` it is split into test-retain and test-forget by
+                label, otherwise it is all test-retain.
+            val: a validation set.
+            forget_classes: the forgotten classes, for class-wise forgetting.
+            num_classes: the number of classes (default: the largest label seen plus one).
+
+        Returns:
+            The `Splits`.
+
+        Raises:
+            InvalidInputError: an empty retain set, a `num_classes` below a label seen, or a forgotten
+                class outside the classes.
         """
         empty = Subset(retain, [])
         test = test if test is not None else empty
@@ -229,9 +304,6 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("forget", "retain", "val", "test_retain", "test_forget")}
-
-    def loader(self, part: str, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        return make_loader(getattr(self, part), batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
 def resolve_splits(splits: Splits | None, retain=None, forget=None, test=None, forget_classes=None, *,
@@ -288,7 +360,27 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
     the class the original trained on, a random fraction is that fraction of them, and an index file
     naming a validation record (never trained on, so nothing to forget) is refused. D_r is the rest.
     For class-wise forgetting the test set splits into test-retain and test-forget; for sample-wise
-    forgetting test-forget is empty. `spec=None` (plain training) puts all training indices in D_r.
+    forgetting test-forget is empty.
+
+    Args:
+        bundle: the dataset (`load_dataset(...)`).
+        spec: what to forget; None (plain training) puts all training indices in D_r.
+        val_fraction: share of the training set held out for validation.
+        seed: seed of the validation split.
+        val_indices: the validation indices an original's meta.json recorded (they win over
+            `val_fraction` and `seed`).
+
+    Returns:
+        The `Splits`: `.forget`, `.retain`, `.val`, `.test_retain`, `.test_forget` and their indices.
+
+    Raises:
+        InvalidInputError: a class the dataset does not have, an index outside the training set or in
+            the validation split.
+
+    Example:
+        ```python
+        splits = prunelora.build_splits(prunelora.load_dataset("digits"), ForgetSpec.from_classes(3))
+        ```
     """
     targets = targets_of(bundle.train)
     n = len(targets)

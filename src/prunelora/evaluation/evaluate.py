@@ -26,8 +26,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
-from prunelora.pruning.masks import used_parameters
-from prunelora.pruning.physical import PrunedAttention, pruned_attention_macs_hook
+from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
 
@@ -72,9 +71,14 @@ def count_macs(model: nn.Module, sample: torch.Tensor) -> int:
     from torch_pruning.utils import op_counter
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    # The counter matches module types exactly and forgets its custom table after each count.
-    op_counter.CUSTOM_MODULES_MAPPING = {PrunedAttention: pruned_attention_macs_hook}
-    macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    # The counter matches module types exactly and reads its custom table from a module global:
+    # ours is set for this count only, and whatever was there before is put back.
+    saved = op_counter.CUSTOM_MODULES_MAPPING
+    op_counter.CUSTOM_MODULES_MAPPING = {**saved, PrunedAttention: pruned_attention_macs_hook}
+    try:
+        macs, _ = op_counter.count_ops_and_params(model, sample[:1].to(device))
+    finally:
+        op_counter.CUSTOM_MODULES_MAPPING = saved
     return int(macs)
 
 
@@ -106,30 +110,59 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              throughput: bool = True, macs: bool = True, device: str | None = None,
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None) -> Evaluation:
-    """All metrics defined in docs/design.md ("Metrics") for `model` on `splits`, in percent where they are rates.
+    """All metrics defined in docs/concepts/metrics.md ("Metrics") for `model`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
-    the members), balanced and seeded; the attack is applied to D_f. `attacks`: names registered in
-    `prunelora.evaluation.attacks` (None: every attack that needs no shadow models; `()`: none). `MIA` is the
+    the members), balanced and seeded; the attack is applied to D_f. `MIA` is the
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
     50 the attack cannot tell members at all and its efficacy says little.
-    Data: `splits`, or your own datasets as `retain=`, `forget=`, `test=` (and `forget_classes=` for
-    class-wise forgetting), as for `unlearn`.
-    `reference`: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Probe.Gap` and
-    `relearn_ratio` (where the reference has them).
-    Representation probe (`probe=True`, class-wise forgetting only, else NaN; see
-    `prunelora.evaluation.probe`): `Probe-FA` / `Probe-TA`, a linear probe's accuracy on the
-    forgotten / retained test classes from the classifier's input features; `probe_layer` (a module
-    name, e.g. `layers.1`) adds the same probe on that module's output as `Probe-FA@<layer>`,
-    `Probe-TA@<layer>` (and `Probe.Gap@<layer>`).
-    Relearning (`relearn`, see `prunelora.evaluation.relearn`): `relearn_steps` to regain
-    `relearn.target_fraction` of `relearn_target` (the *original* model's accuracy on the held-out
-    part of D_f, from `relearn.heldout_accuracy`) and `relearn_capped` (1 when the cap was hit:
-    the steps are a lower bound). Skipped, with the reason in `Evaluation.relearn`, when
-    `relearn_target` is None, `relearn` is None or D_f is too small.
-    Cost of the model itself: `params`, `nonzero_params`, `macs` (multiply-accumulates per image),
-    `throughput` (CPU/GPU images per second at batch 256) and `size_mb` (on disk).
+    Representation probe (see `prunelora.evaluation.probe`): `Probe-FA` / `Probe-TA`, a linear
+    probe's accuracy on the forgotten / retained test classes from the classifier's input features.
+    Relearning (see `prunelora.evaluation.relearn`): `relearn_steps` to regain
+    `relearn.target_fraction` of `relearn_target`, and `relearn_capped` (1 when the cap was hit:
+    the steps are a lower bound). Cost of the model itself: `params`, `nonzero_params`, `macs`
+    (multiply-accumulates per image), `throughput` (images per second at batch 256) and `size_mb`.
+
+    Args:
+        model: the model to judge (any `nn.Module` classifier).
+        splits: the data (see `build_splits`); or give your own datasets as `retain=` etc.
+        retain: your D_r (instead of `splits`).
+        forget: your D_f.
+        test: your test set.
+        forget_classes: the forgotten classes, for class-wise forgetting.
+        reference: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Probe.Gap` and
+            `relearn_ratio` (where the reference has them).
+        attacks: names registered in `prunelora.evaluation.attacks` (None: every attack that needs
+            no shadow models; `()`: none).
+        mia_seed: seed of the attacks' sampling and fitting.
+        mia_max_samples: at most this many members and non-members per attack.
+        throughput: measure images per second.
+        macs: count multiply-accumulates per image.
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        keep_losses: per-sample losses kept per split, for histograms.
+        probe: run the representation probe (class-wise forgetting only, else NaN).
+        probe_layer: a module name (e.g. `layers.1`) whose output is probed too, reported as
+            `Probe-FA@<layer>`, `Probe-TA@<layer>` and `Probe.Gap@<layer>`.
+        probe_seed: the probe's seed.
+        relearn: the relearning protocol; None skips relearning.
+        relearn_target: the original model's accuracy on the held-out part of D_f
+            (`heldout_accuracy(original, splits)`); None skips relearning.
+
+    Returns:
+        An `Evaluation`: `.metrics` (flat, for tables), `.mia`, `.probe` and `.relearn` details (or
+        why each was skipped), and per-sample `.losses`.
+
+    Raises:
+        InvalidInputError: an unknown attack, a probe layer the model does not have, or data that
+            do not fit the model.
+
+    Example:
+        ```python
+        reference = prunelora.evaluate(retrained, splits).metrics
+        metrics = prunelora.evaluate(unlearned, splits, reference=reference).metrics
+        print(metrics["UA"], metrics["Avg.Gap"])
+        ```
     """
     splits = resolve_splits(splits, retain, forget, test, forget_classes,
                             num_classes=classifier_outputs(model) if splits is None else None)

@@ -3,7 +3,7 @@
 Every function here is pure: it takes model outputs (logits, shape ``(N, C)``) and integer
 targets (shape ``(N,)``) as torch tensors or numpy arrays and returns numbers; nothing runs a
 model. The attacks themselves are registered in :mod:`prunelora.evaluation.attacks`.
-Definitions (docs/design.md, "Metrics"):
+Definitions (docs/concepts/metrics.md, "Metrics"):
 
 - ``UA  = 100 * (1 - Acc(D_f))``, ``RA = Acc(D_r)``, ``TA = Acc(test-retain)``
 - ``MIA-Efficacy`` = percent of D_f that an attack, trained on members (a sample of D_r) vs

@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from prunelora.data import Splits, concat
 from prunelora.errors import InvalidInputError
-from prunelora.models.classifier import capture_features, find_classifier, find_module
+from prunelora.evaluation.features import capture_features
+from prunelora.models.classifier import find_classifier, find_module
 
 
 @dataclass(frozen=True)

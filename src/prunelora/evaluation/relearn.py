@@ -34,11 +34,17 @@ from prunelora.training.loop import resolve_device
 class RelearnConfig:
     """The relearning protocol (the same for every model compared).
 
-    `fraction`/`min_images`: size of the relearn set, `max(min_images, ceil(fraction * |D_f|))`.
-    `max_steps`: the cap. `lr`/`momentum`: SGD. `batch_size`: relearn images per step (all of them
-    when fewer); `retain_ratio`: D_r images per relearn image in each step. `target_fraction`: the
-    share of the original's accuracy to regain. `max_eval`: held-out D_f images measured after each
-    step. `seed`: which images and batches (everything else is deterministic).
+    Attributes:
+        fraction: size of the relearn set, with `min_images`: `max(min_images, ceil(fraction * |D_f|))`.
+        min_images: the relearn set's smallest size.
+        max_steps: the cap on relearning steps.
+        lr: SGD's learning rate.
+        momentum: SGD's momentum.
+        batch_size: relearn images per step (all of them when fewer).
+        retain_ratio: D_r images per relearn image in each step.
+        target_fraction: the share of the original's accuracy to regain.
+        max_eval: held-out D_f images measured after each step.
+        seed: which images and batches (everything else is deterministic).
     """
 
     fraction: float = 0.01
@@ -123,8 +129,17 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 def heldout_accuracy(model: nn.Module, splits: Splits, config: RelearnConfig = DEFAULT_RELEARN,
                      device: str | torch.device | None = None) -> float:
-    """Accuracy (%) of `model` on the held-out part of D_f: the original's is the level to regain
-    (pass it to `relearn_steps` and `evaluate(relearn_target=...)`)."""
+    """Accuracy (%) of `model` on the held-out part of D_f: the original's is the level to regain.
+
+    Args:
+        model: usually the original model.
+        splits: the splits whose D_f is measured.
+        config: the relearning protocol (it decides which part of D_f is held out).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+
+    Returns:
+        The accuracy in percent; pass it to `evaluate(relearn_target=...)`.
+    """
     _, heldout = relearn_parts(splits, config)
     device = resolve_device(device)
     x, y = fetch(splits.forget, heldout.tolist())

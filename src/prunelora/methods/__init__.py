@@ -8,11 +8,16 @@ below, statically, so that the import graph reads as it runs and a helper module
 """
 
 from prunelora.methods import (  # noqa: F401  (imported for their registrations)
+    cf_k,
+    cmf,
+    damp,
+    eu_k,
     finetune,
     ga,
     l1_sparse,
     lora,
     neggrad_plus,
+    opc,
     prune_finetune,
     prunelora,
     random_label,
@@ -27,14 +32,16 @@ from prunelora.methods.base import (
     MethodConfig,
     MethodContext,
     MethodRecord,
+    PruningChoice,
+    RunCost,
     TrainingOptions,
     UnlearnResult,
     get_method,
     list_methods,
     register_method,
-    renamed_options,
     unlearn,
 )
 
-__all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "TrainingOptions",
-           "UnlearnResult", "get_method", "list_methods", "register_method", "renamed_options", "unlearn"]
+__all__ = ["Capabilities", "Method", "MethodConfig", "MethodContext", "MethodRecord", "PruningChoice", "RunCost",
+           "TrainingOptions",
+           "UnlearnResult", "get_method", "list_methods", "register_method", "unlearn"]

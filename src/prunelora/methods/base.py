@@ -3,7 +3,8 @@
 A method is a function `run(model, splits, config, ctx) -> (model, MethodRecord)` registered with
 a typed config dataclass (derived from `MethodConfig`) and its declared `Capabilities`.
 `unlearn()` wraps every method alike: it copies the model (the caller's is never changed),
-measures wall time and peak memory, and reports sparsity.
+measures wall time and peak memory, and reports sparsity. What a method produces besides the model
+(masks, an adapter, ...) travels in its typed record, never on the side.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
@@ -40,15 +42,11 @@ class MethodConfig:
     """The base of every method's config: a seed, strict field types, a JSON form.
 
     Subclasses add fields, each with `metadata={"help": ...}` (the command line's help text), and
-    put their checks in `validate()` (calling `super().validate()`). `renamed` maps option names a
-    config no longer takes to the ones that replaced them, so an old config is refused naming the
-    new option rather than silently read otherwise.
+    put their checks in `validate()` (calling `super().validate()`).
     """
 
     seed: int = field(default=0, metadata={"help": (
         "seed of everything the method draws (data order, LoRA's initial matrices, random labels, ...)")})
-
-    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         check_field_types(self)  # every field of the concrete method's config, before any range check
@@ -69,24 +67,68 @@ def option(config_cls: type, name: str, default: Any, help: str | None = None) -
     return field(default=default, metadata={**base.metadata, **({"help": help} if help else {})})
 
 
-@dataclass
-class TrainingOptions(MethodConfig):
-    """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs."""
+def options_from(source: type, names: dict[str, str], *, defaults: dict[str, Any] | None = None,
+                 helps: dict[str, str] | None = None) -> Callable[[type], type]:
+    """Class decorator, placed under `@dataclass`: one field per field of the dataclass `source`
+    that `names` maps to an option name, with the source's type, default and metadata (help,
+    choices) unless `defaults`/`helps` (keyed by option name) say otherwise. The option fields
+    come before the class's own, in `names`' order.
 
-    # the fields TrainConfig also has take its help and choices (one text for `train` and `unlearn`)
-    epochs: float = option(TrainConfig, "epochs", 5, (
-        "passes over the method's training data (fractions allowed); --steps replaces it"))
-    steps: int | None = option(TrainConfig, "steps", None, (
-        "a budget in optimizer steps instead of epochs (small data sets need one)"))
-    batch_size: int = option(TrainConfig, "batch_size", 128)
-    optimizer: str = option(TrainConfig, "optimizer", "adam")
-    lr: float = option(TrainConfig, "lr", 1e-3, "learning rate")
-    momentum: float = option(TrainConfig, "momentum", 0.9)
-    weight_decay: float = option(TrainConfig, "weight_decay", 0.0)
-    schedule: str = option(TrainConfig, "schedule", "constant")
+    So each option is declared once, where it is checked (`TrainConfig`, `PruneSettings`,
+    `LoraSettings`), and a method's config, its command-line flags and its help follow it.
+
+    Args:
+        source: the dataclass whose fields are copied.
+        names: {source field: option name}.
+        defaults: other defaults, by option name.
+        helps: other help texts, by option name.
+
+    Returns:
+        The decorator.
+    """
+    defaults, helps = defaults or {}, helps or {}
+
+    def wrap(cls: type) -> type:
+        by_name = {f.name: f for f in fields(source)}
+        hints = typing.get_type_hints(source)
+        added: dict[str, Any] = {}
+        for src, name in names.items():
+            base = by_name[src]
+            metadata = {**base.metadata, **({"help": helps[name]} if name in helps else {})}
+            setattr(cls, name, field(default=defaults.get(name, base.default), metadata=metadata))
+            added[name] = hints[src]
+        cls.__annotations__ = {**added, **cls.__dict__.get("__annotations__", {})}
+        return cls
+
+    return wrap
+
+
+def settings_from(options: Any, settings_cls: type, names: dict[str, str]) -> Any:
+    """The `settings_cls` instance whose fields are `options`' fields named by `names` (the inverse
+    of `options_from`); constructing it checks them."""
+    return settings_cls(**{src: getattr(options, name) for src, name in names.items()})
+
+
+# the training recipe's fields a method's config takes (the rest keep TrainConfig's defaults)
+RECIPE_OPTIONS = {n: n for n in ("epochs", "steps", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                                 "schedule", "mixed_precision")}
+
+
+@dataclass
+@options_from(TrainConfig, RECIPE_OPTIONS,
+              defaults={"epochs": 5, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant"},
+              helps={"epochs": "passes over the method's training data (fractions allowed); --steps replaces it",
+                     "steps": "a budget in optimizer steps instead of epochs (small data sets need one)",
+                     "lr": "learning rate"})
+class TrainingOptions(MethodConfig):
+    """The training recipe of a method that trains. Defaults: the paper's Adam, lr 1e-3, 5 epochs.
+
+    Its recipe fields are `TrainConfig`'s (`RECIPE_OPTIONS`: one text and one check for `train` and
+    `unlearn`), with the paper's defaults.
+    """
+
     bn_mode: str = field(default="update", metadata={"help": (
         "update (BatchNorm running statistics follow the training data) or freeze (kept as they are)")})
-    mixed_precision: str = option(TrainConfig, "mixed_precision", "no")
 
     def validate(self) -> None:
         super().validate()
@@ -97,10 +139,7 @@ class TrainingOptions(MethodConfig):
         self.train_config()
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, steps=self.steps, batch_size=self.batch_size,
-                           optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
-                           weight_decay=self.weight_decay, schedule=self.schedule, seed=self.seed,
-                           mixed_precision=self.mixed_precision)
+        return TrainConfig(**{name: getattr(self, name) for name in RECIPE_OPTIONS}, seed=self.seed)
 
     def fit(self, model: nn.Module, dataset, ctx: MethodContext, description: str, *,
             recipe: TrainConfig | None = None, **options) -> TrainResult:
@@ -122,11 +161,28 @@ class TrainingOptions(MethodConfig):
 # --------------------------------------------------------------------------- records
 
 
+@dataclass(frozen=True)
+class PruningChoice:
+    """The pruning a method chose: its criterion, scope and amount (the automatic amount when
+    `prune_forget_accuracy` set one)."""
+
+    criterion: str
+    scope: str
+    amount: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
 class MethodRecord:
     """What a method reports of its run: the parameters it trained, its optimizer steps, its
     training history, the pruning it chose (methods that prune) and method-specific `details`
-    (e.g. SSD's selected weights, SalUn's saliency mask size, retrain's recipe).
+    (e.g. SSD's selected weights, SalUn's saliency mask size, retrain's recipe); and, not part of
+    its JSON, what it produced beside the model: the pruning `masks` (mask mode), the
+    `architecture` change (physical mode), the LoRA `adapter` snapshot, SalUn's `saliency_mask`,
+    and the `config` it actually ran with when it had to change the caller's (e.g. PruneLoRA on a
+    physically pruned attention).
 
     `to_dict()` is its JSON, as meta.json and bench cells hold it: `cost` {trainable_params,
     steps}, `history`, `pruning` (when set) and each detail under its own key.
@@ -135,8 +191,13 @@ class MethodRecord:
     trainable_params: int
     steps: int
     history: list[dict] = field(default_factory=list)
-    pruning: dict | None = None
+    pruning: PruningChoice | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    architecture: dict | None = field(default=None, compare=False, repr=False)
+    adapter: Any = field(default=None, compare=False, repr=False)  # an adapters.AdapterSnapshot
+    saliency_mask: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    config: Any = field(default=None, compare=False, repr=False)  # a MethodConfig, when not the caller's
 
     RESERVED: ClassVar[tuple[str, ...]] = ("method", "cost", "sparsity", "history", "pruning")
 
@@ -149,7 +210,7 @@ class MethodRecord:
         out: dict[str, Any] = {"cost": {"trainable_params": self.trainable_params, "steps": self.steps},
                                "history": self.history}
         if self.pruning is not None:
-            out["pruning"] = self.pruning
+            out["pruning"] = self.pruning.to_dict()
         return out | self.details
 
     @classmethod
@@ -157,11 +218,28 @@ class MethodRecord:
         """The inverse of `to_dict`."""
         rest = dict(data)
         cost = rest.pop("cost")
+        pruning = rest.pop("pruning", None)
         return cls(trainable_params=cost["trainable_params"], steps=cost["steps"], history=rest.pop("history", []),
-                   pruning=rest.pop("pruning", None), details=rest)
+                   pruning=PruningChoice(**pruning) if pruning is not None else None, details=rest)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """What a run cost: wall time and peak memory (measured around the method by `unlearn`), the
+    parameters it trained and its optimizer steps (the method's record)."""
+
+    wall_time_s: float
+    peak_memory_mb: float
+    trainable_params: int
+    steps: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 # --------------------------------------------------------------------------- methods
+
+FORGET_KINDS = ("class", "fraction", "indices")  # every kind a ForgetSpec can be
 
 
 @dataclass(frozen=True)
@@ -175,6 +253,8 @@ class Capabilities:
     pruning chosen). `uses_lora`: it trains LoRA adapters (`LoraOptions`; its adapter can be saved).
     `from_scratch`: it ignores the given weights and trains a fresh model on D_r with the
     original's recipe (the checkpoint's meta.json, or `model_factory=` and `recipe=`).
+    `forget_kinds`: the forget requests it supports (`ForgetSpec.kind`: class, fraction, indices);
+    `unlearn()` refuses any other in one line before any work.
     """
 
     needs_forget_samples: bool
@@ -182,6 +262,7 @@ class Capabilities:
     uses_pruning: bool
     uses_lora: bool
     from_scratch: bool
+    forget_kinds: tuple[str, ...] = FORGET_KINDS
 
 
 @dataclass
@@ -191,7 +272,6 @@ class MethodContext:
     device: Any = None
     progress: bool = True
     original_meta: dict | None = None  # the original checkpoint's meta.json (retrain needs its recipe)
-    artifacts: dict = field(default_factory=dict)  # e.g. the peft model, for adapter export
     model_factory: Callable[[], nn.Module] | None = None  # retrain of a user's model: builds a fresh one
     recipe: Any = None  # ... and the TrainConfig it is trained with
     classifier: str | None = None  # the classifier's module name (`head`, `fc`, ...): trained whole, never pruned
@@ -209,16 +289,9 @@ class Method:
     capabilities: Capabilities
 
     def check_options(self, options: dict) -> None:
-        """Refuse an option this method does not take (naming the new one if it was renamed) or a
-        value of the wrong type, before any config is built."""
-        renamed = getattr(self.config_cls, "renamed", {})
+        """Refuse an option this method does not take or a value of the wrong type, before any
+        config is built."""
         known = {f.name for f in fields(self.config_cls)}
-        for name in sorted(options):
-            if name in renamed:
-                new = renamed[name]
-                raise InvalidInputError(
-                    f"method {self.name!r} no longer takes option {name!r}: it is now {new!r} "
-                    f"(--{new.replace('_', '-')}), since {name!r} meant different things in different methods")
         unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidInputError(
@@ -232,6 +305,18 @@ class Method:
 
 
 _METHODS: dict[str, Method] = {}
+
+FORGET_KIND_NAMES = {"class": "class-wise (--forget-class)", "fraction": "a random fraction (--forget-fraction)",
+                     "indices": "an index list (--forget-indices)"}
+
+
+def check_forget_kind(method: Method, splits: Splits) -> None:
+    """Refuse, in one line, a forget request of a kind `method` does not declare it supports."""
+    kind = splits.spec.kind if splits.spec is not None else None
+    if kind is not None and kind not in method.capabilities.forget_kinds:
+        accepted = ", ".join(FORGET_KIND_NAMES[k] for k in method.capabilities.forget_kinds)
+        raise InvalidInputError(f"method {method.name!r} does not support forgetting {FORGET_KIND_NAMES[kind]}; "
+                                f"it supports: {accepted}")
 
 
 def register_method(name: str, config_cls: type, summary: str, *, capabilities: Capabilities):
@@ -260,26 +345,65 @@ def get_method(name: str) -> Method:
 
 
 def list_methods() -> dict[str, str]:
-    """Registered method names with their one-line summaries."""
+    """Registered method names with their one-line summaries.
+
+    Returns:
+        `{name: summary}`, sorted by name.
+    """
     return {name: m.summary for name, m in sorted(_METHODS.items())}
-
-
-def renamed_options() -> dict[str, dict[str, str]]:
-    """Option names no method takes any more: old name -> {method: the option that replaced it}."""
-    out: dict[str, dict[str, str]] = {}
-    for name, method in sorted(_METHODS.items()):
-        for old, new in getattr(method.config_cls, "renamed", {}).items():
-            out.setdefault(old, {})[name] = new
-    return out
 
 
 @dataclass
 class UnlearnResult:
-    """The plain merged model, a JSON-able record of the run, and live objects (e.g. the peft model)."""
+    """What `unlearn` returns: the plain merged model, the method's record, the run's cost and
+    sparsity report, and the configs.
+
+    `config` is the config the method ran with (`requested` is the caller's; they differ only
+    when the method had to change it, e.g. PruneLoRA's LoRA targets on a physically pruned
+    attention). The method's live outputs — `masks`, `architecture`, `adapter`, `saliency_mask`,
+    `pruning` — are read from its record. `to_dict()` is the JSON meta.json and bench cells hold.
+    """
 
     model: nn.Module
-    record: dict
-    artifacts: dict = field(default_factory=dict)
+    record: MethodRecord
+    method: str
+    config: Any
+    requested: Any
+    cost: RunCost
+    sparsity: dict
+
+    @property
+    def masks(self) -> dict | None:
+        return self.record.masks
+
+    @property
+    def architecture(self) -> dict | None:
+        return self.record.architecture
+
+    @property
+    def adapter(self) -> Any:
+        return self.record.adapter
+
+    @property
+    def saliency_mask(self) -> dict | None:
+        return self.record.saliency_mask
+
+    @property
+    def pruning(self) -> PruningChoice | None:
+        return self.record.pruning
+
+    def method_dict(self) -> dict:
+        """`{"name", "config"}` as run, plus `requested` (the caller's config) when it differs."""
+        out = {"name": self.method, "config": self.config.to_dict()}
+        if self.requested.to_dict() != out["config"]:
+            out["requested"] = self.requested.to_dict()
+        return out
+
+    def to_dict(self) -> dict:
+        """The run's record as JSON: `method`, `cost`, `sparsity`, then the method's own part."""
+        own = self.record.to_dict()
+        own.pop("cost")
+        return {"method": self.method_dict(), "cost": self.cost.to_dict(), "sparsity": self.sparsity, **own}
 
 
 def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prunelora", config: Any = None, *,
@@ -288,14 +412,43 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
             classifier: str | None = None, **overrides) -> UnlearnResult:
     """Run an unlearning method on a copy of `model`; returns the plain merged model and a record.
 
-    The data: `splits` (see `build_splits`), or your own datasets as `retain=` (D_r) and `forget=`
-    (D_f), optionally `test=` and, for class-wise forgetting, `forget_classes=` (see
-    `Splits.from_datasets`). `config` is the method's config dataclass, or pass its fields as keyword
-    arguments. `retrain` rebuilds the model from a checkpoint's `original_meta`, or from your
-    `model_factory()` trained with `recipe` (a `TrainConfig`). `classifier` names the classifier
-    module (e.g. `"fc"`); by default it is found (`head`, timm's `get_classifier()`, else the last
-    `nn.Linear`). The record holds the method, its config, wall time, peak memory, trainable
-    parameters and the sparsity report (see `MethodRecord` for the method's own part).
+    The caller's model is never changed. `retrain` rebuilds the model from a checkpoint's
+    `original_meta`, or from your `model_factory()` trained with `recipe`.
+
+    Args:
+        model: the trained classifier (any `nn.Module` whose classifier is an `nn.Linear`).
+        splits: the data (see `build_splits`); or give your own datasets as `retain=` etc.
+        method: a registered method name (`prunelora.list_methods()`).
+        config: the method's config dataclass; or pass its fields as keyword arguments.
+        retain: your D_r, a map-style Dataset of `(image, label)` (instead of `splits`).
+        forget: your D_f.
+        test: your test set (optional).
+        forget_classes: the forgotten classes, for class-wise forgetting (see
+            `Splits.from_datasets`).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show progress bars.
+        original_meta: the original checkpoint's meta.json (`retrain` repeats its recipe).
+        model_factory: for `retrain` of your own model: builds a fresh, untrained one.
+        recipe: for `retrain` of your own model: the `TrainConfig` it is trained with.
+        classifier: the classifier module's name (e.g. `"fc"`); by default it is found (`head`,
+            timm's `get_classifier()`, else the last `nn.Linear`).
+        **overrides: the method's options (fields of its config), e.g. `epochs=5, prune_amount=0.5`.
+
+    Returns:
+        An `UnlearnResult`: `.model`, a plain merged `nn.Module`; `.record`, the method's
+        `MethodRecord` (steps, history, pruning choice, and its masks, architecture change, adapter,
+        saliency mask); `.config`, the config as run (`.requested`, as asked); `.cost` (wall time,
+        peak memory, trainable parameters, steps); `.sparsity`, the sparsity report.
+
+    Raises:
+        InvalidInputError: an unknown method, an option it does not take or a bad value, an empty
+            forget set for a method that reads it, or a model without a classifier.
+
+    Example:
+        ```python
+        result = prunelora.unlearn(model, splits, "prunelora", epochs=30, prune_amount=0.5, seed=0)
+        result = prunelora.unlearn(my_model, method="random-label", retain=retain, forget=forget)
+        ```
     """
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
@@ -307,6 +460,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
         config = dataclasses.replace(config, **overrides)
     if not isinstance(config, entry.config_cls):
         raise InvalidInputError(f"method {method!r} takes a {entry.config_cls.__name__}, not {type(config).__name__}")
+    check_forget_kind(entry, splits)
     if entry.capabilities.needs_forget_samples and len(splits.forget) == 0:
         raise InvalidInputError(f"method {method!r} needs forget samples, but the forget set is empty")
     dev = resolve_device(device)
@@ -330,12 +484,8 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
                                 "saved or scored: lower the learning rate or change the method's options")
     if not isinstance(record, MethodRecord):
         raise TypeError(f"method {method!r} returned a {type(record).__name__}, not a MethodRecord")
-    if entry.capabilities.uses_pruning:
-        record = dataclasses.replace(record, pruning=ctx.artifacts["pruning"])
-    own = record.to_dict()
-    return UnlearnResult(result, {
-        "method": {"name": method, "config": config.to_dict()},
-        "cost": {"wall_time_s": wall, "peak_memory_mb": peak.mb, **own.pop("cost")},
-        "sparsity": sparsity_report(result, ctx.artifacts.get("masks")),
-        **own,
-    }, ctx.artifacts)
+    if entry.capabilities.uses_pruning and record.pruning is None:
+        raise TypeError(f"method {method!r} prunes but its record names no pruning choice")
+    return UnlearnResult(result, record, method, record.config or config, config,
+                         RunCost(wall, peak.mb, record.trainable_params, record.steps),
+                         sparsity_report(result, record.masks))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -12,8 +13,16 @@ from prunelora.adapters import AdapterSnapshot, LoraSettings, add_lora, check_lo
 from prunelora.data import ImageDataset, Splits
 from prunelora.data.generic import concat, make_loader, relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions, option
-from prunelora.pruning import PruneSettings, physical_prune, prune, recalibrate_batchnorm
+from prunelora.methods.base import (
+    MethodContext,
+    MethodRecord,
+    PruningChoice,
+    TrainingOptions,
+    option,
+    options_from,
+    settings_from,
+)
+from prunelora.pruning import PhysicalPruning, PruneSettings, apply_pruning, recalibrate_batchnorm
 from prunelora.pruning.criteria import FORGET_AWARE, fit_criterion, smallest_forgetting_amount
 
 OBJECTIVES = ("retain", "random-label", "neggrad-plus")
@@ -99,6 +108,7 @@ class OptmlRecipe(TrainingOptions):
 
 
 @dataclass
+@options_from(PruneSettings, PruneSettings.OPTION_NAMES)
 class PruneOptions(TrainingOptions):
     """Pruning before adaptation. Default: the paper's 50% structured L2 on every conv.
 
@@ -119,43 +129,12 @@ class PruneOptions(TrainingOptions):
     smallest amount up to `prune_amount` whose dead-channel model scores at most that accuracy (%)
     on D_f (bisection, D_f only).
 
-    Every `prune_*` option is checked by `prunelora.pruning.PruneSettings` (`prune_settings()`).
+    Every `prune_*` option is a field of `prunelora.pruning.PruneSettings` (declared, documented
+    and checked there; `prune_settings()` builds it).
     """
 
-    prune_amount: float = field(default=0.5, metadata={"help": (
-        "fraction of channels (heads) pruned, per layer or of all selected ones (--prune-scope); with "
-        "--prune-forget-accuracy the upper bound of the automatic amount")})
-    prune_norm: int = field(default=2, metadata={"help": "order of the Ln norm that scores channels: 1 or 2"})
-    prune_structured: bool = field(default=True, metadata={"help": (
-        "structured (whole output channels and heads, the paper's) or, with --no-prune-structured, single "
-        "weights by magnitude")})
-    prune_scope: str = field(default="layer", metadata={"help": (
-        "layer (each layer or coupled group loses --prune-amount of its channels) or global (that share "
-        "of all selected channels, lowest scores first, at least one kept per group)")})
-    prune_criterion: str = field(default="l2", metadata={"help": (
-        "which channels go: l2 (the paper's weight norm, of order --prune-norm) or a forget-aware one "
-        "fitted on D_f and a D_r sample: activation-ratio (mean activation on D_f / on D_r), tfidf "
-        "(class-discriminative TF-IDF of D_f), fisher-ratio (channel Fisher information on D_f / on D_r)")})
-    prune_retain_samples: int = field(default=1024, metadata={"help": (
-        "size of the seeded sample of D_r a forget-aware criterion compares D_f with")})
-    prune_forget_accuracy: float | None = field(default=None, metadata={"help": (
-        "automatic amount: the smallest amount up to --prune-amount whose pruned model (dead channels, "
-        "before repair) has at most this accuracy in percent on D_f, found by bisection on D_f alone")})
-    prune_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
-        "layer types pruned, comma-separated: conv, linear, mha (attention heads)")})
-    prune_pattern: str | None = field(default=None, metadata={"help": (
-        "only layers whose name matches this regex ({last} stands for the highest block index)")})
-    prune_head: bool = field(default=False, metadata={"help": (
-        "prune the classifier too (whole classes; needs --prune-targets weights-only)")})
     bn_recalibrate: bool = field(default=True, metadata={"help": (
         "recompute BatchNorm running statistics on D_r after pruning")})
-    prune_mode: str = field(default="mask", metadata={"help": (
-        "mask (pruned channels zeroed and kept at zero, the paper's) or physical (removed: a smaller, "
-        "faster model, the same function)")})
-    prune_targets: str = field(default="dead", metadata={"help": (
-        "what structured mask pruning zeroes: dead (default: weight rows, biases and the following "
-        "norm's weight and bias, so a pruned channel outputs 0) or weights-only (the paper's literal "
-        "weight rows alone, for the ablation: the channel keeps its bias and BatchNorm)")})
 
     def validate(self) -> None:
         self.prune_types = _as_tuple(self.prune_types)
@@ -164,12 +143,7 @@ class PruneOptions(TrainingOptions):
 
     def prune_settings(self) -> PruneSettings:
         """These options as `PruneSettings`, which checks them."""
-        return PruneSettings(
-            amount=self.prune_amount, norm=self.prune_norm,
-            structured=self.prune_structured, scope=self.prune_scope, types=self.prune_types,
-            pattern=self.prune_pattern, include_head=self.prune_head, targets=self.prune_targets,
-            mode=self.prune_mode, criterion=self.prune_criterion, forget_accuracy=self.prune_forget_accuracy,
-            retain_samples=self.prune_retain_samples)
+        return settings_from(self, PruneSettings, PruneSettings.OPTION_NAMES)
 
     def retain_sample(self, splits: Splits):
         """A seeded sample of `prune_retain_samples` images of D_r (all of it when smaller)."""
@@ -194,54 +168,47 @@ class PruneOptions(TrainingOptions):
                 model, criterion, splits.forget, self.prune_forget_accuracy, self.prune_amount, norm=self.prune_norm,
                 types=self.prune_types, pattern=self.prune_pattern, scope=self.prune_scope,
                 example_inputs=splits.forget[0][0].unsqueeze(0), head_name=ctx.classifier, device=ctx.device)
-        ctx.artifacts["pruning"] = {"criterion": self.prune_criterion, "scope": self.prune_scope, "amount": amount}
         if criterion is not None and self.prune_criterion == "l2":
             criterion = None  # the default path, bit for bit
         return criterion, amount
 
-    def prune_model(self, model: nn.Module, splits: Splits, ctx: MethodContext, bake: bool) -> dict | None:
-        """Prune `model` in place; returns the masks (mask mode) or None (physical mode, where the
-        architecture change is left in `ctx.artifacts["architecture"]` for the checkpoint)."""
+    def prune_model(self, model: nn.Module, splits: Splits, ctx: MethodContext, bake: bool) -> Pruned:
+        """Prune `model` in place as these options ask; returns what was chosen and done (the masks
+        in mask mode, the architecture change in physical mode)."""
         criterion, amount = self.choose_pruning(model, splits, ctx)
-        if self.prune_mode == "physical":
-            pruning = physical_prune(model, amount, norm=self.prune_norm, types=self.prune_types,
-                                     pattern=self.prune_pattern, example_inputs=splits.retain[0][0].unsqueeze(0),
-                                     head_name=ctx.classifier, importance=criterion, scope=self.prune_scope)
-            if self.bn_recalibrate:  # downstream statistics changed with the removed inputs
-                recalibrate_batchnorm(model, splits.retain, device=ctx.device)
-            ctx.artifacts["masks"] = None
-            ctx.artifacts["architecture"] = pruning.architecture
-            return None
-        masks = prune(model, amount, structured=self.prune_structured, norm=self.prune_norm,
-                      types=self.prune_types, pattern=self.prune_pattern, include_head=self.prune_head,
-                      scope=self.prune_scope, bake=bake, targets=self.prune_targets,
-                      example_inputs=splits.retain[0][0].unsqueeze(0), head_name=ctx.classifier,
-                      importance=criterion)
-        if self.bn_recalibrate:
+        settings = dataclasses.replace(self.prune_settings(), amount=amount)
+        done = apply_pruning(model, settings, example_inputs=splits.retain[0][0].unsqueeze(0),
+                             head_name=ctx.classifier, importance=criterion, bake=bake)
+        if self.bn_recalibrate:  # downstream statistics changed with the pruned (or removed) channels
             recalibrate_batchnorm(model, splits.retain, device=ctx.device)
-        ctx.artifacts["masks"] = masks
-        return masks
+        choice = PruningChoice(self.prune_criterion, self.prune_scope, amount)
+        if isinstance(done, PhysicalPruning):
+            return Pruned(choice, None, done.architecture)
+        return Pruned(choice, done, None)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What `PruneOptions.prune_model` did: the choice, and the masks (mask mode) or the
+    architecture change (physical mode)."""
+
+    choice: PruningChoice
+    masks: dict[str, torch.Tensor] | None
+    architecture: dict | None
+
+    def recorded(self, record: MethodRecord) -> MethodRecord:
+        """`record` with this pruning in it."""
+        return dataclasses.replace(record, pruning=self.choice, masks=self.masks, architecture=self.architecture)
 
 
 @dataclass
+@options_from(LoraSettings, LoraSettings.OPTION_NAMES)
 class LoraOptions(TrainingOptions):
     """LoRA adapters. Default: the paper's ResNet setting (r=8, alpha=16, dropout 0.1, every conv).
 
-    Every `lora_*` option is checked by `prunelora.adapters.LoraSettings` (`lora_settings()`).
+    Every `lora_*` option (and `train_head`) is a field of `prunelora.adapters.LoraSettings`
+    (declared, documented and checked there; `lora_settings()` builds it).
     """
-
-    lora_rank: int = field(default=8, metadata={"help": "rank r of each LoRA update"})
-    lora_alpha: float = field(default=16, metadata={"help": "LoRA scale: the update is multiplied by alpha/rank"})
-    lora_dropout: float = field(default=0.1, metadata={"help": (
-        "dropout on each adapter's input (0 for the weight backend and for attention)")})
-    lora_types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
-        "layer types adapted, comma-separated: conv, linear, mha (attention)")})
-    lora_pattern: str | None = field(default=None, metadata={"help": (
-        "only layers whose name matches this regex ({last} stands for the highest block index)")})
-    train_head: bool = field(default=True, metadata={"help": "train the classifier whole beside the adapters"})
-    lora_backend: str = field(default="peft", metadata={"help": (
-        "peft (an adapter path beside each layer, the paper's) or weight (W0 + (alpha/r)*B@A in the weight "
-        "itself: one convolution per layer, faster; needs --lora-dropout 0)")})
 
     def validate(self) -> None:
         self.lora_types = _as_tuple(self.lora_types)
@@ -249,9 +216,8 @@ class LoraOptions(TrainingOptions):
         super().validate()
 
     def lora_settings(self) -> LoraSettings:
-        return LoraSettings(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            types=self.lora_types, pattern=self.lora_pattern, train_head=self.train_head,
-                            backend=self.lora_backend)
+        """These options as `LoraSettings`, which checks them."""
+        return settings_from(self, LoraSettings, LoraSettings.OPTION_NAMES)
 
     def train_lora(self, model: nn.Module, splits: Splits, ctx: MethodContext, description: str,
                    masks: dict | None = None, keep_sparsity: bool = True, objective: str = "retain",
@@ -263,7 +229,7 @@ class LoraOptions(TrainingOptions):
         peft_model = add_lora(model, self.lora_settings(), masks=masks, keep_sparsity=keep_sparsity,
                               head_name=ctx.classifier)
         record = self.train(peft_model, dataset, ctx, description, loss_fn=loss_fn)
-        ctx.artifacts["adapter"] = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
+        adapter = AdapterSnapshot.of(peft_model)  # the merge discards the adapters
         merged = merge_lora(peft_model, masks=masks, keep_sparsity=keep_sparsity)
-        return merged, record
+        return merged, dataclasses.replace(record, adapter=adapter)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -39,7 +38,6 @@ class L1SparseConfig(OptmlRecipe):
     l1_gamma: float = field(default=1e-4, metadata={"help": (
         "the L1 penalty's weight at the first step, decaying linearly to 0 at the last")})
 
-    renamed: ClassVar[dict[str, str]] = {"gamma": "l1_gamma"}
 
     def validate(self) -> None:
         if not (math.isfinite(self.l1_gamma) and self.l1_gamma >= 0):

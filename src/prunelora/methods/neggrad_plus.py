@@ -8,7 +8,6 @@ minimises `alpha`·CE(D_r) − (1 − `alpha`)·CE(D_f) (`neggrad_alpha`). An ep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
 from prunelora.methods.common import NEGGRAD_ALPHA_HELP, check_neggrad_alpha, neggrad_plus_loss
@@ -32,7 +31,6 @@ class NegGradPlusConfig(TrainingOptions):
     weight_decay: float = option(TrainingOptions, "weight_decay", 0.0)
     neggrad_alpha: float = field(default=0.95, metadata={"help": NEGGRAD_ALPHA_HELP})
 
-    renamed: ClassVar[dict[str, str]] = {"alpha": "neggrad_alpha"}
 
     def validate(self) -> None:
         check_neggrad_alpha(self.neggrad_alpha)

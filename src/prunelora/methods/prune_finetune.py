@@ -27,7 +27,7 @@ class PruneFinetuneConfig(PruneOptions):
                  capabilities=Capabilities(needs_forget_samples=False, trains=True, uses_pruning=True,
                                            uses_lora=False, from_scratch=False))
 def prune_finetune(model, splits, config: PruneFinetuneConfig, ctx):
-    config.prune_model(model, splits, ctx, bake=False)
+    pruned = config.prune_model(model, splits, ctx, bake=False)
     record = config.train(model, splits.retain, ctx, "prune-finetune")
     bake_masks(model)  # nothing to bake after physical pruning
-    return model, record
+    return model, pruned.recorded(record)

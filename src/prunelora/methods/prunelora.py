@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 from torch import nn
 
@@ -26,8 +25,7 @@ from prunelora.methods.common import (
     PruneOptions,
     check_neggrad_alpha,
 )
-from prunelora.pruning import PrunedAttention
-from prunelora.pruning.masks import compile_pattern
+from prunelora.pruning import PrunedAttention, compile_pattern
 
 
 @dataclass
@@ -51,7 +49,6 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
         "random wrong labels) or neggrad-plus (see --neggrad-alpha)")})
     neggrad_alpha: float = field(default=0.95, metadata={"help": NEGGRAD_ALPHA_HELP})
 
-    renamed: ClassVar[dict[str, str]] = {"alpha": "neggrad_alpha"}
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -73,11 +70,13 @@ class PruneLoRAConfig(LoraOptions, PruneOptions):
                                            uses_lora=True, from_scratch=False))
 def prunelora(model, splits, config: PruneLoRAConfig, ctx):
     # Bake the zeros into the (frozen) base weights: peft merges into `weight` directly.
-    masks = config.prune_model(model, splits, ctx, bake=True)
-    if config.prune_mode == "physical":
-        config = _lora_on_pruned_attention(model, config, ctx.classifier)
-    return config.train_lora(model, splits, ctx, "prunelora", masks=masks, keep_sparsity=config.keep_sparsity,
-                             objective=config.objective, alpha=config.neggrad_alpha)
+    pruned = config.prune_model(model, splits, ctx, bake=True)
+    ran = _lora_on_pruned_attention(model, config, ctx.classifier) if config.prune_mode == "physical" else config
+    merged, record = ran.train_lora(model, splits, ctx, "prunelora", masks=pruned.masks,
+                                    keep_sparsity=ran.keep_sparsity, objective=ran.objective, alpha=ran.neggrad_alpha)
+    record = pruned.recorded(record)
+    # the LoRA backend and targets that ran are recorded, not the ones asked for
+    return merged, record if ran is config else dataclasses.replace(record, config=ran)
 
 
 def _lora_on_pruned_attention(model: nn.Module, config: PruneLoRAConfig, head_name: str | None = None) -> PruneLoRAConfig:

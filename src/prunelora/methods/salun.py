@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from prunelora.data import ImageDataset
-from prunelora.data.generic import make_loader
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import (
     Capabilities,
@@ -35,6 +34,7 @@ from prunelora.methods.base import (
     register_method,
 )
 from prunelora.methods.common import OptmlRecipe, random_label_dataset
+from prunelora.pruning import loss_gradient
 
 
 @dataclass
@@ -65,19 +65,9 @@ def forget_gradient_magnitude(model: nn.Module, forget: ImageDataset, batch_size
     The model stays fixed while the gradient accumulates (the authors' mask script also took an
     optimizer step after every batch, so later batches saw a drifting model).
     """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    totals = [torch.zeros_like(p) for _, p in named]
-    was_training = model.training
-    model.eval()
-    for x, y in make_loader(forget, batch_size=batch_size):
-        x, y = x.to(device), y.to(device)
-        loss = nn.functional.cross_entropy(model(x), y, reduction="sum") / len(forget)
-        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-        for total, grad in zip(totals, grads, strict=True):
-            if grad is not None:
-                total += grad
-    model.train(was_training)
-    return {n: total.abs() for (n, _), total in zip(named, totals, strict=True)}
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    gradient = loss_gradient(model, forget, trainable, batch_size=batch_size, device=device)
+    return {n: g.abs() for n, g in gradient.items()}
 
 
 def saliency_mask(saliency: dict[str, torch.Tensor], fraction: float) -> dict[str, torch.Tensor]:
@@ -105,7 +95,6 @@ def saliency_mask(saliency: dict[str, torch.Tensor], fraction: float) -> dict[st
 def salun(model, splits, config: SalUnConfig, ctx):
     masks = saliency_mask(forget_gradient_magnitude(model, splits.forget, config.batch_size, ctx.device),
                           config.mask_fraction)
-    ctx.artifacts["saliency_mask"] = masks
     params = dict(model.named_parameters())
     # Only parameters with at least one masked-in entry are optimised; the others never move.
     trained = {n: m for n, m in masks.items() if bool(m.any())}
@@ -127,4 +116,4 @@ def salun(model, splits, config: SalUnConfig, ctx):
     masked_in = int(sum(int(m.sum()) for m in masks.values()))
     return model, MethodRecord(masked_in, result.steps, result.history, details={"saliency": {
         "mask_fraction": config.mask_fraction, "masked_in": masked_in,
-        "total": int(sum(m.numel() for m in masks.values()))}})
+        "total": int(sum(m.numel() for m in masks.values()))}}, saliency_mask=masks)

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +65,6 @@ class ScrubConfig(TrainingOptions):
         "SCRUB's weight on the cross-entropy in the min steps on D_r, >= 0")})
     forget_batch_size: int = field(default=512, metadata={"help": "images per batch of the max passes on D_f"})
 
-    renamed: ClassVar[dict[str, str]] = {"alpha": "scrub_alpha", "gamma": "scrub_gamma"}
 
     def validate(self) -> None:
         if not (float(self.epochs).is_integer() and self.epochs >= 1):

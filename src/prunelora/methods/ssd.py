@@ -16,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
-from prunelora.data import ImageDataset
-from prunelora.data.generic import concat, eval_view, make_loader
+from prunelora.data.generic import concat, eval_view
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodConfig, MethodRecord, register_method
+from prunelora.pruning import fisher_diagonal
 
 
 @dataclass
@@ -51,21 +50,6 @@ class SSDConfig(MethodConfig):
         super().validate()
 
 
-def fisher_importance(model: nn.Module, dataset: ImageDataset, batch_size: int, device) -> list[torch.Tensor]:
-    """Mean over batches of the squared batch gradient of the cross-entropy, per trainable parameter."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    importance = [torch.zeros_like(p) for p in params]
-    batches = 0
-    for x, y in make_loader(dataset, batch_size=batch_size):
-        loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for imp, grad in zip(importance, grads, strict=True):
-            if grad is not None:
-                imp += grad.pow(2)
-        batches += 1
-    return [imp / max(batches, 1) for imp in importance]
-
-
 @register_method("ssd", SSDConfig, "Selective Synaptic Dampening: no training, dampen weights far more important "
                  "to D_f than to D (Foster et al. 2024)",
                  capabilities=Capabilities(needs_forget_samples=True, trains=False, uses_pruning=False,
@@ -75,9 +59,10 @@ def ssd(model, splits, config: SSDConfig, ctx):
     # The full training data without augmentation: importances are a deterministic estimate.
     full = eval_view(concat(splits.retain, splits.forget))
     forget = eval_view(splits.forget)
-    imp_full = fisher_importance(model, full, config.batch_size, ctx.device)
-    imp_forget = fisher_importance(model, forget, config.batch_size, ctx.device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    imp_full = fisher_diagonal(model, full, trainable, batch_size=config.batch_size, device=ctx.device).values()
+    imp_forget = fisher_diagonal(model, forget, trainable, batch_size=config.batch_size, device=ctx.device).values()
+    params = list(trainable.values())
     dampened = 0
     with torch.no_grad():
         for p, full_i, forget_i in zip(params, imp_full, imp_forget, strict=True):

@@ -36,7 +36,11 @@ def register_model(name: str, description: str) -> Callable[[ModelFn], ModelFn]:
 
 
 def list_models() -> dict[str, str]:
-    """Registered model names with a one-line description (plus the torchvision:<name> family)."""
+    """Registered model names with a one-line description (plus the torchvision:<name> family).
+
+    Returns:
+        `{name: description}`.
+    """
     return {name: desc for name, (_, desc) in _MODELS.items()} | {
         "torchvision:<name>": "any torchvision classifier, head resized to num_classes",
         "timm:<name>": "any timm classifier, random initial weights (pip install 'prunelora[timm]')",
@@ -62,7 +66,27 @@ def _factory_model(name: str, num_classes: int, in_channels: int, image_size: in
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                  **kwargs) -> nn.Module:
-    """Build a registered model, e.g. `create_model("resnet20", 10, 1, 28, width=2)`."""
+    """Build a registered model with random initial weights (nothing is downloaded).
+
+    Args:
+        name: a registered name (`prunelora.list_models()`): `resnet8`, `resnet20`, `resnet18`,
+            `resnet50`, `vit-tiny`, `vit-small`, `torchvision:<name>`, `timm:<name>`.
+        num_classes: the classifier's outputs.
+        in_channels: image channels (1 for grey, 3 for colour).
+        image_size: the side of the (square) input images.
+        **kwargs: the builder's own arguments, e.g. `width=2`.
+
+    Returns:
+        The model, an `nn.Module` whose classifier is an `nn.Linear`.
+
+    Raises:
+        InvalidInputError: an unknown name or a bad argument.
+
+    Example:
+        ```python
+        model = prunelora.create_model("resnet20", 10, 1, 28, width=2)
+        ```
+    """
     if num_classes < 2:
         raise InvalidInputError(f"num_classes {num_classes} must be at least 2")
     if name.startswith("torchvision:"):

@@ -1,8 +1,10 @@
 """A small Vision Transformer for training from scratch on small images.
 
-Attention is `nn.MultiheadAttention`, which peft's LoRA can target as a whole module. (A LoRA on
-its `out_proj` alone would never run: MultiheadAttention's forward reads `out_proj.weight`
-directly, which is why the reference code's ViT "LoRA" trained only the head.)
+Attention is `nn.MultiheadAttention`. LoRA adapts it in the weight form, `W + (alpha/r)·B@A` on
+its packed `in_proj_weight` and its `out_proj.weight`, whatever the LoRA backend (see
+`prunelora.adapters.lora`). (A module-level LoRA on its `out_proj` alone would never run:
+MultiheadAttention's forward reads `out_proj.weight` directly, which is why the reference code's
+ViT "LoRA" trained only the head.)
 """
 
 from __future__ import annotations

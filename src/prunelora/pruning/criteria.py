@@ -29,9 +29,7 @@ A head's activation is the mean |contribution| of its output to the attention's 
 from the attention's inputs (the fused `nn.MultiheadAttention` does not expose it).
 
 All ratios are dimensionless, so the forget-aware scores of different layers can be ranked
-together (`scope="global"`); Ln norms are not, and are divided by their layer's mean first. One
-caveat: a TF is a share of its layer's total, so it scales roughly with 1/width, and a global
-`tfidf` ranking reaches narrow layers first (the authors' code has an unused correction for this).
+together (`scope="global"`); Ln norms are not, and are divided by their layer's mean first.
 Works for class-wise and random-fraction forgetting (a random forget set has no class signature:
 the ratios then mostly pick noise; see README).
 """
@@ -42,18 +40,18 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch_pruning as tp
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from prunelora.data.generic import eval_view, make_loader, targets_of
 from prunelora.errors import InvalidInputError
-from prunelora.pruning.dead import dead_channel_masks
+from prunelora.pruning.attention import PrunedAttention
+from prunelora.pruning.dead import dead_masks
+from prunelora.pruning.importance import OUT_CHANNEL_HANDLERS, LnImportance, fisher_diagonal
 from prunelora.pruning.masks import apply_masks
-from prunelora.pruning.physical import GroupLnImportance, PrunedAttention, head_importance
 from prunelora.pruning.settings import CRITERIA as CRITERIA  # the names, checked in `settings`
-from prunelora.pruning.settings import FORGET_AWARE, PruneSettings
+from prunelora.pruning.settings import FORGET_AWARE, PruneSettings, check_criterion, check_norm
 from prunelora.training import accuracy_on
 
 _WATCHED = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
@@ -86,21 +84,9 @@ class Criterion:
         raise NotImplementedError
 
 
-class LnCriterion(Criterion):
-    """The paper's: the Ln norm of each channel's weights (mean over a coupled group's layers)."""
-
-    comparable_across_layers = False
-
-    def __init__(self, n: int = 2) -> None:
-        self.n = n
-        self.name = f"l{n}"
-        self._group = GroupLnImportance(n)
-
-    def __call__(self, group) -> torch.Tensor:
-        return self._group(group)
-
-    def head_scores(self, name: str, attn: nn.Module) -> torch.Tensor:
-        return head_importance(attn, self.n).cpu()
+class LnCriterion(LnImportance, Criterion):
+    """The paper's: the Ln norm of each channel's weights (mean over a coupled group's layers), the
+    one `LnImportance` as a criterion (nothing to fit)."""
 
 
 def _channel_dim(module: nn.Module, out: torch.Tensor) -> int:
@@ -205,11 +191,10 @@ class _ActivationStats(Criterion):
     def __call__(self, group) -> torch.Tensor | None:
         if not hasattr(self, "stats"):
             raise InvalidInputError(f"pruning criterion {self.name!r} was not fitted on the forget and retain sets")
-        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
         members = []  # the watched layers that produce (or normalise) the group's channels
         for i, (dep, idxs) in enumerate(group):
             module = dep.target.module
-            if module in self.stats and (dep.handler in out_fns or isinstance(module, _BN)):
+            if module in self.stats and (dep.handler in OUT_CHANNEL_HANDLERS or isinstance(module, _BN)):
                 members.append((module, idxs, group[i].root_idxs))
         chosen = [m for m in members if isinstance(m[0], _BN)] or members  # the last per-channel layer
         if not chosen:
@@ -264,32 +249,10 @@ class FisherRatio(Criterion):
 
     @staticmethod
     def _fisher(model: nn.Module, dataset, batch_size: int, device) -> dict[str, torch.Tensor]:
-        """Mean over batches of the squared gradient of the mean cross-entropy, per parameter
-        (SSD's estimate), in eval mode; the parameters' own flags and gradients are restored."""
-        params = dict(model.named_parameters())
-        flags = {n: p.requires_grad for n, p in params.items()}
-        saved = {n: p.grad for n, p in params.items()}
-        fisher = {n: torch.zeros_like(p, device="cpu", dtype=torch.float32) for n, p in params.items()}
-        was_training = model.training
-        model.eval()
-        batches = 0
-        try:
-            for p in params.values():
-                p.requires_grad_(True)
-            with torch.enable_grad():
-                for x, y in _batches(dataset, batch_size):
-                    model.zero_grad(set_to_none=True)
-                    F.cross_entropy(model(x.to(device)), y.to(device)).backward()
-                    for n, p in params.items():
-                        if p.grad is not None:
-                            fisher[n] += p.grad.detach().float().cpu() ** 2
-                    batches += 1
-        finally:
-            for n, p in params.items():
-                p.requires_grad_(flags[n])
-                p.grad = saved[n]
-            model.train(was_training)
-        return {n: f / max(batches, 1) for n, f in fisher.items()}
+        """`fisher_diagonal` of every parameter on `dataset` (un-augmented), on the CPU."""
+        fisher = fisher_diagonal(model, eval_view(dataset), dict(model.named_parameters()), batch_size=batch_size,
+                                 device=device)
+        return {n: f.cpu() for n, f in fisher.items()}
 
     def _rows(self, fisher: dict[str, torch.Tensor], module: nn.Module, names: dict) -> torch.Tensor:
         """Per output channel of a conv/linear/norm: the sum of its parameters' Fisher values."""
@@ -311,7 +274,7 @@ class FisherRatio(Criterion):
         used = 0
         for i, (dep, idxs) in enumerate(group):
             module = dep.target.module
-            is_out = dep.handler in (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+            is_out = dep.handler in OUT_CHANNEL_HANDLERS
             if not (is_out or isinstance(module, nn.modules.batchnorm._BatchNorm)) or module not in names:
                 continue
             f_f = self._rows(self.forget_fisher, module, names)
@@ -346,7 +309,8 @@ class FisherRatio(Criterion):
 
 def make_criterion(name: str, norm: int = 2) -> Criterion:
     """The criterion called `name` (one of `CRITERIA`), unfitted; `norm` is the order of `l2`'s norm."""
-    PruneSettings(criterion=name, norm=norm)  # refuses an unknown name or norm
+    check_criterion(name)
+    check_norm(norm)
     if name == "l2":
         return LnCriterion(norm)
     if name == "activation-ratio":
@@ -376,8 +340,9 @@ def forget_accuracy_at(model: nn.Module, criterion: Criterion | None, forget, am
     """Accuracy (%) on `forget` of `model` with the channels `criterion` chooses at `amount` dead
     (no repair); `model` is left exactly as it was (weights and BatchNorm statistics)."""
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                                          importance=criterion, head_name=head_name, scope=scope)
+    settings = PruneSettings(amount=amount, norm=norm, types=tuple(types), pattern=pattern, scope=scope)
+    params, masks, _ = dead_masks(model, settings, example_inputs=example_inputs, importance=criterion,
+                                  head_name=head_name)
     apply_masks(params, masks)
     try:
         return accuracy_on(model, forget, device=device)

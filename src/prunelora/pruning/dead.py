@@ -5,8 +5,8 @@ its bias and the following BatchNorm's beta still add a constant, so after the R
 relu(beta), and fine-tuning keeps training that beta. Here a pruned channel is dead: its output is
 exactly 0 in training and evaluation, after a LoRA merge and in the saved model.
 
-The channels are chosen by the same plan as physical pruning (`physical.plan_structured`: DepGraph
-groups, so coupled residual channels go together, scored by `GroupLnImportance`; attentions lose
+The channels are chosen by the same plan as physical pruning (`plan.plan_pruning`: DepGraph
+groups, so coupled residual channels go together, scored by `LnImportance`; attentions lose
 whole heads), and for each dropped channel the masks zero
 
 - the output row (and bias) of every conv/linear of the group that produces the channel,
@@ -26,8 +26,10 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from prunelora.pruning.masks import PrunedParam
-from prunelora.pruning.physical import PrunedAttention, StructuredPlan, plan_structured
+from prunelora.pruning.attention import PrunedAttention
+from prunelora.pruning.plan import StructuredPlan, plan_pruning
+from prunelora.pruning.selection import PrunedParam
+from prunelora.pruning.settings import PruneSettings
 
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
@@ -91,18 +93,24 @@ def _heads(plan: StructuredPlan, builder: _MaskBuilder) -> None:
 
 
 @torch.no_grad()
-def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
-                       pattern: str | None = None, *, example_inputs: torch.Tensor,
-                       importance: Callable | None = None, head_name: str | None = None,
-                       scope: str = "layer") -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
+def dead_masks(model: nn.Module, settings: PruneSettings, *, example_inputs: torch.Tensor,
+               importance: Callable | None = None,
+               head_name: str | None = None) -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
     """The masks (keyed `module.param`) that kill the channels and heads `physical_prune` would cut.
 
-    Returns (parameters to mask, masks, the plan). Also resets the running statistics of the dead
-    BatchNorm channels to mean 0, variance 1: with a zero weight and bias their output is 0 either
-    way, and the stored statistics then say nothing about the data that channel once saw.
+    Args:
+        model: the model; only the running statistics of its dead BatchNorm channels change.
+        settings: the pruning request (amount, norm, scope, layer types and pattern).
+        example_inputs: one input batch, for tracing.
+        importance: replaces the group Ln norm (see `plan_pruning`).
+        head_name: the classifier's module name (found when None).
+
+    Returns:
+        (parameters to mask, masks, the plan). The running statistics of the dead BatchNorm
+        channels are reset to mean 0, variance 1: with a zero weight and bias their output is 0
+        either way, and the stored statistics then say nothing about the data that channel once saw.
     """
-    plan = plan_structured(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                           importance=importance, head_name=head_name, scope=scope)
+    plan = plan_pruning(model, settings, example_inputs=example_inputs, importance=importance, head_name=head_name)
     builder = _MaskBuilder(model)
     for module, idxs in _channel_deps(plan, builder):
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats \
@@ -112,3 +120,12 @@ def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Se
             module.running_var.index_fill_(0, index, 1.0)
     _heads(plan, builder)
     return list(builder.params.values()), builder.masks, plan
+
+
+def dead_channel_masks(model: nn.Module, amount: float, norm: int = 2, types: Sequence[str] = ("conv",),
+                       pattern: str | None = None, *, example_inputs: torch.Tensor,
+                       importance: Callable | None = None, head_name: str | None = None,
+                       scope: str = "layer") -> tuple[list[PrunedParam], dict[str, torch.Tensor], StructuredPlan]:
+    """`dead_masks` with the settings given one by one (see `PruneSettings` for each)."""
+    settings = PruneSettings(amount=amount, norm=norm, scope=scope, types=tuple(types), pattern=pattern)
+    return dead_masks(model, settings, example_inputs=example_inputs, importance=importance, head_name=head_name)

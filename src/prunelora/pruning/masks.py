@@ -1,8 +1,10 @@
-"""Mask pruning: structured Ln (whole output channels / rows) and unstructured magnitude.
+"""Masks: per-layer structured Ln masks (whole output rows), unstructured magnitude masks, and
+applying, baking and reporting them.
 
-Structured pruning kills channels by default (`targets="dead"`, see `prunelora.pruning.dead`):
-weight rows, biases and the following norms' affine parameters are masked, chosen as physical
-pruning chooses them. `targets="weights-only"` is the paper's literal per-layer weight masking.
+Dead-channel masks (the default of `prune`, `prunelora.pruning.dead`) mask weight rows, biases
+and the following norms' affine parameters, chosen as physical pruning chooses them; the masks
+here are the paper's literal per-layer weight masking (`targets="weights-only"`) and
+unstructured pruning.
 
 Masks are applied as `torch.nn.utils.parametrize` parametrizations, so the masked weight is
 recomputed on every access. That matters for `nn.MultiheadAttention`, whose forward reads
@@ -15,101 +17,17 @@ Importance criteria are callables passed in (as in Torch-Pruning), not flags.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from prunelora.data.generic import make_loader
-from prunelora.errors import InvalidInputError
-from prunelora.models.classifier import find_classifier
-from prunelora.pruning.settings import PruneSettings, layer_classes
-
-
-@dataclass(frozen=True)
-class PrunedParam:
-    """One prunable weight: `module.<param>` (e.g. a conv's `weight`, an MHA's `in_proj_weight`)."""
-
-    name: str  # module name in the model
-    module: nn.Module
-    param: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}.{self.param}" if self.name else self.param
-
-
-def select_params(model: nn.Module, types: Sequence[str] = ("conv",), pattern: str | None = None,
-                  include_head: bool = False, head_name: str | None = None) -> list[PrunedParam]:
-    """Weights of the layers of the given types whose name matches `pattern` (regex, searched).
-
-    The classifier head is skipped unless `include_head`: pruning its rows deletes whole classes
-    (the reference code did that with dim=0 on the head). For `mha` the packed q/k/v projection
-    `in_proj_weight` is selected; its `out_proj` is an `nn.Linear` selected by `linear`.
-    """
-    wanted = layer_classes(types)
-    head_name = classifier_name(model, head_name)
-    regex = compile_pattern(model, pattern)
-    out = []
-    for name, module in model.named_modules():
-        if not isinstance(module, wanted):
-            continue
-        if not include_head and (name == head_name or name.startswith(head_name + ".")):
-            continue
-        if regex is not None and not regex.search(name):
-            continue
-        param = "in_proj_weight" if isinstance(module, nn.MultiheadAttention) else "weight"
-        if getattr(module, param, None) is None:
-            continue
-        out.append(PrunedParam(name, module, param))
-    if not out:
-        raise InvalidInputError(
-            f"no layer of type {'/'.join(types)} matches pattern {pattern!r}"
-            + ("" if include_head else " (the head is excluded)")
-        )
-    return out
-
-
-def classifier_name(model: nn.Module, name: str | None = None) -> str:
-    """The classifier's module name: `name` if given, else found (`prunelora.models.classifier`)."""
-    return find_classifier(model, name)[0]
-
-
-def compile_pattern(model: nn.Module, pattern: str | None) -> re.Pattern | None:
-    """A layer-name regex; `{last}` stands for the highest block index it can match in `model`.
-
-    So `blocks\\.{last}\\.attn` targets the last encoder block of a ViT of any depth, and one
-    recipe serves models of different depths.
-    """
-    if pattern is None:
-        return None
-    try:
-        if "{last}" in pattern:
-            probe = re.compile(pattern.replace("{last}", r"(?P<last>\d+)"))
-            found = [int(m.group("last")) for name, _ in model.named_modules() if (m := probe.search(name))]
-            pattern = pattern.replace("{last}", str(max(found)) if found else "(?!)")
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidInputError(f"layer pattern {pattern!r} is not a valid regular expression ({exc})") from None
-
-
-# ------------------------------------------------------------------------- importance criteria
+from prunelora.pruning.importance import LnImportance
+from prunelora.pruning.selection import PrunedParam
+from prunelora.pruning.settings import check_amount, check_scope
 
 Importance = Callable[[torch.Tensor], torch.Tensor]
-
-
-class LnImportance:
-    """Per output channel (dim 0): the Ln norm of that channel's weights (n = 1 or 2)."""
-
-    def __init__(self, n: int = 2) -> None:
-        PruneSettings(norm=n)  # refuses an order other than 1 or 2
-        self.n = n
-
-    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.detach().flatten(1).norm(p=self.n, dim=1)
 
 
 def magnitude(weight: torch.Tensor) -> torch.Tensor:
@@ -120,7 +38,7 @@ def magnitude(weight: torch.Tensor) -> torch.Tensor:
 def structured_masks(params: Sequence[PrunedParam], amount: float,
                      importance: Importance | None = None) -> dict[str, torch.Tensor]:
     """For each weight, zero the `round(amount * C)` output channels of lowest importance."""
-    PruneSettings(amount=amount)
+    check_amount(amount)
     importance = importance or LnImportance(2)
     masks = {}
     for p in params:
@@ -140,7 +58,8 @@ def structured_masks(params: Sequence[PrunedParam], amount: float,
 def unstructured_masks(params: Sequence[PrunedParam], amount: float, scope: str = "layer",
                        importance: Importance = magnitude) -> dict[str, torch.Tensor]:
     """Zero the `amount` fraction of weights of lowest importance, per layer or globally."""
-    PruneSettings(amount=amount, scope=scope, structured=False)
+    check_amount(amount)
+    check_scope(scope)
     scores = {p.key: importance(getattr(p.module, p.param)) for p in params}
     masks = {}
     if scope == "global":
@@ -205,49 +124,6 @@ def multiply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
             weight.mul_(mask.to(weight.device))
 
 
-def prune(model: nn.Module, amount: float, structured: bool = True, norm: int = 2,
-          types: Sequence[str] = ("conv",), pattern: str | None = None, include_head: bool = False,
-          scope: str = "layer", bake: bool = False, *, targets: str = "dead",
-          example_inputs: torch.Tensor | None = None, head_name: str | None = None,
-          importance: Callable | None = None) -> dict[str, torch.Tensor]:
-    """Prune `model` in place and return its masks, keyed `module.param`.
-
-    Structured, `targets="dead"` (the default): the channels and heads physical pruning would cut
-    are killed — their weight rows, biases and the following norms' weight and bias are masked,
-    so each outputs exactly 0 (see `prunelora.pruning.dead`); coupled layers are chosen together,
-    through a trace of the model on `example_inputs` (one input batch, required).
-    Structured, `targets="weights-only"`: the paper's literal `ln_structured(dim=0)`, kept for the
-    ablation — each selected layer independently loses its output-channel weight rows of lowest
-    Ln norm; its bias and the next BatchNorm survive, so the channel still outputs a constant.
-    Dead-channel pruning takes a group `importance` (see `prunelora.pruning.criteria`; default the
-    Ln norm) and `scope` (`layer` or `global`, see `physical.plan_structured`); weights-only
-    pruning is per layer and Ln only. Unstructured (`structured=False`): magnitude, per layer or
-    `scope="global"`; `targets` does not apply. With `bake=False` the masks stay attached as parametrizations (for training); with
-    `bake=True` the zeros are written into the tensors.
-    """
-    PruneSettings(amount=amount, norm=norm, structured=structured, scope=scope, types=tuple(types),
-                  pattern=pattern, include_head=include_head, targets=targets)
-    if structured and targets == "dead":
-        if example_inputs is None:
-            raise InvalidInputError("dead-channel pruning traces the model: pass example_inputs (one input "
-                                    "batch), or targets 'weights-only' for per-layer weight masks")
-        from prunelora.pruning.dead import dead_channel_masks  # it imports this module
-
-        params, masks, _ = dead_channel_masks(model, amount, norm, types, pattern, example_inputs=example_inputs,
-                                              head_name=head_name, importance=importance, scope=scope)
-    else:
-        if structured and importance is not None:  # (the settings refused scope 'global' already)
-            raise InvalidInputError("weights-only structured pruning is per layer by Ln norm: another criterion "
-                                    "needs targets 'dead'")
-        params = select_params(model, types, pattern, include_head, head_name)
-        masks = structured_masks(params, amount, LnImportance(norm)) if structured else \
-            unstructured_masks(params, amount, scope)
-    apply_masks(params, masks)
-    if bake:
-        bake_masks(model)
-    return masks
-
-
 def used_parameters(model: nn.Module) -> list[torch.Tensor]:
     """Every parameter as the forward pass uses it: a weight under a mask parametrization (pruned,
     not yet baked) is its masked value, not the unmasked original."""
@@ -290,30 +166,3 @@ def sparsity_report(model: nn.Module, masks: dict[str, torch.Tensor] | None = No
         if pruned_total else 0.0,
         "overall": zeros / total if total else 0.0,
     }
-
-
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, dataset, batch_size: int = 256, max_batches: int | None = None,
-                          device: torch.device | str = "cpu") -> int:
-    """Recompute BatchNorm running statistics by a no-grad pass over `dataset` in train mode.
-
-    Pruning leaves them stale: a zeroed channel keeps its old running variance while its output
-    collapses, and channels whose variance shrank are amplified. Returns the number of BN layers.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return 0
-    was_training = model.training
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the pass
-    model.train()
-    for i, (x, _) in enumerate(make_loader(dataset, batch_size=batch_size, shuffle=True, seed=0)):
-        if max_batches is not None and i >= max_batches:
-            break
-        model(x.to(device))
-    for m, momentum in zip(norms, saved, strict=True):
-        m.momentum = momentum
-    model.train(was_training)
-    return len(norms)

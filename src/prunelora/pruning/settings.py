@@ -1,16 +1,19 @@
 """What may be pruned and how: the one place where pruning options are checked.
 
-Every entry point builds a `PruneSettings` from its arguments — the methods' `prune_*` options,
-`prune()`, `physical_prune()`, `plan_structured()`, the importance criteria — so a bad amount,
-norm, layer type or combination is refused with the same one line wherever it comes from. The
-messages name the options as a method config and the command line spell them (`prune_amount`,
-`--prune-amount`), since that is where users set them.
+Every entry point that takes loose pruning arguments — `prune()`, `physical_prune()`,
+`plan_structured()` — builds one `PruneSettings` from them and hands it down; the methods' `prune_*`
+options are a `PruneSettings` (`PruneOptions.prune_settings()`). Functions that take a single
+option (an importance's norm, a mask's amount) call that option's check below, the one the
+settings call too. So a bad amount, norm, layer type or combination is refused with the same one
+line wherever it comes from. The messages name the options as a method config and the command line
+spell them (`prune_amount`, `--prune-amount`), since that is where users set them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import nn
 
@@ -37,6 +40,30 @@ def layer_classes(types: Sequence[str], option: str = "prune_types") -> tuple[ty
     return tuple(cls for t in types for cls in LAYER_TYPES[t])
 
 
+def check_amount(amount: float) -> None:
+    """Refuse a pruned fraction outside (0, 1)."""
+    if not 0.0 < amount < 1.0:
+        raise InvalidInputError(f"prune_amount {amount} is outside (0, 1)")
+
+
+def check_norm(norm: int) -> None:
+    """Refuse an Ln norm order other than 1 or 2."""
+    if norm not in (1, 2):
+        raise InvalidInputError(f"prune_norm {norm} is not 1 or 2")
+
+
+def check_scope(scope: str) -> None:
+    """Refuse a scope other than `layer` or `global`."""
+    if scope not in PRUNE_SCOPES:
+        raise InvalidInputError(f"prune_scope {scope!r} is not 'layer' or 'global'")
+
+
+def check_criterion(criterion: str) -> None:
+    """Refuse a criterion name not in `CRITERIA`."""
+    if criterion not in CRITERIA:
+        raise InvalidInputError(f"prune_criterion {criterion!r} is not one of {', '.join(CRITERIA)}")
+
+
 @dataclass(frozen=True)
 class PruneSettings:
     """One pruning request, checked on construction. Defaults: the paper's 50% structured L2
@@ -52,18 +79,47 @@ class PruneSettings:
     on D_f; `retain_samples`: the D_r sample a forget-aware criterion is fitted on.
     """
 
-    amount: float = 0.5
-    norm: int = 2
-    structured: bool = True
-    scope: str = "layer"
-    types: tuple[str, ...] = ("conv",)
-    pattern: str | None = None
-    include_head: bool = False
-    targets: str = "dead"
-    mode: str = "mask"
-    criterion: str = "l2"
-    forget_accuracy: float | None = None
-    retain_samples: int = 1024
+    # Each field's help is the command line's (`--prune-amount` ...): the methods' `prune_*` options
+    # are generated from these fields (`methods.common.PruneOptions`), named as `OPTION_NAMES` says.
+    amount: float = field(default=0.5, metadata={"help": (
+        "fraction of channels (heads) pruned, per layer or of all selected ones (--prune-scope); with "
+        "--prune-forget-accuracy the upper bound of the automatic amount")})
+    norm: int = field(default=2, metadata={"help": "order of the Ln norm that scores channels: 1 or 2"})
+    structured: bool = field(default=True, metadata={"help": (
+        "structured (whole output channels and heads, the paper's) or, with --no-prune-structured, single "
+        "weights by magnitude")})
+    scope: str = field(default="layer", metadata={"help": (
+        "layer (each layer or coupled group loses --prune-amount of its channels) or global (that share "
+        "of all selected channels, lowest scores first, at least one kept per group)")})
+    criterion: str = field(default="l2", metadata={"help": (
+        "which channels go: l2 (the paper's weight norm, of order --prune-norm) or a forget-aware one "
+        "fitted on D_f and a D_r sample: activation-ratio (mean activation on D_f / on D_r), tfidf "
+        "(class-discriminative TF-IDF of D_f), fisher-ratio (channel Fisher information on D_f / on D_r)")})
+    retain_samples: int = field(default=1024, metadata={"help": (
+        "size of the seeded sample of D_r a forget-aware criterion compares D_f with")})
+    forget_accuracy: float | None = field(default=None, metadata={"help": (
+        "automatic amount: the smallest amount up to --prune-amount whose pruned model (dead channels, "
+        "before repair) has at most this accuracy in percent on D_f, found by bisection on D_f alone")})
+    types: tuple[str, ...] = field(default=("conv",), metadata={"help": (
+        "layer types pruned, comma-separated: conv, linear, mha (attention heads)")})
+    pattern: str | None = field(default=None, metadata={"help": (
+        "only layers whose name matches this regex ({last} stands for the highest block index)")})
+    include_head: bool = field(default=False, metadata={"help": (
+        "prune the classifier too (whole classes; needs --prune-targets weights-only)")})
+    mode: str = field(default="mask", metadata={"help": (
+        "mask (pruned channels zeroed and kept at zero, the paper's) or physical (removed: a smaller, "
+        "faster model, the same function)")})
+    targets: str = field(default="dead", metadata={"help": (
+        "what structured mask pruning zeroes: dead (default: weight rows, biases and the following "
+        "norm's weight and bias, so a pruned channel outputs 0) or weights-only (the paper's literal "
+        "weight rows alone, for the ablation: the channel keeps its bias and BatchNorm)")})
+
+    # the name of each field as a method's option and a flag (`--prune-head` for `include_head`)
+    OPTION_NAMES: ClassVar[dict[str, str]] = {
+        "amount": "prune_amount", "norm": "prune_norm", "structured": "prune_structured", "scope": "prune_scope",
+        "criterion": "prune_criterion", "retain_samples": "prune_retain_samples",
+        "forget_accuracy": "prune_forget_accuracy", "types": "prune_types", "pattern": "prune_pattern",
+        "include_head": "prune_head", "mode": "prune_mode", "targets": "prune_targets"}
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "types", tuple(self.types))
@@ -82,15 +138,11 @@ class PruneSettings:
         if self.include_head and dead:
             raise InvalidInputError("prune_head (pruning whole classes) needs prune_targets 'weights-only': "
                                     "dead-channel pruning never prunes the head")
-        if not 0.0 < self.amount < 1.0:
-            raise InvalidInputError(f"prune_amount {self.amount} is outside (0, 1)")
-        if self.norm not in (1, 2):
-            raise InvalidInputError(f"prune_norm {self.norm} is not 1 or 2")
-        if self.scope not in PRUNE_SCOPES:
-            raise InvalidInputError(f"prune_scope {self.scope!r} is not 'layer' or 'global'")
+        check_amount(self.amount)
+        check_norm(self.norm)
+        check_scope(self.scope)
         layer_classes(self.types)
-        if self.criterion not in CRITERIA:
-            raise InvalidInputError(f"prune_criterion {self.criterion!r} is not one of {', '.join(CRITERIA)}")
+        check_criterion(self.criterion)
         if self.criterion != "l2" and not dead:
             raise InvalidInputError(f"prune_criterion {self.criterion!r} scores channels: it needs structured "
                                     "pruning with prune_targets 'dead' (or prune_mode 'physical')")

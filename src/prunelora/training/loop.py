@@ -1,7 +1,8 @@
 """THE training loop: `train`, `retrain` and every unlearning method call `fit`.
 
 Device placement happens in one place (`resolve_device`), the loop only consumes a DataLoader and
-only the caller writes files, so the same loop can later run under Hugging Face Accelerate.
+only the caller writes files; on several processes (or with mixed precision on a GPU) it runs
+under Hugging Face Accelerate (`prunelora.training.distributed`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,30 @@ class TrainConfig:
     The budget is `epochs`, or `steps` (optimizer steps) when given: small datasets need budgets
     in steps because an epoch of 1,000 images is only a handful of updates. `prunelora train`'s
     recipe flags are generated from these fields (their defaults, help and choices).
+
+    Attributes:
+        epochs: training epochs (fractions allowed).
+        steps: optimizer steps; overrides `epochs`.
+        batch_size: images per training batch.
+        optimizer: `sgd`, `adam` or `adamw`.
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        weight_decay: weight decay.
+        schedule: `cosine` or `constant`.
+        warmup_fraction: share of steps for linear warm-up.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+        label_smoothing: label smoothing of the cross-entropy.
+        augment: random crop and flip (32x32 colour data).
+        seed: random seed.
+        mixed_precision: `no`, `bf16` or `fp16` autocast on a GPU; the CPU always trains in fp32.
+
+    Raises:
+        InvalidInputError: a value of the wrong type or out of range, naming the field.
+
+    Example:
+        ```python
+        recipe = TrainConfig(epochs=30, optimizer="adam", lr=1e-3, seed=0)
+        ```
     """
 
     epochs: float = field(default=30, metadata={"help": "training epochs"})
@@ -197,10 +222,28 @@ def fit(
 ) -> TrainResult:
     """Train `model` on `dataset` for the budget in `config`, in place.
 
-    `params` restricts what is optimised (default: every parameter that requires a gradient);
-    `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives use it);
-    `after_step(model)` runs after each optimizer step (e.g. to re-apply a constraint);
-    `freeze_batchnorm` keeps BatchNorm running statistics fixed (BN layers in eval mode).
+    Every method and retrain train through this one loop; under a distributed launcher it runs
+    data-parallel (each global batch split over the processes).
+
+    Args:
+        model: the model to train; changed in place.
+        dataset: a map-style Dataset of `(image, label)`.
+        config: the recipe (budget, optimizer, schedule, seed, ...).
+        params: what is optimised (default: every parameter that requires a gradient).
+        loss_fn: `loss_fn(model, x, y)` replaces cross-entropy (methods with their own objectives
+            use it).
+        after_step: `after_step(model)` runs after each optimizer step (e.g. to re-apply a
+            constraint).
+        freeze_batchnorm: keep BatchNorm running statistics fixed (BN layers in eval mode).
+        device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
+        progress: show a progress bar.
+        description: the progress bar's label.
+
+    Returns:
+        A `TrainResult`: the optimizer steps taken, the wall time and the loss history.
+
+    Raises:
+        InvalidInputError: an empty dataset, or a device this machine does not have.
     """
     device = resolve_device(device)
     # On the CPU, mixed precision is ignored: fp32 keeps CPU runs exact and repeatable.
@@ -229,14 +272,16 @@ def fit(
     if acc is not None:
         # each process gets 1/N of every global batch; gradients are averaged across processes
         runner, optimizer, loader = acc.prepare(model, optimizer, loader)
-        # DDP's notice about 1x1-conv gradient strides is about speed, not correctness
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     progress = progress and is_main_process()
 
     history: list[dict] = []
     step, epoch = 0, 0
     start = time.perf_counter()
-    with _progress(progress, description, total) as bar:
+    # The filter lives only as long as this loop: the caller's warning filters are left as they were.
+    with warnings.catch_warnings(), _progress(progress, description, total) as bar:
+        if acc is not None:
+            # DDP's notice about 1x1-conv gradient strides is about speed, not correctness
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         while step < total:
             epoch += 1
             loss_sum, seen = 0.0, 0
