@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from bench_worker_faults import kill_inside
-from cli_checks import one_error_line, write_yaml
+from helpers import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig
 from prunelora.bench.executor_config import ExecutorSettings

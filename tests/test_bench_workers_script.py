@@ -4,24 +4,16 @@ themselves (minutes) are a slow smoke test; their timings are not checked."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
-from cli_checks import write_yaml
+from helpers import load_script, write_yaml
 
 from prunelora.bench import BenchConfig
 from prunelora.presets import CONFIG_DIR
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_workers.py"
-
 
 def script():
-    spec = importlib.util.spec_from_file_location("bench_workers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_workers")
 
 
 def test_the_default_subset_is_one_scenario_one_seed_every_method_run_there(tmp_path):
