@@ -18,8 +18,9 @@ from helpers import one_error_line, write_yaml
 from prunelora.bench import BenchConfig
 from prunelora.bench.executor_config import ExecutorSettings
 from prunelora.bench.executors import InProcessExecutor, ProcessExecutor, RayExecutor
-from prunelora.bench.runner import run_bench, time_ratio
+from prunelora.bench.runner import noise_floor_rows, run_bench, same_threads_wall_time
 from prunelora.bench.schedule import WorkerLostError
+from prunelora.evaluation.compare import compare
 
 # measured, not computed: they differ from run to run whatever the executor
 TIMING = {"wall_time_s", "time_ratio", "throughput", "peak_memory_mb"}
@@ -191,9 +192,17 @@ def test_threads_per_cell_keep_workers_times_threads_within_the_cores(monkeypatc
 def test_time_ratio_compares_only_cells_run_with_the_same_threads():
     retrains = [{"wall_time_s": 10.0, "threads": 1}, {"wall_time_s": 30.0, "threads": 1},
                 {"wall_time_s": 4.0, "threads": 2}]
-    assert time_ratio({"wall_time_s": 5.0, "threads": 1}, retrains) == 0.25
-    assert time_ratio({"wall_time_s": 2.0, "threads": 2}, retrains) == 0.5
-    assert math.isnan(time_ratio({"wall_time_s": 2.0, "threads": 4}, retrains))
+
+    def ratio(row: dict) -> float:
+        return compare(row, {}, reference_wall_time_s=same_threads_wall_time(row, retrains))["time_ratio"]
+
+    assert ratio({"wall_time_s": 5.0, "threads": 1}) == 0.25
+    assert ratio({"wall_time_s": 2.0, "threads": 2}) == 0.5
+    assert math.isnan(ratio({"wall_time_s": 2.0, "threads": 4}))
+    # the noise floor's rows too: the later retrain over those run with its own threads
+    pair = [{"seed": 0, "wall_time_s": 10.0, "threads": 1}, {"seed": 1, "wall_time_s": 6.0, "threads": 2}]
+    (floor,) = noise_floor_rows(pair, timed_by=retrains)
+    assert floor["time_ratio"] == 1.5
 
 
 # --------------------------------------------------------------------------- refusals, one line each

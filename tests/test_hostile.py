@@ -382,10 +382,14 @@ def test_a_checkpoint_without_digests_loads_with_one_warning_line(ctx, run_cli):
         code, _, stderr = run_cli(*_unlearn(ctx, old, "--method", "finetune", "--steps", "1"))
     assert code == 0, stderr
     assert (ctx.out / WEIGHTS).is_file()
-    # as the command prints it (pytest records warnings instead of printing them)
+    # as the command prints it (pytest records warnings instead of printing them; the command's
+    # one-line formatter holds only while a command runs)
     import warnings
 
-    printed = warnings.formatwarning(record[0].message, UserWarning, "api.py", 1)
+    from prunelora.cli.app import _one_line_warnings
+
+    with _one_line_warnings():
+        printed = warnings.formatwarning(record[0].message, UserWarning, "api.py", 1)
     assert printed.startswith("prunelora: warning:") and printed.count("\n") == 1
 
 

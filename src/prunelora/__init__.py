@@ -19,6 +19,8 @@ __version__ = "0.1.0"
 # handler, and `prunelora info` does not pull in peft (and with it transformers).
 _LAZY = {
     "RunResult": ("prunelora.api", "RunResult"),
+    "CheckpointEvaluation": ("prunelora.api", "CheckpointEvaluation"),
+    "evaluate_checkpoint": ("prunelora.api", "evaluate_checkpoint"),
     "info": ("prunelora.api", "info"),
     "retrain": ("prunelora.api", "retrain"),
     "train": ("prunelora.api", "train"),
@@ -56,9 +58,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "CheckpointError", "ForgetSpec", "InvalidInputError", "MissingFileError", "OutputError", "PruneLoRAError",
-    "RelearnConfig", "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate", "fit",
-    "heldout_accuracy", "info", "list_datasets", "list_methods",
+    "CheckpointError", "CheckpointEvaluation", "ForgetSpec", "InvalidInputError", "MissingFileError", "OutputError",
+    "PruneLoRAError", "RelearnConfig", "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate",
+    "evaluate_checkpoint", "fit", "heldout_accuracy", "info", "list_datasets", "list_methods",
     "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
     "unlearn_checkpoint",
 ]

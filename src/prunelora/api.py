@@ -13,7 +13,6 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from safetensors import SafetensorError
 from torch import nn
@@ -21,10 +20,13 @@ from torch import nn
 from prunelora.adapters import save_adapter as export_adapter
 from prunelora.checkpoint import (
     CheckpointMeta,
+    DatasetRecord,
     atomic_write_text,
     check_model_size,
     check_output_dir,
     load_checkpoint,
+    load_model,
+    read_meta,
     run_id,
     save_checkpoint,
     timestamp,
@@ -41,12 +43,23 @@ from prunelora.data import (
     stratified_subset,
 )
 from prunelora.errors import CheckpointError, InvalidInputError, OutputError
-from prunelora.methods import get_method, unlearn
+from prunelora.evaluation.compare import compare
+from prunelora.evaluation.evaluate import (
+    Evaluation,
+    check_reference,
+    evaluate,
+    original_for_relearning,
+)
+from prunelora.evaluation.metrics import split_accuracies
+from prunelora.evaluation.relearn import DEFAULT_RELEARN, RelearnConfig, heldout_accuracy
+from prunelora.methods import UnlearnResult, get_method, unlearn
 from prunelora.models import create_model
+from prunelora.models.classifier import find_module
 from prunelora.training import (
     TrainConfig,
     accuracy_on,
     fit,
+    predict,
     resolve_device,
     seed_everything,
     trainable_parameters,
@@ -66,7 +79,7 @@ class RunResult:
     """
 
     model: nn.Module
-    meta: dict[str, Any]
+    meta: CheckpointMeta
     path: Path | None = None
     splits: Splits | None = field(default=None, repr=False)
 
@@ -107,14 +120,11 @@ def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBun
 
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
-    """Accuracy on every split (percent); keys as docs/concepts/metrics.md defines them: RA, UA, TA, FA, val."""
-    metrics = {"RA": accuracy_on(model, splits.retain, device), "val": accuracy_on(model, splits.val, device),
-               "TA": accuracy_on(model, splits.test_retain, device)}
-    if splits.spec is not None:
-        metrics["UA"] = 100.0 - accuracy_on(model, splits.forget, device)
-    if len(splits.test_forget):
-        metrics["FA"] = accuracy_on(model, splits.test_forget, device)
-    return metrics
+    """The accuracies a checkpoint records (percent, `split_accuracies`): RA, val, TA, then UA when
+    something is forgotten and FA when a class is."""
+    parts = ["retain", "val", "test_retain"] + (["forget"] if splits.spec is not None else []) \
+        + (["test_forget"] if len(splits.test_forget) else [])
+    return split_accuracies({part: predict(model, getattr(splits, part), device=device) for part in parts})
 
 
 def train(
@@ -131,8 +141,6 @@ def train(
     overwrite: bool = False,
     device: str | None = None,
     progress: bool = True,
-    kind: str = "original",
-    extra_meta: dict | None = None,
     train_subset: int | None = None,
     subset_seed: int = 0,
     image_size: int = 32,
@@ -189,59 +197,194 @@ def train(
     seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
-    identity = {"kind": kind, "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
+    identity = {"kind": "original", "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
                 "forget": forget.to_dict() if forget else None, "val_fraction": val_fraction,
-                **({"train_subset": subset} if subset else {}), **(extra_meta or {})}
+                **({"train_subset": subset} if subset else {})}
     rid = run_id(identity)
     if out is not None:
         check_output_dir(out, rid, overwrite)  # refuse before spending any time training
     with PeakMemory(resolve_device(device)) as peak:
         result = fit(net, splits.retain, config, device=device, progress=progress,
-                     description=f"{kind} {model} on {bundle.name}")
+                     description=f"original {model} on {bundle.name}")
     metrics = split_metrics(net, splits, device)
     if forget is None:
         metrics["test"] = accuracy_on(net, bundle.test, device)
     meta = CheckpointMeta(
-        kind=kind, run_id=rid, model=spec,
+        kind="original", run_id=rid, model=spec,
         dataset=dataset_record(bundle, data_dir, val_fraction, 0,
                                None if subset is None else {**subset, "of": full_train_size},
                                val_indices=splits.val_indices.tolist()),
         forget=forget.to_dict() if forget else None, recipe=config.to_dict(), seed=config.seed, metrics=metrics,
         cost={"wall_time_s": result.wall_time_s, "steps": result.steps, "peak_memory_mb": peak.mb,
               "trainable_params": trainable_parameters(net)},
-        history=result.history, created=timestamp(), extra=dict(extra_meta or {}),
+        history=result.history, created=timestamp(),
     )
     path = save_checkpoint(net, out, meta) if out is not None else None
-    return RunResult(net.eval(), meta.to_dict(), path, splits)
+    return RunResult(net.eval(), meta, path, splits)
 
 
 def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
-                        download: bool = False) -> tuple[nn.Module, dict, DatasetBundle, Splits]:
+                        download: bool = False) -> tuple[nn.Module, CheckpointMeta, DatasetBundle, Splits]:
     """Load an original checkpoint, its dataset (from meta.json) and the splits for `forget`.
 
     The dataset is rebuilt as the original saw it: the same train subset (if any), val split and seed.
     """
     model, meta = load_checkpoint(checkpoint)
-    ds = meta.get("dataset") or {}
-    if not ds.get("name"):
+    bundle, _ = _checkpoint_data(meta, checkpoint, data_dir, download)
+    return model, meta, bundle, _splits_of(bundle, meta, forget)
+
+
+def _checkpoint_data(meta: CheckpointMeta, checkpoint, data_dir, download: bool) -> tuple[DatasetBundle, str | None]:
+    """The dataset a checkpoint's meta.json names, as its original saw it, checked against the
+    recorded digest; and that digest (None for an older checkpoint that records none)."""
+    ds = meta.dataset
+    if ds is None or not ds.name:
         raise CheckpointError(f"{checkpoint}: meta.json records no dataset.name")
-    recipe = meta.get("recipe") or {}
-    size = ds.get("image_size", 32) if str(ds["name"]).startswith("imagefolder:") else 32
-    bundle = load_dataset(ds["name"], data_dir=data_dir or ds.get("data_dir"), download=download,
+    recipe = meta.recipe or {}
+    size = ds.image_size if str(ds.name).startswith("imagefolder:") else 32
+    bundle = load_dataset(ds.name, data_dir=data_dir or ds.data_dir, download=download,
                           augment=bool(recipe.get("augment", False)), image_size=size)
-    bundle = apply_train_subset(bundle, ds.get("train_subset"))  # the original's training data
-    # a deletion request must hit the records the model saw: refuse changed data
-    if not check_data_identity(bundle, ds, str(checkpoint)):
+    bundle = apply_train_subset(bundle, ds.train_subset)  # the original's training data
+    digest = data_digest(bundle) if ds.digest is not None else None
+    _check_data(bundle, digest, meta, checkpoint)
+    return bundle, digest
+
+
+def _check_data(bundle: DatasetBundle, digest: str | None, meta: CheckpointMeta, checkpoint) -> None:
+    """A deletion request or an evaluation must hit the records the model saw: refuse changed data
+    (`digest`: the bundle's, computed once) or another number of classes."""
+    ds = meta.dataset or DatasetRecord({})
+    if not check_data_identity(bundle, ds, str(checkpoint), digest=digest):
         warnings.warn(f"{checkpoint} records no digest of its data (an older checkpoint): not checked that "
-                      f"the {ds['name']} found now is the data it was trained on", UserWarning, stacklevel=2)
-    if bundle.num_classes != meta["model"]["num_classes"]:
+                      f"the {ds.name} found now is the data it was trained on", UserWarning, stacklevel=3)
+    if bundle.num_classes != meta.model.num_classes:
         raise InvalidInputError(
-            f"dataset {ds['name']} has {bundle.num_classes} classes but the checkpoint's model has "
-            f"{meta['model']['num_classes']}"
+            f"dataset {ds.name} has {bundle.num_classes} classes but the checkpoint's model has "
+            f"{meta.model.num_classes}"
         )
-    splits = build_splits(bundle, forget, val_fraction=ds.get("val_fraction", 0.1), seed=ds.get("split_seed", 0),
-                          val_indices=ds.get("val_indices"))
-    return model, meta, bundle, splits
+
+
+def _splits_of(bundle: DatasetBundle, meta: CheckpointMeta, forget: ForgetSpec) -> Splits:
+    """The splits for `forget` with the validation split the original held out."""
+    ds = meta.dataset or DatasetRecord({})
+    return build_splits(bundle, forget, val_fraction=ds.val_fraction, seed=ds.split_seed, val_indices=ds.val_indices)
+
+
+@dataclass
+class CheckpointEvaluation:
+    """What `evaluate_checkpoint` found: the flat metrics (the model's, its recorded cost and the
+    comparison with the reference), the details of `evaluate` and which checkpoints were used.
+
+    `original_missing` says why relearning was skipped when the original could not be found.
+    """
+
+    checkpoint: str
+    forget: ForgetSpec
+    metrics: dict[str, float]
+    evaluation: Evaluation = field(repr=False)
+    meta: CheckpointMeta = field(repr=False)
+    reference: str | None = None
+    original: str | None = None
+    original_missing: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON report `prunelora eval --json` writes."""
+        return {"checkpoint": self.checkpoint, "forget": self.forget.to_dict(), "metrics": self.metrics,
+                "mia": self.evaluation.mia, "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
+                "reference": self.reference, "original": self.original}
+
+
+COST_KEYS = ("wall_time_s", "peak_memory_mb", "trainable_params")  # a checkpoint's recorded cost, as metrics
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None = None, *,
+                        reference: str | os.PathLike | None = None, original: str | os.PathLike | None = None,
+                        data_dir: str | os.PathLike | None = None, download: bool = False, device: str | None = None,
+                        attacks: tuple[str, ...] | None = None, probe: bool = True, probe_layer: str | None = None,
+                        relearn: RelearnConfig | None = DEFAULT_RELEARN) -> CheckpointEvaluation:
+    """Evaluate a saved checkpoint on the data it was trained on, against a retrain if given.
+
+    The whole workflow of `prunelora eval`: the checkpoint is loaded and checked, its dataset
+    rebuilt as its original saw it (loaded and digested once, whatever else is loaded), the
+    original found for the relearning target, the reference loaded and evaluated with the same
+    settings, and the model compared with it (`prunelora.evaluation.compare.compare`). Each
+    meta.json is read once.
+
+    Args:
+        checkpoint: the checkpoint directory to evaluate.
+        forget: what to evaluate against; None: the forget set the checkpoint records.
+        reference: a retrain checkpoint of the same original and forget set; adds Avg.Gap,
+            Probe.Gap, relearn_ratio and time_ratio.
+        original: the original checkpoint (relearning's target is its accuracy on D_f); None: the
+            checkpoint itself when it is an original, else the path its meta.json records.
+        data_dir: where the dataset lies, when not where the checkpoint recorded it.
+        download: fetch a registered dataset that is missing.
+        device: where to evaluate (None: the best available).
+        attacks: membership-inference attacks (None: every attack that needs no shadow models).
+        probe: fit the representation probe (Probe-FA, Probe-TA).
+        probe_layer: also probe this module's output (e.g. `layers.1`).
+        relearn: the relearning protocol; None skips relearning.
+
+    Returns:
+        The metrics (with the recorded cost and the comparison keys) and `evaluate`'s details.
+
+    Raises:
+        InvalidInputError: nothing to evaluate against (no `forget`, none recorded), a reference
+            of another original or forget set, an `original` that is not the checkpoint's, a probe
+            layer the model lacks, or data other than the checkpoint's.
+        MissingFileError: a checkpoint directory or file is missing.
+        CheckpointError: a checkpoint cannot be trusted or does not load.
+    """
+    checkpoint = str(checkpoint)
+    meta = read_meta(checkpoint)
+    if forget is None:
+        if not meta.forget:
+            raise InvalidInputError(f"{checkpoint} forgot nothing; say what to evaluate against with --forget-class, "
+                                    "--forget-fraction or --forget-indices (forget= in Python)")
+        forget = ForgetSpec.from_dict(meta.forget)
+    reference_meta = None
+    if reference is not None:  # refused before anything is loaded
+        reference = str(reference)
+        reference_meta = read_meta(reference)
+        check_reference({**meta, "forget": forget.to_dict()}, reference_meta)
+    original_path, original_meta, missing = (original_for_relearning(meta, checkpoint, None if original is None
+                                                                     else str(original))
+                                             if relearn is not None else (None, None, None))
+    model = load_model(checkpoint, meta)
+    if probe and probe_layer is not None:
+        find_module(model, probe_layer)  # a wrong name fails before any work
+    bundle, digest = _checkpoint_data(meta, checkpoint, data_dir, download)
+    splits = _splits_of(bundle, meta, forget)
+    target = None
+    if original_path is not None:
+        if original_path == checkpoint:
+            original_model = model
+        else:
+            _check_data(bundle, digest, original_meta, original_path)
+            original_model = load_model(original_path, original_meta)
+        target = heldout_accuracy(original_model, splits, relearn, device=device)
+    options = {"probe": probe, "probe_layer": probe_layer, "relearn": relearn, "relearn_target": target,
+               "device": device, "attacks": attacks}
+    reference_metrics = None
+    if reference_meta is not None:
+        _check_data(bundle, digest, reference_meta, reference)
+        reference_model = load_model(reference, reference_meta)
+        reference_metrics = _with_cost(evaluate(reference_model, splits, throughput=False, **options).metrics,
+                                       reference_meta)
+    result = evaluate(model, splits, **options)
+    if missing:
+        result.relearn = {"skipped": missing}
+    metrics = _with_cost(result.metrics, meta)
+    if reference_metrics is not None:
+        metrics.update(compare(metrics, reference_metrics))
+    return CheckpointEvaluation(checkpoint, forget, metrics, result, meta, reference,
+                                None if original_path is None else str(original_path), missing)
+
+
+def _with_cost(metrics: dict[str, float], meta: CheckpointMeta) -> dict[str, float]:
+    """`metrics` and the cost meta.json records (wall time, peak memory, trainable parameters)."""
+    cost = meta.cost or {}
+    return {**metrics, **{key: float(cost[key]) for key in COST_KEYS if key in cost}}
 
 
 def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.PathLike | None = None,
@@ -275,14 +418,15 @@ def retrain(checkpoint: str | os.PathLike, forget: ForgetSpec, *, out: str | os.
                               download=download, device=device, progress=progress, seed=seed)
 
 
-def info(checkpoint: str | os.PathLike) -> dict:
+def info(checkpoint: str | os.PathLike) -> CheckpointMeta:
     """meta.json of a checkpoint, after checking that its weights load into its architecture.
 
     Args:
         checkpoint: a checkpoint directory.
 
     Returns:
-        The checkpoint's meta.json content: model, data, forget spec, recipe, method, metrics, cost.
+        The checkpoint's meta.json as a `CheckpointMeta`: model, data, forget spec, recipe, method,
+        metrics, cost.
 
     Raises:
         CheckpointError: the checkpoint is missing parts, foreign, or does not fit its meta.json.
@@ -335,7 +479,7 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     if save_adapter is not None and not entry.capabilities.uses_lora:
         raise InvalidInputError(f"--save-adapter: method {method!r} trains no adapter")
     model, meta, bundle, splits = load_for_unlearning(checkpoint, forget, data_dir, download)
-    rid = unlearned_run_id(meta.get("run_id"), forget.to_dict(), method, config.to_dict())
+    rid = unlearned_run_id(meta.run_id, forget.to_dict(), method, config.to_dict())
     if out is not None:
         check_output_dir(out, rid, overwrite)
     if save_adapter is not None:
@@ -346,15 +490,35 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         check_output_dir(save_adapter, rid, overwrite, label="--save-adapter", marker=ADAPTER_RUN)
     result = unlearn(model, splits, method, config, device=device, progress=progress, original_meta=meta,
                      classifier=classifier)
-    out_meta = CheckpointMeta.unlearned(
-        meta, forget=forget.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
-        seed=getattr(config, "seed", None), sparsity=result.sparsity, history=result.record.history,
-        metrics=split_metrics(result.model, splits, device), architecture=result.architecture,
-        original_path=checkpoint)
+    out_meta = result_meta(result, meta, splits, seed=getattr(config, "seed", None), original_path=checkpoint,
+                           device=device)
     path = None
     if out is not None:
         path = _save_outputs(result, out, out_meta, save_adapter, rid)
-    return RunResult(result.model, out_meta.to_dict(), path, splits)
+    return RunResult(result.model, out_meta, path, splits)
+
+
+def result_meta(result: UnlearnResult, original_meta: CheckpointMeta, splits: Splits, *, seed: int | None,
+                original_path: str | os.PathLike | None = None, device: str | None = None) -> CheckpointMeta:
+    """The meta.json of a method's result: how every unlearned or retrained checkpoint is recorded
+    (`unlearn_checkpoint`, `retrain` and the benchmark's cached retrains).
+
+    Args:
+        result: what `unlearn` returned.
+        original_meta: meta.json of the checkpoint the method started from.
+        splits: the splits it ran on (their forget spec is recorded; their accuracies are measured).
+        seed: the method's seed.
+        original_path: where the original lies (for `prunelora eval`'s relearning target).
+        device: where the accuracies are measured.
+
+    Returns:
+        The record to save with `save_checkpoint(result.model, out, meta)`.
+    """
+    return CheckpointMeta.unlearned(
+        original_meta, forget=splits.spec.to_dict(), method=result.method_dict(), cost=result.cost.to_dict(),
+        seed=seed, sparsity=result.sparsity, history=result.record.history,
+        metrics=split_metrics(result.model, splits, device), architecture=result.architecture,
+        original_path=original_path)
 
 
 ADAPTER_RUN = "prunelora-run.json"  # in a --save-adapter directory: which run wrote it

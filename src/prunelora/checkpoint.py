@@ -84,21 +84,127 @@ _CONTENT_ORDER = ("kind", "run_id", "model", "dataset", "forget", "recipe", "see
                   "sparsity", "history", "original", "created")
 
 
-@dataclass
-class CheckpointMeta:
+class _RecordView(Mapping):
+    """A typed record read through its attributes; also a read-only mapping of what meta.json holds
+    (how earlier versions returned it, so that code indexing the dict keeps working)."""
+
+    def _view(self) -> dict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self._view()[key]
+
+    def __iter__(self):
+        return iter(self._view())
+
+    def __len__(self) -> int:
+        return len(self._view())
+
+
+@dataclass(frozen=True, eq=False)
+class ModelRecord(_RecordView):
+    """meta.json's `model`: the registry name and arguments that rebuild the model, and `pruned`,
+    the smaller modules of a physically pruned one. `data` is the record as written (kept whole,
+    so that reading then writing a checkpoint changes nothing)."""
+
+    data: dict
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.data["num_classes"]
+
+    @property
+    def in_channels(self) -> int:
+        return self.data["in_channels"]
+
+    @property
+    def image_size(self) -> int:
+        return self.data["image_size"]
+
+    @property
+    def kwargs(self) -> dict:
+        return self.data.get("kwargs") or {}
+
+    @property
+    def pruned(self) -> dict | None:
+        return self.data.get("pruned")
+
+    def _view(self) -> dict:
+        return self.data
+
+    def to_dict(self) -> dict:
+        return dict(self.data)
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetRecord(_RecordView):
+    """meta.json's `dataset` (see `prunelora.api.dataset_record`): the data's name and identity and
+    the split the original held out. `data` is the record as written."""
+
+    data: dict
+
+    @property
+    def name(self) -> str | None:
+        return self.data.get("name")
+
+    @property
+    def classes(self) -> list | None:
+        return self.data.get("classes")
+
+    @property
+    def image_size(self) -> int:
+        return self.data.get("image_size", 32)
+
+    @property
+    def digest(self) -> str | None:
+        return self.data.get("digest")
+
+    @property
+    def data_dir(self) -> str | None:
+        return self.data.get("data_dir")
+
+    @property
+    def val_fraction(self) -> float:
+        return self.data.get("val_fraction", 0.1)
+
+    @property
+    def split_seed(self) -> int:
+        return self.data.get("split_seed", 0)
+
+    @property
+    def train_subset(self) -> dict | None:
+        return self.data.get("train_subset")
+
+    @property
+    def val_indices(self) -> list[int] | None:
+        return self.data.get("val_indices")
+
+    def _view(self) -> dict:
+        return self.data
+
+    def to_dict(self) -> dict:
+        return dict(self.data)
+
+
+@dataclass(eq=False)
+class CheckpointMeta(_RecordView):
     """The content of meta.json: what rebuilds a checkpoint's model and what judges it.
 
     `kind` is "original", "retrain" or "unlearned"; `model` the registry entry and its arguments
     (plus `pruned`, the smaller modules of a physically pruned model); `dataset` the data and its
     identity (`prunelora.api.dataset_record`); `forget` a `ForgetSpec.to_dict()` (None for an
     original); `recipe` the `TrainConfig` of the original (a retrain repeats it). `extra` holds keys
-    this version does not know (a newer writer's, or `train(extra_meta=...)`): kept, written back.
+    this version does not know (a newer writer's): kept, written back.
     `format_version`, `versions` and `weights_sha256` are set by `save_checkpoint` and read back.
     """
 
     kind: str | None = None
-    model: dict = field(default_factory=dict)
-    dataset: dict | None = None
+    model: ModelRecord | dict = field(default_factory=dict)
+    dataset: DatasetRecord | dict | None = None
     forget: dict | None = None
     recipe: dict | None = None
     seed: int | None = None
@@ -114,6 +220,35 @@ class CheckpointMeta:
     format_version: int | None = None
     versions: dict | None = None
     weights_sha256: str | None = None
+    # the keys of the mapping this record was read from: `as_json` shows a file as it was written
+    read_keys: frozenset | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # typed parts, whether given as records or as the dicts meta.json holds
+        if isinstance(self.model, dict):
+            self.model = ModelRecord(self.model)
+        if isinstance(self.dataset, dict):
+            self.dataset = DatasetRecord(self.dataset)
+
+    @property
+    def original_run_id(self) -> str | None:
+        """The run id of the original this checkpoint descends from (its own for an original)."""
+        return (self.original or {}).get("run_id") or self.run_id
+
+    def _view(self) -> dict:
+        return self.as_json()
+
+    def as_json(self) -> dict:
+        """meta.json as read: the format keys, the content and the versions and weights digest
+        `save_checkpoint` added (those absent from a record not saved yet)."""
+        file_keys = {"format": FORMAT} if self.format_version is not None else {}
+        if self.format_version is not None:
+            file_keys["format_version"] = self.format_version
+        tail = {k: getattr(self, k) for k in ("versions", "weights_sha256") if getattr(self, k) is not None}
+        view = {**file_keys, **self.to_dict(), **tail}
+        if self.read_keys is not None:  # a key the file lacked is not shown as null
+            view = {k: v for k, v in view.items() if k in self.read_keys or v is not None}
+        return view
 
     @classmethod
     def unlearned(cls, original: Mapping, *, forget: dict, method: dict, cost: dict, seed: int | None,
@@ -129,36 +264,41 @@ class CheckpointMeta:
         the original lies (recorded for `prunelora eval`'s relearning). The run id is
         `unlearned_run_id` of the same inputs.
         """
-        model = dict(original["model"])
+        if not isinstance(original, CheckpointMeta):
+            original = CheckpointMeta.from_dict(original)
+        model = original.model.to_dict()
         if architecture:  # physically pruned: store the smaller modules to rebuild it
             model["pruned"] = merge_architecture(model.get("pruned"), architecture)
-        source = {"run_id": original.get("run_id")}
+        source = {"run_id": original.run_id}
         if original_path is not None:
             source = {"path": str(original_path), **source}
         return cls(kind="retrain" if method["name"] == "retrain" else "unlearned",
-                   run_id=unlearned_run_id(original.get("run_id"), forget, method["name"],
+                   run_id=unlearned_run_id(original.run_id, forget, method["name"],
                                            method.get("requested", method["config"])),
-                   model=model, dataset=original["dataset"], forget=forget, recipe=original.get("recipe"),
+                   model=model, dataset=original.dataset, forget=forget, recipe=original.recipe,
                    seed=seed, method=method, metrics=metrics, cost=cost, sparsity=sparsity,
                    history=[] if history is None else history, original=source, created=timestamp())
 
     @classmethod
     def from_dict(cls, data: Mapping) -> CheckpointMeta:
         """A meta.json mapping as read (any format version up to this one); unknown keys go to `extra`."""
-        known = {f.name for f in fields(cls)} - {"extra"}
+        known = {f.name for f in fields(cls)} - {"extra", "read_keys"}
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k != "format"}
-        return cls(**values, extra=extra)
+        return cls(**values, extra=extra, read_keys=frozenset(data))
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> CheckpointMeta:
         """The checked meta.json of the checkpoint directory `path` (see `read_meta`)."""
-        return cls.from_dict(read_meta(path))
+        return read_meta(path)
 
     def to_dict(self) -> dict:
         """The content of meta.json (without the keys `save_checkpoint` adds), in its written order."""
         out = {key: getattr(self, key) for key in _CONTENT_ORDER
                if key in _WRITTEN_ALWAYS or getattr(self, key) is not None}
+        for key in ("model", "dataset"):  # the typed parts, as the plain mappings meta.json holds
+            if isinstance(out.get(key), _RecordView):
+                out[key] = out[key].to_dict()
         return {**out, **self.extra}
 
     def file_dict(self, weights_sha256: str) -> dict:
@@ -344,9 +484,9 @@ def save_checkpoint(model: nn.Module, out: str | os.PathLike, meta: CheckpointMe
     if not is_main_process():
         barrier()
         return Path(out)
-    if isinstance(meta, dict):
+    if not isinstance(meta, CheckpointMeta):
         meta = CheckpointMeta.from_dict(meta)
-    if not isinstance(meta.model, dict) or "name" not in meta.model:
+    if "name" not in meta.model:
         raise ValueError("meta must describe the model: {'model': {'name': ..., 'num_classes': ...}}")
     out = Path(out)
     tensors = state_dict_for_saving(model)
@@ -404,10 +544,12 @@ def _json_default(obj):
     raise TypeError(f"cannot store {type(obj).__name__} in meta.json")
 
 
-def read_meta(path: str | os.PathLike) -> dict:
-    """meta.json of a checkpoint directory, as written, after `CheckpointMeta.check`: a prunelora
-    checkpoint of a format version this code knows, whose model fields have the right types and
-    sane sizes. `CheckpointMeta.read` gives the same as a `CheckpointMeta`."""
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """meta.json of a checkpoint directory, after `CheckpointMeta.check`: a prunelora checkpoint of
+    a format version this code knows, whose model fields have the right types and sane sizes.
+
+    Returned typed (`meta.model.num_classes`, `meta.dataset.digest`); it also reads as the mapping
+    meta.json holds (`meta["model"]["num_classes"]`), as earlier versions returned it."""
     path = Path(path)
     if not path.is_dir():
         raise MissingFileError(f"checkpoint {str(path)!r} does not exist (expected a directory with {WEIGHTS} and {META})")
@@ -421,7 +563,7 @@ def read_meta(path: str | os.PathLike) -> dict:
                            lambda exc: f"not valid JSON ({exc.msg} at line {exc.lineno})", CheckpointError,
                            str(meta_path), too_deep="nested too deeply to be a meta.json")
     CheckpointMeta.check(meta, str(meta_path))
-    return meta
+    return CheckpointMeta.from_dict(meta)
 
 
 def check_model_meta(model: Any, source: str) -> None:
@@ -502,18 +644,18 @@ def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], source: st
     return model
 
 
-def build_model_from_meta(meta: dict, device: str | torch.device | None = None) -> nn.Module:
+def build_model_from_meta(meta: CheckpointMeta | Mapping, device: str | torch.device | None = None) -> nn.Module:
     """The registry model meta.json names; a physically pruned one gets its stored smaller modules
     (`model.pruned`, see `prunelora.pruning.architecture`) without running the pruning again.
 
     `device="meta"` builds it without allocating memory (to compare shapes, or count parameters).
     """
-    m = meta["model"]
+    m = meta.model if isinstance(meta, CheckpointMeta) else ModelRecord(meta["model"])
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        model = create_model(m["name"], num_classes=m["num_classes"], in_channels=m["in_channels"],
-                             image_size=m["image_size"], **m.get("kwargs", {}))
-        if m.get("pruned"):
-            rebuild_pruned(model, m["pruned"])
+        model = create_model(m.name, num_classes=m.num_classes, in_channels=m.in_channels,
+                             image_size=m.image_size, **m.kwargs)
+        if m.pruned:
+            rebuild_pruned(model, m.pruned)
     return model
 
 
@@ -527,7 +669,8 @@ def check_model_size(build, what: str) -> None:
         raise InvalidInputError(f"{what} would have {count:,} parameters; at most {MAX_PARAMETERS:,} are built")
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                    ) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model of a checkpoint directory and load its weights; never unpickles.
 
     Nothing is allocated before the safetensors header has been compared with the model meta.json
@@ -539,7 +682,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         map_location: the device the weights are loaded to.
 
     Returns:
-        `(model, meta)`: the model, ready to use, and meta.json's content.
+        `(model, meta)`: the model, ready to use, and meta.json as a `CheckpointMeta`.
 
     Raises:
         MissingFileError: the directory or one of its files does not exist.
@@ -552,6 +695,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ```
     """
     meta = read_meta(path)
+    return load_model(path, meta, map_location), meta
+
+
+def load_model(path: str | os.PathLike, meta: CheckpointMeta, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The model of the checkpoint directory `path`, whose meta.json `meta` was already read (by
+    `read_meta`): `load_checkpoint` without reading meta.json again.
+
+    Args:
+        path: the checkpoint directory.
+        meta: its meta.json, as `read_meta(path)` returned it.
+        map_location: where the model is placed.
+
+    Returns:
+        The model in eval mode.
+
+    Raises:
+        MissingFileError: the weights file is missing.
+        CheckpointError: the weights do not fit the architecture, are not the ones meta.json was
+            written with, or are not finite.
+    """
     weights = Path(path) / WEIGHTS
     if not weights.is_file():
         raise MissingFileError(f"checkpoint {str(path)!r} has no {WEIGHTS}")
@@ -560,11 +723,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     check_shapes({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, shapes, str(path))
     del skeleton
     state = read_weights(weights)
-    recorded = meta.get("weights_sha256")
+    recorded = meta.weights_sha256
     if recorded is not None and recorded != _sha256_file(weights):
         raise CheckpointError(f"{path}: {WEIGHTS} is not the file {META} was written with (its SHA-256 "
                               "differs): an interrupted or mixed save; restore both files together")
     check_finite(state, str(path))
     model = build_model_from_meta(meta)
     load_state_into(model, state, str(path))
-    return model.to(map_location).eval(), meta
+    return model.to(map_location).eval()

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from prunelora.api import apply_train_subset
-from prunelora.bench.runner import compute_cell
+from prunelora.bench.config import EvaluationSettings, MethodPlan
+from prunelora.bench.runner import Cell, Original, compute_cell
+from prunelora.checkpoint import CheckpointMeta
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 
 
@@ -30,25 +32,27 @@ class CellTask:
 
     scenario: str
     spec: dict  # the scenario's forget set, `ForgetSpec.to_dict()` (a file's indices already read)
-    method: str  # the config's key, maybe NAME@LABEL
-    options: dict
+    method: MethodPlan  # its key (maybe NAME@LABEL) names the cell and the row's method
     seed: int
-    reference: dict | None  # the reference retrain's row; None for a retrain
     relearn_target: float | None
     cache_model: bool = False  # a retrain: its model is saved too
 
     @property
     def key(self) -> tuple[str, str, int]:
-        return self.scenario, self.method, self.seed
+        return self.scenario, self.method.key, self.seed
 
     @property
     def label(self) -> str:
-        return f"{self.scenario} {self.method} seed {self.seed}"
+        return f"{self.scenario} {self.method.key} seed {self.seed}"
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.scenario, self.method, self.seed, cache_model=self.cache_model)
 
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every cell of a bench shares: the data recipe, the original and how to judge."""
+    """What every cell of a bench shares: the data recipe, the original and how to evaluate."""
 
     token: str  # identifies the context: a process loads it once
     dataset: str
@@ -57,8 +61,9 @@ class WorkerContext:
     subset: dict | None
     val_fraction: float
     original: bytes  # the original model, `torch.save`d
-    original_meta: dict
-    judge: dict  # attacks, MIA options, probe and relearning settings (no relearn target)
+    original_meta: CheckpointMeta
+    original_path: str  # the driver's checkpoint folder (recorded in a retrain's meta.json)
+    settings: EvaluationSettings  # attacks, MIA options, probe and relearning (no relearn target)
     device: str | None
     threads: int | None
     log_dir: str | None = None  # local workers append to their own log here; None: return it
@@ -106,10 +111,9 @@ def run_task(context: WorkerContext, task: CellTask) -> CellOutcome:
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
         original, splits = _loaded(context, task)
-        judge = {**context.judge, "relearn_target": task.relearn_target}
-        payload, checkpoint = compute_cell(task.scenario, task.method, task.options, task.seed, original,
-                                           context.original_meta, splits, task.reference, judge, context.device,
-                                           False, task.cache_model, threads=context.threads)
+        source = Original(original, context.original_meta, Path(context.original_path))
+        payload, checkpoint = compute_cell(task.cell, source, splits, context.settings, task.relearn_target,
+                                           context.device, False, threads=context.threads)
     elapsed = time.perf_counter() - start
     text = buffer.getvalue() + f"{time.strftime('%H:%M:%S')} {task.label}: finished in {elapsed:.1f} s\n"
     _append(log_file, text)
@@ -153,6 +157,6 @@ def _loaded(context: WorkerContext, task: CellTask):
         # as the driver builds them: the original's recorded validation images, split seed 0
         splits = build_splits(_LOADED["bundle"], ForgetSpec.from_dict(task.spec),
                               val_fraction=context.val_fraction, seed=0,
-                              val_indices=context.original_meta["dataset"].get("val_indices"))
+                              val_indices=context.original_meta.dataset.val_indices)
         _LOADED["splits"][task.scenario] = splits
     return _LOADED["original"], splits

@@ -18,7 +18,7 @@ from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.methods import get_method, list_methods
-from prunelora.models import list_models
+from prunelora.models import check_model_name
 from prunelora.presets import preset_path, read_yaml_mapping
 from prunelora.training import TrainConfig
 
@@ -58,6 +58,58 @@ def split_method_key(key: str, source: str = "config") -> tuple[str, str | None]
         raise InvalidInputError(f"{source}: method variant {key!r} is refused: retrain is the reference, "
                                 "it has no variants")
     return name, label
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How every cell of a benchmark is judged: the membership attacks, the probe and relearning.
+
+    `probe` is `{"layer", "seed"}` and `relearn` a `RelearnConfig.to_dict()`; None turns either off.
+    """
+
+    attacks: tuple[str, ...]
+    mia_max_samples: int = 5000
+    mia_seed: int = 0
+    probe: dict | None = None
+    relearn: dict | None = None
+
+    def key(self) -> dict:
+        """What names a cell besides its method options (a cell judged otherwise is another cell)."""
+        return {"probe": self.probe, "relearn": self.relearn}
+
+    def relearn_config(self) -> RelearnConfig | None:
+        return RelearnConfig(**self.relearn) if self.relearn is not None else None
+
+    def evaluate_options(self) -> dict:
+        """`evaluate()`'s keyword arguments for these settings (the relearning target aside)."""
+        return {"attacks": self.attacks, "mia_seed": self.mia_seed, "mia_max_samples": self.mia_max_samples,
+                "probe": self.probe is not None, "probe_layer": (self.probe or {}).get("layer"),
+                "probe_seed": (self.probe or {}).get("seed", 0), "relearn": self.relearn_config()}
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One `methods` entry: its key (`NAME` or `NAME@LABEL`, the row's method), the registered
+    method, its options (preset applied) and the scenarios it runs in."""
+
+    key: str
+    name: str
+    options: dict
+    scenarios: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """A `BenchConfig` parsed once into what the runner uses: typed, checked, defaults filled."""
+
+    recipe: TrainConfig
+    subset: dict | None
+    scenarios: tuple[Scenario, ...]
+    methods: tuple[MethodPlan, ...]
+    retrain: MethodPlan
+    seeds: tuple[int, ...]
+    retrain_seeds: tuple[int, ...]
+    evaluation: EvaluationSettings
 
 
 @dataclass
@@ -129,8 +181,7 @@ class BenchConfig:
         unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
-        if not self.model.startswith("torchvision:") and self.model not in list_models():
-            raise InvalidInputError(f"{source}: unknown model {self.model!r}")
+        check_model_name(self.model)  # the registry decides, as for `prunelora train --model`
         if not self.seeds:
             raise InvalidInputError(f"{source}: seeds is empty")
         names = set()
@@ -250,6 +301,26 @@ class BenchConfig:
             raise InvalidInputError(f"{source}: {method}: scenarios {chosen!r} must be a non-empty list of "
                                     f"this config's scenarios ({', '.join(names)})")
         return chosen
+
+    def settings(self, source: str = "config") -> EvaluationSettings:
+        """The evaluation settings, typed (see `evaluation` for the probe and relearning parts)."""
+        judged = self.evaluation(source)
+        return EvaluationSettings(attacks=tuple(self.mia.get("attacks", default_attacks())),
+                                  mia_max_samples=self.mia.get("max_samples", 5000), mia_seed=self.mia.get("seed", 0),
+                                  probe=judged["probe"], relearn=judged["relearn"])
+
+    def plan(self) -> BenchPlan:
+        """The configuration parsed once into typed parts (it was validated when read)."""
+        methods = tuple(MethodPlan(key, split_method_key(key)[0], self.method_options(key),
+                                   tuple(self.method_scenarios(key)))
+                        for key in self.methods if split_method_key(key)[0] != "retrain")
+        names = tuple(s["name"] for s in self.scenarios)
+        retrain = MethodPlan("retrain", "retrain", self.method_options("retrain") if "retrain" in self.methods else {},
+                             names)
+        return BenchPlan(recipe=TrainConfig.from_dict(self.train), subset=self.subset(),
+                         scenarios=tuple(self.scenario(s) for s in self.scenarios), methods=methods, retrain=retrain,
+                         seeds=tuple(self.seeds), retrain_seeds=tuple(self.retrain_seeds or self.seeds),
+                         evaluation=self.settings())
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -50,10 +50,9 @@ class _Parallel:
 
     parallel = True
 
-    def run_cells(self, config, out, bundle, original, original_meta: dict, judge: dict, device, log,
-                  counts: dict) -> None:
+    def run_cells(self, config, plan, out, bundle, original, device, log, counts: dict) -> None:
         """Run every cell not yet recorded in `out` (see `prunelora.bench.schedule.run_cells`)."""
-        run_cells(self, config, out, bundle, original, original_meta, judge, device, log, counts)
+        run_cells(self, config, plan, out, bundle, original, device, log, counts)
 
 
 def _start_worker(threads: int | None, initializer: Callable | None, initargs: tuple) -> None:

@@ -12,12 +12,13 @@ methods nor peft.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 
 from prunelora.errors import InvalidInputError, PruneLoRAError
 from prunelora.factories import load_factory, untrust_all
@@ -234,17 +235,30 @@ def interrupted() -> int:
     return 130
 
 
-def _one_line_warnings() -> None:
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings printed as one line while a command runs; the caller's formatter is put back after
+    (`main` is also called from Python, e.g. by tests, whose own warnings must keep theirs)."""
     def one_line(message, category, filename, lineno, line=None) -> str:  # not the source line too
         return f"prunelora: warning: {message}\n"
 
+    previous = warnings.formatwarning
     warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def _main(argv: list[str], parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> int:
+    with _one_line_warnings():
+        return _run_command(argv, parser, subparsers)
+
+
+def _run_command(argv: list[str], parser: argparse.ArgumentParser,
+                 subparsers: dict[str, argparse.ArgumentParser]) -> int:
     command = ""
     try:
-        _one_line_warnings()
         command = _named_command(argv) or ""
         args = parser.parse_args(argv)
         if args.command is None:

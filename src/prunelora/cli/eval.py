@@ -9,8 +9,8 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from prunelora.api import load_for_unlearning
-from prunelora.checkpoint import atomic_write_text, check_writable, read_meta
+from prunelora.api import evaluate_checkpoint
+from prunelora.checkpoint import atomic_write_text, check_writable
 from prunelora.cli.options import (
     add_data_dir,
     add_device,
@@ -18,12 +18,9 @@ from prunelora.cli.options import (
     add_forget,
     forget_spec_from_args,
 )
-from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
-from prunelora.evaluation.evaluate import check_reference, evaluate, original_for_relearning
-from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy
-from prunelora.models.classifier import find_module
+from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.training import check_device
 
 
@@ -67,44 +64,16 @@ def run(args: argparse.Namespace) -> int:
     attacks = default_attacks() if args.attacks is None else attacks_from_text(args.attacks)
     if args.json is not None:  # before any work: a report that cannot be written is refused now
         check_writable(args.json, "--json", kind="file")
-    meta = read_meta(args.checkpoint)
-    spec = forget_spec_from_args(args, required=False)
-    if spec is None:
-        if not meta.get("forget"):
-            raise InvalidInputError(f"{args.checkpoint} forgot nothing; say what to evaluate against with --forget-class, "
-                                    "--forget-fraction or --forget-indices")
-        spec = ForgetSpec.from_dict(meta["forget"])
-    relearn = None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps)
-    original_path, no_original = original_for_relearning(meta, args.checkpoint, args.original) if relearn else (None, None)
-    model, meta, _, splits = load_for_unlearning(args.checkpoint, spec, args.data_dir)
-    if args.probe_layer and not args.no_probe:
-        find_module(model, args.probe_layer)  # a wrong name fails before any work
-    target = None
-    if original_path is not None:
-        original = model if original_path == args.checkpoint else load_for_unlearning(original_path, spec, args.data_dir)[0]
-        target = heldout_accuracy(original, splits, relearn, device=device)
-    elif no_original:
-        print(f"relearning skipped: {no_original}")
-    options = {"probe": not args.no_probe, "probe_layer": args.probe_layer, "relearn": relearn,
-               "relearn_target": target, "device": device,
-               "attacks": attacks}
-    reference_metrics = None
-    if args.reference:
-        ref_meta = read_meta(args.reference)
-        check_reference({**meta, "forget": spec.to_dict()}, ref_meta)
-        ref_model, _, _, _ = load_for_unlearning(args.reference, spec, args.data_dir)
-        reference_metrics = evaluate(ref_model, splits, throughput=False, **options).metrics
-    result = evaluate(model, splits, reference=reference_metrics, **options)
-    if no_original:
-        result.relearn = {"skipped": no_original}
-    cost = meta.get("cost") or {}
-    metrics = dict(result.metrics)
-    for key in ("wall_time_s", "peak_memory_mb", "trainable_params"):
-        if key in cost:
-            metrics[key] = float(cost[key])
-    if reference_metrics is not None and "cost" in ref_meta and "wall_time_s" in cost:
-        metrics["time_ratio"] = cost["wall_time_s"] / ref_meta["cost"]["wall_time_s"]
-    table = Table(title=f"{args.checkpoint}: forget {spec.describe(meta['dataset'].get('classes'))}")
+    found = evaluate_checkpoint(
+        args.checkpoint, forget_spec_from_args(args, required=False), reference=args.reference,
+        original=args.original, data_dir=args.data_dir, device=device, attacks=attacks, probe=not args.no_probe,
+        probe_layer=args.probe_layer if not args.no_probe else None,
+        relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps))
+    if found.original_missing:
+        print(f"relearning skipped: {found.original_missing}")
+    metrics = found.metrics
+    classes = found.meta.dataset.classes if found.meta.dataset is not None else None
+    table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
@@ -120,9 +89,5 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(key, text)
     Console().print(table)
     if args.json:
-        payload = {"checkpoint": str(args.checkpoint), "forget": spec.to_dict(), "metrics": metrics, "mia": result.mia,
-                   "probe": result.probe, "relearn": result.relearn,
-                   "reference": str(args.reference) if args.reference else None,
-                   "original": str(original_path) if original_path else None}
-        atomic_write_text(args.json, json.dumps(payload, indent=2, default=float) + "\n")
+        atomic_write_text(args.json, json.dumps(found.to_dict(), indent=2, default=float) + "\n")
     return 0

@@ -149,9 +149,10 @@ def print_listing(entries: dict[str, str], width: int) -> None:
         print(f"{name:{width}s} {text}")
 
 
-def print_metrics(meta: dict, path) -> None:
-    """One line: the kind of run, its split accuracies, its wall time and where it was saved."""
-    parts = [f"{k} {v:.2f}" for k, v in meta.get("metrics", {}).items() if isinstance(v, float)]
-    cost = meta.get("cost", {})
-    print(f"{meta.get('kind')}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
+def print_metrics(meta, path) -> None:
+    """One line: the kind of run, its split accuracies, its wall time and where it was saved
+    (`meta`: a `CheckpointMeta`)."""
+    parts = [f"{k} {v:.2f}" for k, v in (meta.metrics or {}).items() if isinstance(v, float)]
+    cost = meta.cost or {}
+    print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
           + (f" -> {path}" if path else ""))

@@ -98,13 +98,14 @@ def data_digest(bundle: DatasetBundle) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def check_data_identity(bundle: DatasetBundle, recorded: dict, source: str) -> bool:
+def check_data_identity(bundle: DatasetBundle, recorded: dict, source: str, digest: str | None = None) -> bool:
     """Refuse data whose `data_digest` differs from the one a checkpoint recorded. False when the
-    checkpoint records none (written before digests existed): nothing could be checked."""
+    checkpoint records none (written before digests existed): nothing could be checked. `digest`:
+    the bundle's `data_digest` when already computed (checking several checkpoints digests once)."""
     expected = recorded.get("digest")
     if expected is None:
         return False
-    found = data_digest(bundle)
+    found = digest if digest is not None else data_digest(bundle)
     if found != expected:
         raise InvalidInputError(
             f"{source} was trained on other data than the {bundle.name} found now (content digest "

@@ -7,30 +7,30 @@ Evaluation never imports methods: it judges any `nn.Module` against any `Splits`
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from prunelora.checkpoint import read_meta, state_dict_for_saving
+from prunelora.checkpoint import CheckpointMeta, read_meta, state_dict_for_saving
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
-from prunelora.evaluation.metrics import accuracy, avg_gap, per_sample_loss
+from prunelora.evaluation.compare import compare
+from prunelora.evaluation.metrics import GAP_KEYS, per_sample_loss, split_accuracies  # noqa: F401  (GAP_KEYS: re-exported)
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
     DEFAULT_RELEARN,
     RelearnConfig,
-    relearn_ratio,
     relearn_steps,
 )
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
 from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
-
-GAP_KEYS = ("UA", "RA", "TA", "MIA")
 
 
 @dataclass
@@ -175,13 +175,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
     outputs = {part: predict(model, getattr(splits, part), device=device)
                for part in ("forget", "retain", "test_retain", "test_forget", "val")}
-    m: dict[str, float] = {
-        "UA": 100.0 - accuracy(*outputs["forget"]) if len(splits.forget) else float("nan"),
-        "RA": accuracy(*outputs["retain"]),
-        "TA": accuracy(*outputs["test_retain"]),
-        "FA": accuracy(*outputs["test_forget"]) if len(splits.test_forget) else float("nan"),
-        "val": accuracy(*outputs["val"]),
-    }
+    m: dict[str, float] = split_accuracies(outputs)  # UA, RA, TA, FA, val
     mia: dict[str, dict] = {}
     attacks = default_attacks() if attacks is None else attacks
     if len(splits.forget) and attacks:
@@ -203,8 +197,6 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
             if is_main_process() else None)
     m["size_mb"] = serialized_size_mb(model)
-    if reference is not None:
-        m["Avg.Gap"] = avg_gap(m, reference, GAP_KEYS) if "MIA" in m and "MIA" in reference else float("nan")
     probes: dict[str, dict] = {}
     if probe:
         # Fitted by the main process alone (features of the whole test set), then shared.
@@ -229,13 +221,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         m["relearn_steps"], m["relearn_capped"] = float(result.steps), float(result.capped)
         relearned = result.to_dict() | {"config": relearn.to_dict()}
     if reference is not None:
-        for key in [k for k in m if k.startswith("Probe-FA")]:
-            if key in reference:
-                m[key.replace("Probe-FA", "Probe.Gap")] = abs(m[key] - reference[key])
-        if "relearn_steps" in m and "relearn_steps" in reference:
-            m["relearn_ref_capped"] = float(reference.get("relearn_capped", 0.0))
-            m["relearn_ratio"] = relearn_ratio(m["relearn_steps"], reference["relearn_steps"],
-                                               bool(m["relearn_capped"]), bool(m["relearn_ref_capped"]))
+        m.update(compare(m, reference))
     rng = np.random.default_rng(0)
     losses = {}
     for part, key in (("forget", "forget"), ("test_retain", "test")):
@@ -252,41 +238,44 @@ def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, devi
     return {name: fit_layer_probe(model, splits, name, seed=seed, device=device) for name in layers}
 
 
-def check_reference(meta: dict, reference_meta: dict) -> None:
+def _typed(meta: CheckpointMeta | Mapping) -> CheckpointMeta:
+    return meta if isinstance(meta, CheckpointMeta) else CheckpointMeta.from_dict(meta)
+
+
+def check_reference(meta: CheckpointMeta | Mapping, reference_meta: CheckpointMeta | Mapping) -> None:
     """A reference must be a retrain of the same original for the same forget set."""
-    if reference_meta.get("kind") != "retrain":
-        raise InvalidInputError(f"--reference is a {reference_meta.get('kind')!r} checkpoint, not a retrain")
-    ours = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
-    theirs = (reference_meta.get("original") or {}).get("run_id")
-    if ours != theirs:
+    meta, reference_meta = _typed(meta), _typed(reference_meta)
+    if reference_meta.kind != "retrain":
+        raise InvalidInputError(f"--reference is a {reference_meta.kind!r} checkpoint, not a retrain")
+    if meta.original_run_id != (reference_meta.original or {}).get("run_id"):
         raise InvalidInputError("--reference is a retrain of another original model (run ids differ)")
     def same_set(spec: dict | None) -> tuple | None:  # where an index file was read from does not matter
         return None if spec is None else tuple(spec.get(k) for k in ("kind", "classes", "fraction", "indices", "seed"))
 
-    if same_set(reference_meta.get("forget")) != same_set(meta.get("forget")):
+    if same_set(reference_meta.forget) != same_set(meta.forget):
         raise InvalidInputError("--reference forgot a different set than the evaluated model")
 
 
-def original_for_relearning(meta: dict, checkpoint: str, original: str | None) -> tuple[str | None, str | None]:
+def original_for_relearning(meta: CheckpointMeta, checkpoint: str, original: str | None
+                            ) -> tuple[str | None, CheckpointMeta | None, str | None]:
     """Where the original model of `checkpoint` is (relearning's target is its D_f accuracy).
 
-    `(path, None)`: `original` when given (it must be the checkpoint's original), the checkpoint
-    itself when it is an original, else the path its meta.json records, if that still holds it.
-    `(None, reason)` when none can be found.
+    `(path, its meta.json, None)`: `original` when given (it must be the checkpoint's original),
+    the checkpoint itself when it is an original (`meta`), else the path its meta.json records, if
+    that still holds it. `(None, None, reason)` when none can be found. Each meta.json is read once.
     """
-    from pathlib import Path
-
-    wanted = (meta.get("original") or {}).get("run_id") or meta.get("run_id")
+    wanted = meta.original_run_id
     if original is not None:
         found = read_meta(original)
-        if found.get("run_id") != wanted:
+        if found.run_id != wanted:
             raise InvalidInputError(f"--original {original} is not the original of {checkpoint} (run ids differ)")
-        return original, None
-    if meta.get("kind") == "original" or not meta.get("original"):
-        return checkpoint, None
-    recorded = meta["original"].get("path")
+        return original, found, None
+    if meta.kind == "original" or not meta.original:
+        return checkpoint, meta, None
+    recorded = meta.original.get("path")
     if not recorded or not (Path(recorded) / "meta.json").is_file():
-        return None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
-    if read_meta(recorded).get("run_id") != wanted:
-        return None, f"{recorded} now holds another model than the original (pass --original DIR)"
-    return recorded, None
+        return None, None, f"the original model is not at {recorded!r} any more (pass --original DIR)"
+    found = read_meta(recorded)
+    if found.run_id != wanted:
+        return None, None, f"{recorded} now holds another model than the original (pass --original DIR)"
+    return recorded, found, None

@@ -21,8 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from prunelora.errors import InvalidInputError
+from prunelora.training.loop import top1_accuracy
 
 __all__ = [
+    "GAP_KEYS",
     "MIA_FEATURES",
     "accuracy",
     "avg_gap",
@@ -31,6 +33,7 @@ __all__ = [
     "loss",
     "modified_entropy",
     "per_sample_loss",
+    "split_accuracies",
     "unlearning_accuracy",
 ]
 
@@ -82,13 +85,11 @@ def _check_outputs(logits: ArrayLike, targets: ArrayLike) -> tuple[torch.Tensor,
 def accuracy(logits: ArrayLike, targets: ArrayLike) -> float:
     """Top-1 accuracy in percent.
 
-    ``Acc = 100 * (1/N) * sum_n [argmax_c logits[n, c] == targets[n]]``, in ``[0, 100]``.
+    ``Acc = 100 * (1/N) * sum_n [argmax_c logits[n, c] == targets[n]]``, in ``[0, 100]``
+    (`prunelora.training.top1_accuracy`, after the shapes are checked).
     An empty split has no accuracy: returns ``nan``.
     """
-    lg, tg = _check_outputs(logits, targets)
-    if tg.numel() == 0:
-        return float("nan")
-    return 100.0 * float((lg.argmax(dim=1) == tg).to(torch.float64).mean())
+    return top1_accuracy(*_check_outputs(logits, targets))
 
 
 def unlearning_accuracy(forget_logits: ArrayLike, forget_targets: ArrayLike) -> float:
@@ -97,6 +98,37 @@ def unlearning_accuracy(forget_logits: ArrayLike, forget_targets: ArrayLike) -> 
     ``nan`` for an empty forget set.
     """
     return 100.0 - accuracy(forget_logits, forget_targets)
+
+
+SPLIT_METRICS: dict[str, str] = {"forget": "UA", "retain": "RA", "test_retain": "TA", "test_forget": "FA",
+                                 "val": "val"}
+"""A split's part (a `Splits` attribute) -> the accuracy metric measured on it."""
+
+
+def split_accuracies(outputs: Mapping[str, Outputs]) -> dict[str, float]:
+    """The accuracy family from the outputs of each part of a split: UA on ``forget``, RA on
+    ``retain``, TA on ``test_retain``, FA on ``test_forget``, val on ``val``.
+
+    The one definition of these metrics: `evaluate` and the accuracies a checkpoint records
+    (`prunelora.api.split_metrics`) both call it.
+
+    Args:
+        outputs: part name (a key of `SPLIT_METRICS`) -> ``(logits, targets)``; only the parts
+            given are measured, in the order given.
+
+    Returns:
+        Metric name -> percent (NaN for an empty part).
+
+    Raises:
+        InvalidInputError: a part name that is not one of `SPLIT_METRICS`.
+    """
+    out: dict[str, float] = {}
+    for part, (logits, targets) in outputs.items():
+        if part not in SPLIT_METRICS:
+            raise InvalidInputError(f"unknown split part {part!r}; accepted: {', '.join(SPLIT_METRICS)}")
+        value = accuracy(logits, targets)
+        out[SPLIT_METRICS[part]] = 100.0 - value if part == "forget" else value
+    return out
 
 
 def per_sample_loss(logits: ArrayLike, targets: ArrayLike) -> torch.Tensor:
@@ -168,10 +200,14 @@ MIA_FEATURES: dict[str, Callable[[ArrayLike, ArrayLike], np.ndarray]] = {
 # --------------------------------------------------------------------------------------------
 
 
+GAP_KEYS: tuple[str, ...] = ("UA", "RA", "TA", "MIA")
+"""The metrics Avg.Gap averages over (MIA: the `confidence-svc` efficacy)."""
+
+
 def avg_gap(
     method: Mapping[str, float],
     reference: Mapping[str, float],
-    keys: Sequence[str] = ("UA", "RA", "TA", "MIA"),
+    keys: Sequence[str] = GAP_KEYS,
 ) -> float:
     """Average absolute gap to a reference (usually retrain from scratch).
 

@@ -27,7 +27,7 @@ from torch import nn
 from prunelora.data import Splits
 from prunelora.data.generic import fetch
 from prunelora.errors import InvalidInputError
-from prunelora.training.loop import resolve_device
+from prunelora.training.loop import resolve_device, top1_accuracy
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,11 @@ def relearn_parts(splits: Splits, config: RelearnConfig) -> tuple[torch.Tensor, 
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Accuracy (%) on images already on the model's device (`predict` would move them there at
+    every one of up to `max_steps` steps)."""
     model.eval()
-    correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(y), batch_size))
-    return 100.0 * correct / len(y)
+    logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(y), batch_size)]) if len(y) else x[:0]
+    return top1_accuracy(logits, y)
 
 
 def heldout_accuracy(model: nn.Module, splits: Splits, config: RelearnConfig = DEFAULT_RELEARN,

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from prunelora.checkpoint import atomic_write_text, library_versions
+from prunelora.checkpoint import CheckpointMeta, atomic_write_text, library_versions
 
 # Columns of the summary table, in order; `higher` says which direction is better (None: neither).
 TABLE_COLUMNS: list[tuple[str, str]] = [
@@ -116,11 +116,10 @@ def write_results(rows: list[dict], out: Path) -> None:
 
 
 def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     metrics = [m for m in PLOT_METRICS if any(m in v for v in summary.values())]
     methods = list(summary)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
+    fig = _figure(figsize=(3.2 * len(metrics), 3.4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         means = [summary[m].get(metric, (float("nan"), 0))[0] for m in methods]
         stds = [summary[m].get(metric, (0, float("nan")))[1] for m in methods]
@@ -134,13 +133,13 @@ def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
 
 def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path: Path) -> None:
     """Per method: the loss histogram of D_f against test samples (the paper's Figure 2)."""
-    import matplotlib.pyplot as plt
     import numpy as np
 
     methods = list(losses)
     cols = min(len(methods), 6)
     rows = -(-len(methods) // cols) if methods else 1
-    fig, axes = plt.subplots(rows, max(cols, 1), figsize=(3.2 * max(cols, 1), 3.0 * rows), squeeze=False)
+    fig = _figure(figsize=(3.2 * max(cols, 1), 3.0 * rows))
+    axes = fig.subplots(rows, max(cols, 1), squeeze=False)
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     for ax, method in zip(list(axes.flat)[:len(methods)], methods, strict=True):
@@ -164,10 +163,10 @@ def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path:
 def _scatter(ax, summary: dict, x_key: str, y_key: str) -> None:
     """One point per method with error bars over seeds; each method has its own colour and marker
     and is labelled next to its point (a benchmark with variants has more methods than a colour cycle)."""
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     markers = "os^DvP*Xh<>p"
-    colours = plt.get_cmap("tab20").colors
+    colours = matplotlib.colormaps["tab20"].colors
     for i, (method, metrics) in enumerate(summary.items()):
         x, xs = metrics.get(x_key, (float("nan"), 0))
         y, ys = metrics.get(y_key, (float("nan"), 0))
@@ -183,12 +182,11 @@ def _has(summary: dict, key: str) -> bool:
 def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
     """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (outputs) and, in a second panel
     where the probe is defined, Probe.Gap (features); error bars over seeds."""
-    import matplotlib.pyplot as plt
-
     panels = [("Avg.Gap", "Avg.Gap to retrain (outputs; lower is better)")]
     if _has(summary, "Probe.Gap"):
         panels.append(("Probe.Gap", "Probe.Gap to retrain (features; lower is better)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.3, 4.8), squeeze=False)
+    fig = _figure(figsize=(5.2 * len(panels) + 2.3, 4.8))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels, strict=True):
         _scatter(ax, summary, "time_ratio", key)
         ax.set_xscale("log")
@@ -203,9 +201,8 @@ def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
 def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
     """x = Avg.Gap (outputs), y = Probe.Gap (features): a method low on x but high on y reaches
     retrain's outputs while its features still carry the forgotten class — it hides, not forgets."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig = _figure(figsize=(7.5, 4.8))
+    ax = fig.subplots()
     _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
     ax.set_xlabel("Avg.Gap to retrain (outputs)")
     ax.set_ylabel("Probe.Gap to retrain (features)")
@@ -216,12 +213,20 @@ def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
     _save_fig(fig, path)
 
 
-def _save_fig(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _figure(figsize: tuple[float, float]):
+    """A figure drawn by the Agg canvas, outside pyplot: no global backend is switched and no figure
+    is registered with pyplot (a caller's interactive session or backend stays as it was)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_fig(fig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     os.replace(tmp, path)
 
 
@@ -238,9 +243,9 @@ SPLIT_NAMES = {"forget": "D_f", "retain": "D_r", "val": "val", "test_retain": "t
                "test_forget": "test-forget"}
 
 
-def _subset_line(original_meta: dict) -> list[str]:
+def _subset_line(original_meta: CheckpointMeta) -> list[str]:
     """The Setup line saying the original was trained on a train subset (none when it was not)."""
-    subset = (original_meta.get("dataset") or {}).get("train_subset")
+    subset = original_meta.dataset.train_subset if original_meta.dataset is not None else None
     if not subset:
         return []
     of = f" of {subset['of']:,}" if subset.get("of") else ""
@@ -276,17 +281,15 @@ def _threads_lines(cells: dict) -> list[str]:
             "the same number of threads (a cell's ratio is to the retrains that ran like it; NaN where none did)"]
 
 
-def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: dict,
+def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: CheckpointMeta,
                  command: str, elapsed_s: float | None = None, cells_run: int | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     out = Path(out)
     (out / "plots").mkdir(exist_ok=True)
     write_results(rows, out)
     summary = summarize(rows)
-    metrics = original_meta.get("metrics", {})
+    metrics = original_meta.metrics or {}
+    original_wall = (original_meta.cost or {}).get("wall_time_s", float("nan"))
     lines = [f"# prunelora benchmark: {config.get('name', 'bench')}", ""]
     if config.get("note"):
         lines += [config["note"].strip(), ""]
@@ -295,7 +298,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         f"- dataset: `{config['dataset']}`; model: `{config['model']}` {config.get('model_kwargs') or ''}",
         *_subset_line(original_meta),
         f"- original: trained with `{json.dumps(config.get('train', {}))}` — test accuracy "
-        f"{metrics.get('test', float('nan')):.2f}%, {original_meta.get('cost', {}).get('wall_time_s', float('nan')):.1f} s",
+        f"{metrics.get('test', float('nan')):.2f}%, {original_wall:.1f} s",
         f"- seeds: {sorted({r['seed'] for r in rows if r['method'] != 'retrain'})}; retrain seeds: "
         f"{sorted({r['seed'] for r in rows if r['method'] == 'retrain'})}",
         f"- methods and options: `{json.dumps(config.get('methods', {}))}`",
@@ -308,7 +311,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
             ran = f" ({cells_run} of {len(cells)} cells run, the others reused from an earlier invocation)"
         lines.append(f"- this invocation took {elapsed_s:.0f} s end to end{ran}")
     trained = sum(p["row"].get("wall_time_s", 0.0) for p in cells.values()) \
-        + original_meta.get("cost", {}).get("wall_time_s", 0.0)
+        + (original_meta.cost or {}).get("wall_time_s", 0.0)
     lines.append(f"- training and unlearning runs of this folder (the original and every cell, evaluation "
                  f"excluded): {trained:.0f} s")
     lines += _threads_lines(cells)

@@ -13,10 +13,16 @@ from torch import nn
 from prunelora.errors import InvalidInputError
 from prunelora.factories import get_factory
 from prunelora.models.classifier import Classifier, classifier_outputs
-from prunelora.models.timm_models import timm_classifier  # timm itself is imported on first use
-from prunelora.models.tv import torchvision_classifier  # so is torchvision's model zoo
+from prunelora.models.timm_models import (  # timm is imported on first use
+    check_timm_name,
+    timm_classifier,
+)
+from prunelora.models.tv import (  # so is torchvision's zoo
+    check_torchvision_name,
+    torchvision_classifier,
+)
 
-__all__ = ["Classifier", "create_model", "list_models", "register_model"]
+__all__ = ["Classifier", "check_model_name", "create_model", "list_models", "register_model"]
 
 
 ModelFn = Callable[..., Classifier]
@@ -64,6 +70,27 @@ def _factory_model(name: str, num_classes: int, in_channels: int, image_size: in
     return model
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a name `create_model` would refuse, with the same line, without building anything.
+
+    Accepted: a registered name, `torchvision:<name>` and `timm:<name>` of a model that library
+    holds, and `factory:` references (checked when built: the factory file must be trusted then).
+
+    Raises:
+        InvalidInputError: the name is not one `create_model` builds.
+    """
+    if not isinstance(name, str):
+        raise InvalidInputError(f"model name {name!r} must be a string")
+    if name.startswith("torchvision:"):
+        check_torchvision_name(name.split(":", 1)[1])
+    elif name.startswith("timm:"):
+        check_timm_name(name.split(":", 1)[1])
+    elif not name.startswith("factory:") and name not in _MODELS:
+        raise InvalidInputError(
+            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>, timm:<name>"
+        )
+
+
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                  **kwargs) -> nn.Module:
     """Build a registered model with random initial weights (nothing is downloaded).
@@ -95,10 +122,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         return _factory_model(name, num_classes, in_channels, image_size, **kwargs)
     if name.startswith("timm:"):
         return timm_classifier(name.split(":", 1)[1], num_classes, in_channels, image_size, **kwargs)
-    if name not in _MODELS:
-        raise InvalidInputError(
-            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>, timm:<name>"
-        )
+    check_model_name(name)
     try:
         return _MODELS[name][0](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
     except TypeError as exc:  # an unknown keyword argument

@@ -11,7 +11,12 @@ from torch import nn
 from prunelora.errors import InvalidInputError
 
 
-def timm_classifier(arch: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
+def check_timm_name(arch: str):
+    """timm itself, once `arch` is known to it; else one line (timm missing, or the unknown name).
+
+    Raises:
+        InvalidInputError: timm is not installed, or has no model `arch`.
+    """
     try:
         import timm
     except ImportError:
@@ -19,6 +24,11 @@ def timm_classifier(arch: str, num_classes: int, in_channels: int, image_size: i
     if not timm.is_model(arch):
         known = ", ".join(timm.list_models("resnet*")[:8])
         raise InvalidInputError(f"unknown timm model {arch!r}; e.g. {known}, ... (timm.list_models())")
+    return timm
+
+
+def timm_classifier(arch: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
+    timm = check_timm_name(arch)
     try:
         # pretrained=False: the weights are random, nothing is fetched from a hub
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)

@@ -24,18 +24,29 @@ class TorchvisionClassifier(Classifier):
         return torch.flatten(self.backbone(x), 1)
 
 
+def check_torchvision_name(arch: str) -> None:
+    """Refuse, in one line, a name torchvision's model registry does not hold.
+
+    Raises:
+        InvalidInputError: `arch` is not a torchvision classification model.
+    """
+    import torchvision
+
+    if arch.lower() not in torchvision.models.list_models():  # what get_model accepts (it lowercases)
+        known = ", ".join(torchvision.models.list_models(module=torchvision.models)[:12])
+        raise InvalidInputError(f"unknown torchvision model {arch!r}; e.g. {known}, ...")
+
+
 def torchvision_classifier(arch: str, num_classes: int, in_channels: int, image_size: int,
                            **kwargs) -> TorchvisionClassifier:
     import torchvision
 
     if in_channels not in (1, 3):
         raise InvalidInputError(f"torchvision models take 1 or 3 input channels, not {in_channels}")
+    check_torchvision_name(arch)
     try:
         # weights=None: never download pretrained weights at run time.
         backbone = torchvision.models.get_model(arch, weights=None, **kwargs)
-    except (ValueError, KeyError):
-        known = ", ".join(torchvision.models.list_models(module=torchvision.models)[:12])
-        raise InvalidInputError(f"unknown torchvision model {arch!r}; e.g. {known}, ...") from None
     except TypeError as exc:  # an argument the torchvision builder does not take
         raise InvalidInputError(f"torchvision:{arch} does not accept {sorted(kwargs)} ({exc})") from None
     last_name, last = None, None

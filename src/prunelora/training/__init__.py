@@ -10,8 +10,9 @@ from prunelora.training.loop import (
     predict,
     resolve_device,
     seed_everything,
+    top1_accuracy,
     trainable_parameters,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDivergedError", "accuracy_on", "check_device", "fit", "predict",
-           "resolve_device", "seed_everything", "trainable_parameters"]
+           "resolve_device", "seed_everything", "top1_accuracy", "trainable_parameters"]

@@ -385,10 +385,27 @@ def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def top1_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 accuracy in percent: ``100 * mean(argmax(logits) == targets)``, the mean taken in float64.
+
+    The one place the formula lives: `accuracy_on` (the pruning criteria's forget accuracy, an
+    original's test accuracy), the evaluation's UA/RA/TA/FA (`prunelora.evaluation.metrics`) and
+    relearning all call it. It lives here, below evaluation, because training's callers need it too.
+
+    Args:
+        logits: model outputs, shape ``(N, C)``.
+        targets: class indices, shape ``(N,)``.
+
+    Returns:
+        The accuracy in ``[0, 100]``; NaN when there is no sample (an empty split has no accuracy).
+    """
+    if targets.numel() == 0:
+        return float("nan")
+    return 100.0 * float((logits.argmax(1) == targets).to(torch.float64).mean())
+
+
 def accuracy_on(model: nn.Module, dataset, device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy in percent; NaN for an empty dataset. The mean is taken in float64, as
-    `prunelora.evaluation.metrics.accuracy` takes it: the two give the same number."""
+    """Top-1 accuracy of `model` on `dataset` in percent (`top1_accuracy`); NaN for an empty dataset."""
     if len(dataset) == 0:
         return float("nan")
-    logits, targets = predict(model, dataset, device=device)
-    return 100.0 * float((logits.argmax(1) == targets).to(torch.float64).mean())
+    return top1_accuracy(*predict(model, dataset, device=device))
