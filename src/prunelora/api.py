@@ -166,8 +166,6 @@ def train(
         overwrite: replace a different run already in `out`.
         device: `"cpu"`, `"cuda"`, `"cuda:1"`...; None picks a GPU when there is one.
         progress: show progress bars.
-        kind: what meta.json calls the model (`"original"`, `"retrain"`).
-        extra_meta: more keys for meta.json.
         train_subset: train on this many images of the train set, stratified by class.
         subset_seed: which images `train_subset` picks.
         image_size: the side an image folder's images are resized to.
@@ -275,7 +273,15 @@ class CheckpointEvaluation:
     """What `evaluate_checkpoint` found: the flat metrics (the model's, its recorded cost and the
     comparison with the reference), the details of `evaluate` and which checkpoints were used.
 
-    `original_missing` says why relearning was skipped when the original could not be found.
+    Attributes:
+        checkpoint: the evaluated checkpoint directory.
+        forget: the forget set it was evaluated on.
+        metrics: the flat metrics: the model's, its recorded cost and the comparison with the reference.
+        evaluation: what `evaluate` returned (membership attacks, probes, relearning details).
+        meta: the evaluated checkpoint's meta.json.
+        reference: the reference checkpoint compared with, or None.
+        original: the original checkpoint (relearning's target), or None.
+        original_missing: why relearning was skipped when the original could not be found.
     """
 
     checkpoint: str
