@@ -10,16 +10,26 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from bench_worker_faults import kill_inside
 from helpers import one_error_line, write_yaml
 
 from prunelora.bench import BenchConfig
+from prunelora.bench.cellwork import CellOutcome, CellTask
+from prunelora.bench.config import EvaluationSettings, MethodPlan
 from prunelora.bench.executor_config import ExecutorSettings
 from prunelora.bench.executors import InProcessExecutor, ProcessExecutor, RayExecutor
-from prunelora.bench.runner import noise_floor_rows, run_bench, same_threads_wall_time
-from prunelora.bench.schedule import WorkerLostError
+from prunelora.bench.runner import (
+    Original,
+    noise_floor_rows,
+    original_checkpoint,
+    run_bench,
+    same_threads_wall_time,
+)
+from prunelora.bench.schedule import WorkerLostError, run_cells
+from prunelora.checkpoint import read_meta
 from prunelora.evaluation.compare import compare
 
 # measured, not computed: they differ from run to run whatever the executor
@@ -95,6 +105,13 @@ def test_two_workers_give_the_metrics_of_one_bit_for_bit(run_cli, config_file, s
     for label in ("class3 retrain seed 0", "class3 retrain seed 1", "class3 finetune seed 0", "class3 lora seed 0"):
         assert logs.count(f"{label}: finished") == 1, label
     assert "torch threads per cell: 1 (4 cells)" in (out / "report.md").read_text()
+    # a retrain computed by a worker is cached by the driver with the meta.json the sequential run
+    # writes (result_meta): its measured accuracies and where its original lies
+    for seed in (0, 1):
+        meta = read_meta(out / "cache" / f"class3-retrain-seed{seed}")
+        expected = read_meta(sequential / "cache" / f"class3-retrain-seed{seed}")
+        assert meta.metrics and meta.metrics == expected.metrics
+        assert meta.to_dict()["original"] == {**expected.to_dict()["original"], "path": str(original_checkpoint(out))}
 
 
 @pytest.mark.slow  # a local Ray instance takes a while to start
@@ -203,6 +220,52 @@ def test_time_ratio_compares_only_cells_run_with_the_same_threads():
     pair = [{"seed": 0, "wall_time_s": 10.0, "threads": 1}, {"seed": 1, "wall_time_s": 6.0, "threads": 2}]
     (floor,) = noise_floor_rows(pair, timed_by=retrains)
     assert floor["time_ratio"] == 1.5
+
+
+class _PoolThatBreaks:
+    """A fake local pool: whenever the cell of `deadly` runs, the pool breaks and every cell it held is
+    lost (as a ProcessPoolExecutor whose worker was SIGKILLed); any other cell finishes."""
+
+    parallel, shares_disk, threads, description = True, True, 1, "a fake pool"
+
+    def __init__(self, slots: int, deadly: str) -> None:
+        self.slots, self.deadly, self.held, self.batches = slots, deadly, [], []
+
+    def start(self, context) -> None:
+        pass
+
+    def submit(self, task) -> None:
+        self.held.append(task)
+
+    def collect(self):
+        held, self.held = self.held, []
+        self.batches.append(sorted(t.method.key for t in held))
+        if any(t.method.key == self.deadly for t in held):
+            return [(t, None) for t in held]
+        return [(t, CellOutcome({"row": {"method": t.method.key}}, None, "fake")) for t in held]
+
+    def close(self) -> None:
+        pass
+
+
+def test_cells_lost_together_rerun_alone_so_only_the_dying_one_is_refused(monkeypatch, tmp_path):
+    import torch
+
+    settings = EvaluationSettings(attacks=())
+    tasks = [CellTask("s", {}, MethodPlan(name, name, {}, ("s",)), 0, None) for name in ("a", "bad", "c")]
+    monkeypatch.setattr("prunelora.bench.schedule.plan_cells", lambda *args: tasks)
+    config = SimpleNamespace(dataset="digits", data_dir=None, val_fraction=0.1)
+    plan = SimpleNamespace(recipe=SimpleNamespace(augment=False), subset=None, evaluation=settings)
+    original = Original(torch.nn.Linear(1, 1), None, tmp_path)
+    pool, lines = _PoolThatBreaks(2, deadly="bad"), []
+    with pytest.raises(WorkerLostError, match="s bad seed 0 died 2 times"):
+        run_cells(pool, config, plan, tmp_path, None, original, None, log=lines.append)
+    # a and bad ran together and were lost together; then each ran alone, in plan order: a finished,
+    # bad died again (its second death, alone: surely its own) and the run stopped
+    assert pool.batches == [["a", "bad"], ["a"], ["bad"]]
+    recorded = sorted(p.parent.name.split("-")[0] for p in (tmp_path / "cells").rglob("*.json"))
+    assert "a" in recorded and "bad" not in recorded
+    assert "s a seed 0: its worker died; running it again" in lines
 
 
 # --------------------------------------------------------------------------- refusals, one line each
