@@ -166,8 +166,6 @@ def train(
         overwrite: replace a different run already in `out`.
         device: `"cpu"`, `"cuda"`, `"cuda:1"`...; None picks a GPU when there is one.
         progress: show progress bars.
-        kind: what meta.json calls the model (`"original"`, `"retrain"`).
-        extra_meta: more keys for meta.json.
         train_subset: train on this many images of the train set, stratified by class.
         subset_seed: which images `train_subset` picks.
         image_size: the side an image folder's images are resized to.

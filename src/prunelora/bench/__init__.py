@@ -1,5 +1,6 @@
 """`prunelora bench`'s engine: a configuration (`config`), its runner (`runner`) and the terminal
-summary (`summary`). The command itself is `prunelora.cli.bench`; the report files are written by
+summary (`summary`); where the cells run (`executor_config`, `executors`), the parallel pass
+(`schedule`) and one cell in a worker (`cellwork`). The command itself is `prunelora.cli.bench`; the report files are written by
 `prunelora.evaluation.report`."""
 
 from prunelora.bench.config import METHOD_LABEL, BenchConfig, Scenario, split_method_key

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from prunelora.bench.executor_config import ExecutorSettings
 from prunelora.checkpoint import run_id
 from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
@@ -120,6 +121,9 @@ class BenchConfig:
     method name or `NAME@LABEL`, a variant of that method with other options (see `split_method_key`).
     `probe: {enabled, layer, seed}` and `relearn: {enabled, <RelearnConfig fields>}` set the
     representation probe and the relearning time of every cell (both on by default).
+    `executor: {kind, workers, threads, cpus_per_task, gpus_per_task, address}` says where the
+    cells run (`prunelora.bench.executor_config`; by default one at a time in this process); it
+    does not enter the identity, so a run resumes under another executor.
     """
 
     name: str = "bench"
@@ -137,6 +141,7 @@ class BenchConfig:
     mia: dict = field(default_factory=dict)
     probe: dict = field(default_factory=dict)
     relearn: dict = field(default_factory=dict)
+    executor: dict | None = None
     note: str = ""
 
     @classmethod
@@ -204,6 +209,11 @@ class BenchConfig:
         if not isinstance(max_samples, int) or max_samples < 4:
             raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
         self.evaluation(source)
+        self.executor_settings(source)
+
+    def executor_settings(self, source: str = "config") -> ExecutorSettings:
+        """The `executor:` section, checked (defaults: one local worker)."""
+        return ExecutorSettings.from_dict(self.executor, source)
 
     def evaluation(self, source: str = "config") -> dict:
         """The probe and relearning settings, checked and completed: `{"probe": {...} | None,

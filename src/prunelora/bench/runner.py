@@ -50,6 +50,21 @@ def _silent(*args, **kwargs) -> None:
     pass
 
 
+def _without_reuse_lines(log):
+    """`log` less the "done earlier, reusing" lines (after a parallel pass every cell reads back)."""
+    def filtered(message: str, *args, **kwargs) -> None:
+        if not str(message).endswith("done earlier, reusing"):
+            log(message, *args, **kwargs)
+    return filtered
+
+
+def same_threads_wall_time(row: dict, retrains: list[dict]) -> float:
+    """The mean wall time of the `retrains` run with `row`'s torch threads per cell: what its time
+    ratio divides by (NaN where none was: times under other thread counts do not compare)."""
+    same = [r["wall_time_s"] for r in retrains if r.get("threads") == row.get("threads")]
+    return sum(same) / len(same) if same else float("nan")
+
+
 def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
     """Create `out`, clearing a different configuration's results when `overwrite`; else the problem."""
     stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
@@ -79,11 +94,13 @@ def _load_json(path: Path) -> dict | None:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-              progress: bool = True, log=print, counts: dict | None = None) -> tuple[list[dict], dict]:
+              progress: bool = True, log=print, counts: dict | None = None,
+              executor=None) -> tuple[list[dict], dict]:
     """Run (or resume) the benchmark into `out`.
 
     Returns one row per (scenario, method, seed) and the cells' payloads keyed the same way.
     `counts["run"]`, when given, is incremented for every cell run now (not reused).
+    `executor` (`prunelora.bench.executors`): where the cells run; None, one in this process.
     """
     out = check_writable(out, "--out")
     ident = config.identity()
@@ -123,6 +140,12 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         save_checkpoint(result.model, original_dir, result.meta)
         original, original_meta = load_checkpoint(original_dir)
     source = Original(original, original_meta, original_dir)
+    threads = executor.threads if executor is not None else None
+    if executor is not None and executor.parallel:
+        # Every missing cell runs first, spread over the executor's workers; the loop below then
+        # reads them back in order and builds the rows exactly as after a sequential run.
+        executor.run_cells(config, plan, out, bundle, source, device, log, counts)
+        log = _without_reuse_lines(log)
     retrain_seeds = list(plan.retrain_seeds)
     # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
     floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
@@ -135,26 +158,28 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         references: dict[int, dict] = {}
         for seed in floor_seeds:
             payload = _run_cell(out, Cell(scenario.name, plan.retrain, seed, cache_model=True), source, splits,
-                                plan.evaluation, target, device, progress, log, counts=counts)
+                                plan.evaluation, target, device, progress, log, counts=counts, threads=threads)
             payloads[(scenario.name, "retrain", seed)] = payload
             references[seed] = payload["row"]
-        retrain_wall = sum(references[s]["wall_time_s"] for s in retrain_seeds) / len(retrain_seeds)
+        retrains = [references[s] for s in retrain_seeds]
         for seed in retrain_seeds:  # a retrain run for the noise floor alone shows only there
             row = references[seed]
-            row.update(compare(row, row, reference_wall_time_s=retrain_wall), reference_seed=seed)
+            row.update(compare(row, row, reference_wall_time_s=same_threads_wall_time(row, retrains)),
+                       reference_seed=seed)
             rows.append(row)
-        rows += noise_floor_rows([references[s] for s in floor_seeds], reference_wall_time_s=retrain_wall)
+        rows += noise_floor_rows([references[s] for s in floor_seeds], timed_by=retrains)
         for method in plan.methods:
             if scenario.name not in method.scenarios:
                 continue
             for i, seed in enumerate(plan.seeds):
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
                 payload = _run_cell(out, Cell(scenario.name, method, seed), source, splits, plan.evaluation, target,
-                                    device, progress, log, counts=counts,
+                                    device, progress, log, counts=counts, threads=threads,
                                     reference_model=_cached_retrain(out, scenario.name, reference_seed))
                 payloads[(scenario.name, method.key, seed)] = payload
                 row = payload["row"]
-                row.update(compare(row, references[reference_seed], reference_wall_time_s=retrain_wall),
+                row.update(compare(row, references[reference_seed],
+                                   reference_wall_time_s=same_threads_wall_time(row, retrains)),
                            reference_seed=reference_seed)
                 rows.append(row)
     return rows, payloads
@@ -163,16 +188,21 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 NOISE_FLOOR = "retrain-vs-retrain"
 
 
-def noise_floor_rows(retrains: list[dict], reference_wall_time_s: float | None = None) -> list[dict]:
+def noise_floor_rows(retrains: list[dict], reference_wall_time_s: float | None = None, *,
+                     timed_by: list[dict] | None = None) -> list[dict]:
     """One row per pair of retrains of different seeds: the later one's metrics, compared with the
     earlier one (`compare`). Their mean Avg.Gap is the noise floor: a method closer to its retrain
     than two exact retrains are to each other is as good as retraining here. `time_ratio` is over
-    `reference_wall_time_s` (the retrains' mean wall time) when given."""
+    `reference_wall_time_s` (the retrains' mean wall time) when given, or else, with `timed_by`,
+    over the mean wall time of those retrains run with the row's threads (`same_threads_wall_time`)."""
     out = []
     for i, first in enumerate(retrains):
         for second in retrains[i + 1:]:
             row = {**second, "method": NOISE_FLOOR, "reference_seed": first["seed"]}
-            row.update(compare(second, first, reference_wall_time_s=reference_wall_time_s))
+            wall = reference_wall_time_s
+            if wall is None and timed_by is not None:
+                wall = same_threads_wall_time(second, timed_by)
+            row.update(compare(second, first, reference_wall_time_s=wall))
             out.append(row)
     return out
 
@@ -215,50 +245,105 @@ class Cell:
     cache_model: bool = False
 
 
+def cell_path(out: Path, cell: Cell, settings: EvaluationSettings) -> Path:
+    """Where the (scenario, method, seed) cell is recorded (see the module docstring)."""
+    method = cell.method
+    return out / "cells" / cell.scenario / _cell_key(method.key, method.options, settings.key()) / f"seed{cell.seed}.json"
+
+
 def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: EvaluationSettings,
               relearn_target: float | None, device, progress: bool, log, counts: dict | None = None,
-              reference_model: torch.nn.Module | None = None) -> dict:
+              threads: int | None = None, reference_model: torch.nn.Module | None = None) -> dict:
     """Run one cell, or read it back if it finished earlier. Returns its payload, whose row holds the
     model's own metrics and costs (the comparison with its reference is added by the caller).
 
     `settings` and `relearn_target` (the original's accuracy on held-out D_f) say how to evaluate;
-    the original and `reference_model` (its retrain) are the CKA references.
+    `threads`, the torch threads the cell runs with (None: the current setting); the original and
+    `reference_model` (its retrain) are the CKA references.
     """
     counts = {} if counts is None else counts
-    method, scenario, seed = cell.method, cell.scenario, cell.seed
-    path = out / "cells" / scenario / _cell_key(method.key, method.options, settings.key()) / f"seed{seed}.json"
+    label = f"{cell.scenario} {cell.method.key} seed {cell.seed}"
+    path = cell_path(out, cell, settings)
     done = _load_json(path) if path.is_file() else None
     if done is not None:
-        log(f"{scenario} {method.key} seed {seed}: done earlier, reusing")
+        log(f"{label}: done earlier, reusing")
         return done
     counts["run"] = counts.get("run", 0) + 1
-    log(f"{scenario} {method.key} seed {seed}: running")
-    config = get_method(method.name).make_config(**(method.options | {"seed": seed}))
-    result = unlearn(original.model, splits, method.name, config, device=device, progress=progress,
-                     original_meta=original.meta)
-    if cell.cache_model:  # saved as `prunelora retrain` saves one: the same meta.json
-        save_checkpoint(result.model, out / "cache" / f"{scenario}-{method.key}-seed{seed}",
-                        result_meta(result, original.meta, splits, seed=seed, original_path=original.path,
-                                    device=device))
-    evaluation = evaluate(result.model, splits, device=device, relearn_target=relearn_target,
-                          original_model=original.model, reference_model=reference_model,
-                          **settings.evaluate_options())
+    log(f"{label}: running")
+    payload, checkpoint = compute_cell(cell, original, splits, settings, relearn_target, device, progress,
+                                       threads=threads, reference_model=reference_model)
+    record_cell(out, path, cell, payload, checkpoint)
+    return payload
+
+
+def compute_cell(cell: Cell, original: Original, splits, settings: EvaluationSettings,
+                 relearn_target: float | None, device, progress: bool,
+                 threads: int | None = None, reference_model: torch.nn.Module | None = None
+                 ) -> tuple[dict, tuple[torch.nn.Module, CheckpointMeta] | None]:
+    """Run and evaluate one cell without writing anything (a worker process runs this too: the
+    caller records it).
+
+    Args:
+        cell: the (scenario, method, seed) to run.
+        original: the model it starts from.
+        splits: the scenario's splits.
+        settings: how to evaluate; `relearn_target` the original's accuracy on held-out D_f.
+        device: where it runs; `progress` shows progress bars.
+        threads: torch threads for this cell (None: leave the current setting); recorded in the row.
+        reference_model: the cell's retrain, the CKA reference beside the original (a method cell).
+
+    Returns:
+        Its payload (the row holds the model's own metrics and costs) and, when `cell.cache_model`,
+        the (model, meta.json) to save, built by `result_meta` as `prunelora retrain` does.
+    """
+    method, seed = cell.method, cell.seed
+    previous = torch.get_num_threads()
+    if threads is not None:  # CPU reductions depend on the thread count: fixed per cell, and recorded
+        torch.set_num_threads(threads)
+    try:
+        config = get_method(method.name).make_config(**(method.options | {"seed": seed}))
+        result = unlearn(original.model, splits, method.name, config, device=device, progress=progress,
+                         original_meta=original.meta)
+        checkpoint = None
+        if cell.cache_model:
+            checkpoint = (result.model, result_meta(result, original.meta, splits, seed=seed,
+                                                    original_path=original.path, device=device))
+        evaluation = evaluate(result.model, splits, device=device, relearn_target=relearn_target,
+                              original_model=original.model, reference_model=reference_model,
+                              **settings.evaluate_options())
+        ran_with = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
     cost = result.cost
-    row = {"scenario": scenario, "method": method.key, "seed": seed, **evaluation.metrics,
+    row = {"scenario": cell.scenario, "method": method.key, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost.wall_time_s, "peak_memory_mb": cost.peak_memory_mb,
-           "trainable_params": cost.trainable_params, "steps": cost.steps}
+           "trainable_params": cost.trainable_params, "steps": cost.steps, "threads": ran_with}
     payload = {"row": row, "mia": evaluation.mia, "losses": evaluation.losses, "probe": evaluation.probe,
                "relearn": evaluation.relearn, "record": {
         k: v for k, v in result.to_dict().items() if k in ("method", "cost", "sparsity")},
         "sizes": splits.sizes(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return payload, checkpoint
+
+
+def record_cell(out: Path, path: Path, cell: Cell, payload: dict,
+                checkpoint: tuple[torch.nn.Module, CheckpointMeta] | None = None) -> None:
+    """Write a finished cell at `path`: its model first (a retrain: a reference a user can evaluate
+    against), then its JSON, each atomically; so a cell file always means a complete cell."""
+    if checkpoint is not None:  # saved as `prunelora retrain` saves one: the same meta.json
+        model, meta = checkpoint
+        save_checkpoint(model, out / "cache" / f"{cell.scenario}-{cell.method.key}-seed{cell.seed}", meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, default=float) + "\n")
-    return payload
+
+
+def cached_retrain_dir(out: Path, scenario: str, seed: int) -> Path:
+    """Where the retrain of `seed` is saved by its cell."""
+    return out / "cache" / f"{scenario}-retrain-seed{seed}"
 
 
 def _cached_retrain(out: Path, scenario: str, seed: int):
     """The retrain of `seed` saved by its cell (the CKA reference), or None when it is not there."""
-    model_dir = out / "cache" / f"{scenario}-retrain-seed{seed}"
+    model_dir = cached_retrain_dir(out, scenario, seed)
     return load_checkpoint(model_dir)[0] if (model_dir / "meta.json").is_file() else None
 
 
@@ -277,12 +362,13 @@ def original_checkpoint(out: str | Path) -> Path | None:
 
 
 def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
-          progress: bool = True, command: str = "", log=print) -> tuple[list[dict], Path]:
-    """Run or resume the benchmark, then write results.csv/json, plots and report.md."""
+          progress: bool = True, command: str = "", log=print, executor=None) -> tuple[list[dict], Path]:
+    """Run or resume the benchmark, then write results.csv/json, plots and report.md.
+    `executor`: where the cells run (see `run_bench`)."""
     start = time.perf_counter()
     counts: dict = {}
     rows, payloads = run_bench(config, out, overwrite=overwrite, device=device, progress=progress, log=log,
-                               counts=counts)
+                               counts=counts, executor=executor)
     report = Path(out) / "report.md"
     if is_main_process():
         original_meta = read_meta(original_checkpoint(out))

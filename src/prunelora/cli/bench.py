@@ -7,16 +7,54 @@ import dataclasses
 import shlex
 
 from prunelora.bench import BenchConfig, bench, print_summary, split_method_key
+from prunelora.bench.executor_config import KINDS
+from prunelora.bench.executors import make_executor
 from prunelora.cli.options import add_bench_overrides
 from prunelora.errors import InvalidInputError
 from prunelora.training import check_device
+from prunelora.training.distributed import world_size
 
 
 def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="bench YAML (see configs/, e.g. configs/demo-digits.yaml)")
     p.add_argument("--out", required=True, help="output directory (resumable)")
     add_bench_overrides(p)
+    add_executor_flags(p)
     p.set_defaults(_options_config=False)
+
+
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where the cells run; each flag overrides the config's `executor:` section."""
+    p.add_argument("--workers", default=None,
+                   help="cells at once, each in its own process on this machine (default 1: one after another "
+                        "in this process); torch threads per cell: cores // workers unless executor.threads says")
+    p.add_argument("--executor", default=None, choices=KINDS,
+                   help="local (this machine, --workers processes) or ray (Ray tasks, each asking "
+                        "executor.cpus_per_task CPUs / gpus_per_task GPUs; needs pip install 'prunelora[ray]')")
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster's head, HOST:PORT or ray://HOST:PORT "
+                        "(default: start a local Ray instance)")
+
+
+def executor_from_args(args: argparse.Namespace, config: BenchConfig):
+    """The executor the config's `executor:` section and the flags describe (connected, for ray).
+
+    Raises:
+        InvalidInputError: a bad flag value, a missing ray install or an unreachable address.
+    """
+    workers = None
+    if args.workers is not None:
+        try:
+            workers = int(args.workers)
+        except ValueError:
+            raise InvalidInputError(f"--workers {args.workers!r} must be a positive integer") from None
+    settings = config.executor_settings(args.config).with_overrides(workers=workers, kind=args.executor,
+                                                                    address=args.address)
+    if world_size() > 1 and (settings.kind == "ray" or settings.workers > 1):
+        # under torchrun every process runs every cell together; workers would each start their own
+        raise InvalidInputError(f"{settings.describe()}: cells in parallel and torchrun ({world_size()} "
+                                "processes per cell) do not combine; use one or the other")
+    return make_executor(settings)
 
 
 def bench_config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -58,7 +96,12 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
     config = bench_config_from_args(args)
-    rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
-                         progress=not args.no_progress, command=command_line(args))
+    device = check_device(args.device)
+    executor = executor_from_args(args, config)  # a bad address or a missing ray: refused before any work
+    try:
+        rows, report = bench(config, args.out, overwrite=args.overwrite, device=device,
+                             progress=not args.no_progress, command=command_line(args), executor=executor)
+    finally:
+        executor.close()
     print_summary(rows, report)
     return 0

@@ -279,6 +279,20 @@ def reference_text(rows: list[dict]) -> str:
     return "the retrain of seed " + ", ".join(f"{ref} for seed {seed}" for seed, ref in pairs)
 
 
+def _threads_lines(cells: dict) -> list[str]:
+    """How many torch threads each cell ran with: wall times compare only under the same count."""
+    counts: dict = {}
+    for payload in cells.values():
+        threads = payload["row"].get("threads")
+        counts[threads] = counts.get(threads, 0) + 1
+    if not counts or set(counts) == {None}:
+        return []  # cells recorded before threads were
+    text = ", ".join(f"{t if t is not None else 'unrecorded'} ({n} cells)" for t, n in
+                     sorted(counts.items(), key=lambda item: (item[0] is None, item[0] or 0)))
+    return [f"- torch threads per cell: {text}. Wall times and time / retrain compare only cells that ran with "
+            "the same number of threads (a cell's ratio is to the retrains that ran like it; NaN where none did)"]
+
+
 def write_report(out: Path, rows: list[dict], cells: dict, config: dict, original_meta: CheckpointMeta,
                  command: str, elapsed_s: float | None = None, cells_run: int | None = None) -> Path:
     """results.csv, results.json, plots/*.png and report.md from the finished cells (main process only)."""
@@ -312,6 +326,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         + (original_meta.cost or {}).get("wall_time_s", 0.0)
     lines.append(f"- training and unlearning runs of this folder (the original and every cell, evaluation "
                  f"excluded): {trained:.0f} s")
+    lines += _threads_lines(cells)
     lines += ["", "To reproduce:", "", "```", command, "```", ""]
     lines += [
         "## Metrics", "",
