@@ -37,7 +37,7 @@ class CellTask:
     relearn_target: float | None
     cache_model: bool = False  # a retrain: its model is saved too
     reference_seed: int | None = None  # a method cell: the seed of its retrain (the CKA reference)
-    reference: bytes | None = None  # that retrain's model, `torch.save`d by the driver once it is recorded
+    reference: bytes | None = field(default=None, repr=False, compare=False)  # that retrain's model, `torch.save`d by the driver once it is recorded
 
     @property
     def key(self) -> tuple[str, str, int]:

@@ -81,6 +81,7 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
     counts = {} if counts is None else counts
     settings = plan.evaluation
     planned = plan_cells(config, plan, bundle, original, device)
+    order = {task.key: i for i, task in enumerate(planned)}
     waiting: list[CellTask] = []
     total, done = len(planned), 0
     for task in planned:
@@ -153,7 +154,7 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
             if alone:
                 waiting.insert(0, lost[0])
             else:
-                suspects += sorted(lost, key=planned.index)
+                suspects += sorted(lost, key=lambda task: order[task.key])
     finally:
         executor.close()
 
