@@ -21,12 +21,14 @@ demo: $(STAMP)
 
 # Every test, the slow ones included (what CI runs). `-m ""` lifts pyproject's `-m 'not slow'`.
 # --durations=15 lists the slowest tests, so that one growing past the suite's budget shows.
+# -n auto: one pytest worker per core (pytest-xdist), whole files per worker (--dist loadfile) so a
+# file's fixtures are built once; the suite is single-threaded per test (conftest sets 1 thread).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "" --durations=15
+	$(BIN)/python -m pytest -q -m "" -n auto --dist loadfile --durations=15
 
 # The same without the tests marked slow (the default of a plain `pytest`).
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples docgen
