@@ -13,30 +13,19 @@ random fraction, an index list): the method reads D_r only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from prunelora.errors import InvalidInputError
-from prunelora.methods.base import Capabilities, TrainingOptions, register_method
-from prunelora.methods.partial import select_last_blocks, train_part
-
-K_HELP = ("how many blocks from the end (ResNet residual blocks, ViT encoder blocks, else weighted layers in "
-          "forward order); the classifier and whatever follows the blocks are always included; 0: the classifier alone")
+from prunelora.methods.base import Capabilities, register_method
+from prunelora.methods.partial import LastKOptions, select_last_blocks, train_part
 
 
 @dataclass
-class CFkConfig(TrainingOptions):
+class CFkConfig(LastKOptions):
     """Defaults: k = 1 (the last residual block, which on resnet8 is the whole last stage and most
     of its weights; the last of a ViT's encoder blocks), and the house recipe (Adam, lr 1e-3,
     5 epochs). The paper varies k and trains with the original's recipe; one block is its
     smallest non-trivial setting and keeps the backward pass short.
     """
-
-    k: int = field(default=1, metadata={"help": K_HELP})
-
-    def validate(self) -> None:
-        if self.k < 0:
-            raise InvalidInputError(f"k {self.k} must be >= 0")
-        super().validate()
 
 
 @register_method("cf-k", CFkConfig, "fine-tune only the last k blocks and the classifier on D_r, the rest frozen "

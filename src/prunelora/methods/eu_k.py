@@ -15,32 +15,24 @@ random fraction, an index list): the method reads D_r only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import nn
 
-from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, TrainingOptions, option, register_method
-from prunelora.methods.cf_k import K_HELP
-from prunelora.methods.partial import select_last_blocks, train_part
+from prunelora.methods.partial import LastKOptions, select_last_blocks, train_part
 from prunelora.models.blocks import LastBlocks
 
 
 @dataclass
-class EUkConfig(TrainingOptions):
+class EUkConfig(LastKOptions):
     """Defaults: k = 1 (the last residual or encoder block, plus the classifier), Adam at lr 1e-3 for
     10 epochs: twice the house fine-tuning budget, because the re-initialised part starts from
     nothing (the paper trains it with the original's recipe; 10 epochs of a digits-size D_r are
     about 100 steps, seconds on a CPU).
     """
 
-    k: int = field(default=1, metadata={"help": K_HELP})
     epochs: float = option(TrainingOptions, "epochs", 10)
-
-    def validate(self) -> None:
-        if self.k < 0:
-            raise InvalidInputError(f"k {self.k} must be >= 0")
-        super().validate()
 
 
 def reinitialise(model: nn.Module, part: LastBlocks) -> int:

@@ -8,12 +8,30 @@ with D_r would be a second, unrecorded change to the part said to be kept).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
 from prunelora.data import Splits
+from prunelora.errors import InvalidInputError
 from prunelora.methods.base import MethodContext, MethodRecord, TrainingOptions
 from prunelora.models.blocks import LastBlocks, last_blocks
+
+K_HELP = ("how many blocks from the end (ResNet residual blocks, ViT encoder blocks, else weighted layers in "
+          "forward order); the classifier and whatever follows the blocks are always included; 0: the classifier alone")
+
+
+@dataclass
+class LastKOptions(TrainingOptions):
+    """The option EU-k and CF-k share: how many blocks from the end are trained."""
+
+    k: int = field(default=1, metadata={"help": K_HELP})
+
+    def validate(self) -> None:
+        if self.k < 0:
+            raise InvalidInputError(f"k {self.k} must be >= 0")
+        super().validate()
 
 
 def select_last_blocks(model: nn.Module, k: int, splits: Splits, ctx: MethodContext) -> LastBlocks:
