@@ -24,13 +24,13 @@ from prunelora.bench.cellwork import CellOutcome, CellTask, WorkerContext
 from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings
 from prunelora.bench.runner import (
     Original,
+    _cached_retrain,
     _load_json,
     _relearn_target,
     cached_retrain_dir,
     cell_path,
     record_cell,
 )
-from prunelora.checkpoint import load_checkpoint
 from prunelora.data import build_splits
 from prunelora.errors import PruneLoRAError
 
@@ -169,7 +169,7 @@ def _with_reference(out: Path, task: CellTask) -> CellTask:
     if task.reference_seed is None:
         return task
     blob = io.BytesIO()
-    torch.save(load_checkpoint(cached_retrain_dir(out, task.scenario, task.reference_seed))[0], blob)
+    torch.save(_cached_retrain(out, task.scenario, task.reference_seed), blob)
     return dataclasses.replace(task, reference=blob.getvalue())
 
 
