@@ -54,7 +54,7 @@ def subset_config(source: Path, scenario: str | None, seeds: list[int] | None) -
             if options and "scenarios" in options:
                 options["scenarios"] = [scenario]
     if seeds is not None:
-        data["seeds"], data["retrain_seeds"] = seeds, seeds
+        data["seeds"], data["retrain_seeds"] = seeds, list(seeds)  # two lists: no YAML alias
     data.pop("executor", None)  # the worker count is what is measured
     data["name"] = f"{data.get('name', 'bench')}-workers-subset"
     return data
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="scratch folder for the bench folders (emptied first; default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_workers.md")
     args = parser.parse_args(argv)
-    default = args.config.resolve() == DEFAULT_CONFIG
+    default = args.config.resolve() == DEFAULT_CONFIG.resolve()  # configs/ is a symlink into the package
     scenario = args.scenario or ("random10" if default else None)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if default else None)
     counts = [int(w) for w in args.workers.split(",")]

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import threadpoolctl
 import torch
 
 from prunelora.api import apply_train_subset, result_meta, train
@@ -298,8 +299,12 @@ def compute_cell(cell: Cell, original: Original, splits, settings: EvaluationSet
     """
     method, seed = cell.method, cell.seed
     previous = torch.get_num_threads()
+    blas = None
     if threads is not None:  # CPU reductions depend on the thread count: fixed per cell, and recorded
         torch.set_num_threads(threads)
+        # numpy/scikit-learn's BLAS (probes, attacks) too: by default every worker starts one
+        # thread per core, and N workers' threads then fight over the cores
+        blas = threadpoolctl.threadpool_limits(threads)
     try:
         config = get_method(method.name).make_config(**(method.options | {"seed": seed}))
         result = unlearn(original.model, splits, method.name, config, device=device, progress=progress,
@@ -314,6 +319,8 @@ def compute_cell(cell: Cell, original: Original, splits, settings: EvaluationSet
         ran_with = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)
+        if blas is not None:
+            blas.restore_original_limits()
     cost = result.cost
     row = {"scenario": cell.scenario, "method": method.key, "seed": seed, **evaluation.metrics,
            "wall_time_s": cost.wall_time_s, "peak_memory_mb": cost.peak_memory_mb,
