@@ -60,6 +60,18 @@ def subset_config(source: Path, scenario: str | None, seeds: list[int] | None) -
     return data
 
 
+def reuse(source: Path, folder: Path) -> None:
+    """`source`'s stamp, cache (original and retrain models) and retrain cells copied into `folder`:
+    the bench reuses them, and runs only the method cells."""
+    if not (source / "bench.json").is_file():
+        raise SystemExit(f"--reuse-from {source}: not a bench folder (no bench.json)")
+    folder.mkdir(parents=True)
+    shutil.copy2(source / "bench.json", folder / "bench.json")
+    shutil.copytree(source / "cache", folder / "cache")
+    for cell in (source / "cells").glob("*/retrain-*"):
+        shutil.copytree(cell, folder / cell.relative_to(source))
+
+
 def run(config: Path, folder: Path, workers: int, extra: list[str]) -> dict:
     """One `prunelora bench --workers N` run; its cells and the seconds from its first cell line."""
     command = [sys.executable, "-m", "prunelora", "bench", "--config", str(config), "--out", str(folder),
@@ -94,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-workers",
                         help="scratch folder for the bench folders (emptied first; default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_workers.md")
+    parser.add_argument("--reuse-from", type=Path, default=None,
+                        help="a bench folder of an earlier run of the same derived config: its original, "
+                             "retrain models and retrain cells are copied into every measured folder, so "
+                             "that only the method cells run and are timed")
     args = parser.parse_args(argv)
     default = args.config.resolve() == DEFAULT_CONFIG.resolve()  # configs/ is a symlink into the package
     scenario = args.scenario or ("random10" if default else None)
@@ -108,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for i, workers in enumerate(counts):
         folder = args.work / f"workers{workers}"
-        if i:  # the first run's original (and its stamp), reused: its training is not measured anyway
+        if args.reuse_from is not None:
+            reuse(args.reuse_from, folder)
+        elif i:  # the first run's original (and its stamp), reused: its training is not measured anyway
             first = args.work / f"workers{counts[0]}"
             (folder / "cache").mkdir(parents=True)
             shutil.copy2(first / "bench.json", folder / "bench.json")
@@ -122,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
              f"scenario {scenario or 'all'}, seeds {seeds or 'as configured'} (derived config below)",
              f"- machine: {platform.machine()}, {os.cpu_count()} cores; nothing else should run meanwhile",
              f"- command: `python benchmarks/bench_workers.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-             f"- measured {time.strftime('%Y-%m-%d %H:%M')}", "",
+             f"- measured {time.strftime('%Y-%m-%d %H:%M')}",
+             *([f"- the original, the retrain models and the retrain cells reused from `{args.reuse_from}`: "
+                "only the method cells ran and are timed"] if args.reuse_from is not None else []), "",
              "| workers | threads per cell | cells | seconds | cells per hour | vs first |",
              "|---:|---|---:|---:|---:|---:|"]
     for r in results:
