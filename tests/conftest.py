@@ -124,3 +124,23 @@ def small_train(digits: DatasetBundle):
 def batch(digits: DatasetBundle) -> torch.Tensor:
     """64 digits test images, as one input batch."""
     return digits.test[list(range(64))][0]
+
+
+@pytest.fixture(scope="session")
+def user(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A new user's own model file (classifier `logits`) and Dataset file, the model trained with a
+    plain PyTorch loop and saved as a state dict (see `helpers.user_project`). Read-only."""
+    from helpers import user_project
+
+    return user_project(tmp_path_factory.mktemp("user"))
+
+
+@pytest.fixture(scope="session")
+def imported(user: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The user's weights brought in with `prunelora import` (recipe: 4 steps of batch 16). Read-only."""
+    out = tmp_path_factory.mktemp("imported") / "mine"
+    code, _, stderr = _run_cli("import", "--weights", user["weights"], "--model-factory", user["model"],
+                               "--dataset-factory", user["data"], "--steps", "4", "--batch-size", "16",
+                               "--out", out, "--no-progress")
+    assert code == 0, stderr
+    return out

@@ -137,3 +137,103 @@ def scored_outputs(n: int, true_boost: float, seed: int, noise: float = 1.0,
     logits = noise * torch.randn(n, num_classes, generator=g)
     logits[torch.arange(n), targets] += true_boost
     return logits, targets
+
+
+# --------------------------------------------------------------------------- a user's own project
+
+# A new user's model file: a small CNN whose classifier is named `logits` (no `head`), a factory
+# in the command line's signature, one in the Python API's (no argument), and one in neither.
+USER_MODELS_PY = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=3, in_channels=1):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.logits = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.logits(self.features(x))
+
+
+def build(num_classes, in_channels, image_size):
+    return Net(num_classes, in_channels)
+
+
+def build_default():
+    return Net()
+
+
+def odd(depth):
+    return Net()
+'''
+
+# ... and their own Dataset (not a TensorDataset, no `.targets`), three classes of 12x12 images.
+USER_DATA_PY = '''
+import torch
+from torch.utils.data import Dataset
+
+
+class Stripes(Dataset):
+    def __init__(self, n, seed):
+        gen = torch.Generator().manual_seed(seed)
+        self.labels = torch.arange(n) % 3
+        self.images = torch.rand(n, 1, 12, 12, generator=gen) * 0.5
+        for c in range(3):
+            self.images[self.labels == c, :, 4 * c:4 * c + 4, :] += 0.5
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index])
+
+
+def build():
+    return Stripes(90, 0), Stripes(30, 1), ["top", "middle", "bottom"]
+'''
+
+
+def load_user_module(path: Path):
+    """A user's file imported as their own code would be (registered in sys.modules, so that its
+    functions are what a top-level import gives)."""
+    import sys
+
+    name = f"user_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def user_project(folder: Path) -> dict:
+    """A user's files in `folder`, their model trained there with a plain PyTorch loop (no
+    prunelora) and its state dict saved as `weights.pt`. Returns the paths, the factory references
+    the command line takes, the modules, the trained model and its test accuracy (percent)."""
+    from torch.utils.data import DataLoader
+
+    (folder / "my_models.py").write_text(USER_MODELS_PY)
+    (folder / "my_data.py").write_text(USER_DATA_PY)
+    models, data = load_user_module(folder / "my_models.py"), load_user_module(folder / "my_data.py")
+    train, test, _ = data.build()
+    torch.manual_seed(0)
+    net = models.build(3, 1, 12)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(4):
+        for x, y in DataLoader(train, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        x, y = next(iter(DataLoader(test, batch_size=len(test))))
+        accuracy = 100.0 * (net(x).argmax(1) == y).float().mean().item()
+    torch.save(net.state_dict(), folder / "weights.pt")
+    return {"folder": folder, "weights": folder / "weights.pt", "model": f"{folder / 'my_models.py'}:build",
+            "data": f"{folder / 'my_data.py'}:build", "models": models, "datasets": data, "net": net,
+            "test_accuracy": accuracy}

@@ -89,16 +89,14 @@ def test_unlearn_eval_and_info_run_with_the_factories_named_again(factory_checkp
     assert code == 0, stderr
 
 
-@pytest.mark.parametrize("command", ["unlearn", "info"])
-def test_a_checkpoint_never_runs_a_factory_the_command_line_did_not_name(command, factory_checkpoint, run_cli,
-                                                                        tmp_path):
+def test_a_checkpoint_never_runs_a_factory_the_command_line_did_not_name(factory_checkpoint, run_cli, tmp_path):
+    """(`info` shows such a checkpoint's meta.json without the factory: tests/test_bring_your_model.py.)"""
     import sys
 
     loaded = {name for name in sys.modules if name.startswith("prunelora_factory_")}
     out = tmp_path / "out"
-    args = ("unlearn", "--checkpoint", factory_checkpoint, "--forget-class", "1", "--out", out) \
-        if command == "unlearn" else ("info", factory_checkpoint)
-    line = one_error_line(run_cli(*args), command)
+    line = one_error_line(run_cli("unlearn", "--checkpoint", factory_checkpoint, "--forget-class", "1", "--out", out),
+                          "unlearn")
     assert "pass --model-factory" in line and "my_models.py:build" in line
     assert not out.exists()
     assert {name for name in sys.modules if name.startswith("prunelora_factory_")} == loaded

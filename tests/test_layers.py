@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("prunelora.checkpoint",),  # rebuilds any model above, pruned ones included
     ("prunelora.methods", "prunelora.evaluation"),  # siblings: never import each other
     ("prunelora.api",),  # the workflow: train, unlearn_checkpoint, retrain over the layers below
+    ("prunelora.importing",),  # weights trained elsewhere made a checkpoint, as the api's train writes one
     ("prunelora.bench",),  # the orchestrator: api, methods and evaluation over seeds and scenarios
     ("prunelora.cli",),  # the commands
     ("prunelora", "prunelora.__main__"),  # the package's lazy names; `python -m prunelora`

@@ -22,6 +22,7 @@ _LAZY = {
     "CheckpointEvaluation": ("prunelora.api", "CheckpointEvaluation"),
     "evaluate_checkpoint": ("prunelora.api", "evaluate_checkpoint"),
     "info": ("prunelora.api", "info"),
+    "import_model": ("prunelora.importing", "import_model"),
     "retrain": ("prunelora.api", "retrain"),
     "train": ("prunelora.api", "train"),
     "unlearn_checkpoint": ("prunelora.api", "unlearn_checkpoint"),
@@ -60,7 +61,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "CheckpointError", "CheckpointEvaluation", "ForgetSpec", "InvalidInputError", "MissingFileError", "OutputError",
     "PruneLoRAError", "RelearnConfig", "RunResult", "Splits", "TrainConfig", "build_splits", "create_model", "evaluate",
-    "evaluate_checkpoint", "fit", "heldout_accuracy", "info", "list_datasets", "list_methods",
+    "evaluate_checkpoint", "fit", "heldout_accuracy", "import_model", "info", "list_datasets", "list_methods",
     "list_models", "load_checkpoint", "load_dataset", "retrain", "save_checkpoint", "train", "unlearn",
     "unlearn_checkpoint",
 ]

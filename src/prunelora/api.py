@@ -53,6 +53,7 @@ from prunelora.evaluation.evaluate import (
 from prunelora.evaluation.metrics import split_accuracies
 from prunelora.evaluation.relearn import DEFAULT_RELEARN, RelearnConfig, heldout_accuracy
 from prunelora.methods import UnlearnResult, get_method, unlearn
+from prunelora.methods.base import apply_preset
 from prunelora.models import create_model
 from prunelora.models.classifier import find_module
 from prunelora.training import (
@@ -444,11 +445,11 @@ def info(checkpoint: str | os.PathLike) -> CheckpointMeta:
     return meta
 
 
-def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method: str = "prunelora", *,
+def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method: str | None = None, *,
                        out: str | os.PathLike | None = None, overwrite: bool = False, data_dir=None,
                        download: bool = False, device: str | None = None, progress: bool = True,
                        save_adapter: str | os.PathLike | None = None, classifier: str | None = None,
-                       **method_options) -> RunResult:
+                       preset: str | None = None, skip_heldout: bool = False, **method_options) -> RunResult:
     """Load a checkpoint, make it forget `forget` with `method`, evaluate the splits, save the result.
 
     The saved model is always a plain merged model.
@@ -456,7 +457,8 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     Args:
         checkpoint: the original's checkpoint directory.
         forget: what to forget (`ForgetSpec.from_classes(3)`, `ForgetSpec.from_index_file(path)`, ...).
-        method: a registered method name (`prunelora.list_methods()`).
+        method: a registered method name (`prunelora.list_methods()`); None: the `preset`'s
+            method, else `"prunelora"`.
         out: checkpoint directory to write; None keeps the model in memory only.
         overwrite: replace a different run already in `out`.
         data_dir: folder holding the dataset's files (default: the dataset's own place).
@@ -466,6 +468,11 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
         save_adapter: also export the LoRA adapter alone into this directory, with a warning (the
             base weights plus the adapter still hold the forgotten data).
         classifier: the classifier module's name when it is not found by itself (see `unlearn`).
+        preset: a shipped recipe by name, as `prunelora unlearn --preset` takes; `method_options`
+            win over its options.
+        skip_heldout: a deletion request (`ForgetSpec.from_index_file`) naming records of the
+            original's validation split drops them instead of being refused; the result's
+            meta.json records which (`forget.skipped`).
         **method_options: the method's options (fields of its config), e.g. `epochs=5, lora_rank=8`.
 
     Returns:
@@ -483,6 +490,9 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
                                               out="runs/prunelora", epochs=30)
         ```
     """
+    method, method_options = apply_preset(method, preset, method_options)
+    if skip_heldout:
+        forget = dataclasses.replace(forget, skip_heldout=True)
     entry = get_method(method)
     config = entry.make_config(**method_options)  # validate options before loading anything
     if save_adapter is not None and not entry.capabilities.uses_lora:

@@ -59,3 +59,28 @@ def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
     if not isinstance(data, dict):
         raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
     return data
+
+
+def method_preset(name: str, method: str | None = None) -> tuple[str, dict]:
+    """A shipped unlearning recipe (`--preset NAME` of `prunelora unlearn`) for the Python API.
+
+    Args:
+        name: the preset's name (`configs/NAME.yaml`), e.g. `prunelora-digits-resnet`.
+        method: the method the caller asked for; None takes the preset's.
+
+    Returns:
+        `(method, options)`: the method the preset is a recipe for and its options as config
+        field names (`lora-rank` and `lora_rank` alike become `lora_rank`).
+
+    Raises:
+        InvalidInputError: an unknown preset, or one written for another method than `method`.
+    """
+    data = dict(read_yaml_mapping(preset_path(name), "preset"))
+    recorded = data.pop("method", None)
+    if method is not None and recorded is not None and recorded != method:
+        raise InvalidInputError(f"preset {name!r} is a recipe for method {recorded!r}, not {method!r}; "
+                                f"pass method={recorded!r} or leave method out")
+    chosen = method or recorded
+    if chosen is None:
+        raise InvalidInputError(f"preset {name!r} names no method; pass method=")
+    return chosen, {str(key).replace("-", "_"): value for key, value in data.items()}

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from prunelora.bench.executor_config import ExecutorSettings
-from prunelora.checkpoint import run_id
+from prunelora.checkpoint import read_meta, run_id
 from prunelora.data import ForgetSpec
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
+from prunelora.factories import PREFIX, canonical
 from prunelora.methods import get_method, list_methods
 from prunelora.models import check_model_name
 from prunelora.presets import preset_path, read_yaml_mapping
@@ -112,6 +113,64 @@ class BenchPlan:
     evaluation: EvaluationSettings
 
 
+FACTORY_KEYS = {"model_factory": "model", "dataset_factory": "dataset"}  # the same as model/dataset: factory:...
+# what an `original:` checkpoint brings (its meta.json), so that a config cannot contradict it
+ORIGINAL_BRINGS = ("dataset", "model", "model_kwargs", "train", "val_fraction", "train_subset")
+
+
+def _factory_at(ref: Any, base: Path, source: str, key: str) -> str:
+    """`factory:/abs/path.py:FUNC` for a config's `FILE.py:FUNC` (relative to `base`, the config's folder)."""
+    if not isinstance(ref, str):
+        raise InvalidInputError(f"{source}: {key} {ref!r} must be FILE.py:FUNCTION")
+    text = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
+    path, sep, func = text.rpartition(":")
+    if sep and path and not Path(path).is_absolute():
+        path = str(base / path)
+    try:
+        return canonical(f"{path}{sep}{func}")
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source}: {key}: {exc}") from None
+
+
+def resolve_references(data: dict, source: str, base: Path) -> dict:
+    """A config mapping with its references made absolute: `model_factory:` / `dataset_factory:`
+    folded into `model` / `dataset` as `factory:/abs/path.py:FUNC`, and `original:` read (its
+    meta.json fills the dataset, model, recipe and validation split)."""
+    for alias, key in FACTORY_KEYS.items():
+        if alias in data:
+            if key in data:
+                raise InvalidInputError(f"{source}: {key} and {alias} both name the {key}; give one")
+            ref = data.pop(alias)
+            data[key] = PREFIX + ref if isinstance(ref, str) and not ref.startswith(PREFIX) else ref
+    for key in ("model", "dataset"):
+        if isinstance(data.get(key), str) and data[key].startswith(PREFIX):
+            data[key] = _factory_at(data[key], base, source, key)
+    if data.get("original") is None:
+        return data
+    if not isinstance(data["original"], str):
+        raise InvalidInputError(f"{source}: original {data['original']!r} must be a checkpoint directory")
+    clash = [key for key in ORIGINAL_BRINGS if key in data]
+    if clash:
+        raise InvalidInputError(f"{source}: original: {data['original']} brings its {clash[0]} (from its meta.json); "
+                                f"remove {clash[0]}")
+    path = Path(data["original"])
+    path = (path if path.is_absolute() else base / path).resolve()
+    meta = read_meta(path)
+    if meta.kind != "original" or meta.forget:
+        raise InvalidInputError(f"{source}: original: {str(path)!r} is a {meta.kind} checkpoint; give the original "
+                                "the methods start from (written by prunelora train or prunelora import)")
+    ds = meta.dataset
+    if ds is None or not ds.name or not meta.recipe:
+        raise InvalidInputError(f"{source}: original: {str(path)!r} records no dataset or recipe in its meta.json")
+    subset = ds.train_subset
+    data.update(original=str(path), dataset=ds.name, model=meta.model.name, model_kwargs=dict(meta.model.kwargs),
+                train=dict(meta.recipe), val_fraction=ds.val_fraction,
+                train_subset={"size": subset["size"], "seed": subset.get("seed", 0)} if subset else None)
+    if data.get("data_dir") is None and ds.data_dir:
+        data["data_dir"] = ds.data_dir
+    return data
+
+
 @dataclass
 class BenchConfig:
     """A benchmark: one dataset and model, an original recipe, scenarios, seeds and methods.
@@ -124,6 +183,13 @@ class BenchConfig:
     `executor: {kind, workers, threads, cpus_per_task, gpus_per_task, address}` says where the
     cells run (`prunelora.bench.executor_config`; by default one at a time in this process); it
     does not enter the identity, so a run resumes under another executor.
+
+    Your own model and data: `model: factory:FILE.py:FUNC` (or `model_factory: FILE.py:FUNC`) and
+    `dataset: factory:FILE.py:FUNC` (or `dataset_factory:`), paths relative to the config file.
+    A config never runs code on its own: the same factory must be named on the command line
+    (`--model-factory`, `--dataset-factory`; see `require_trusted`). `original: DIR` benchmarks
+    an existing original checkpoint (e.g. one `prunelora import` wrote) instead of training one:
+    its meta.json then gives the dataset, model, recipe and validation split.
     """
 
     name: str = "bench"
@@ -143,20 +209,55 @@ class BenchConfig:
     relearn: dict = field(default_factory=dict)
     executor: dict | None = None
     note: str = ""
+    original: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> BenchConfig:
+    def from_dict(cls, data: dict, source: str = "config", base: str | Path | None = None) -> BenchConfig:
+        """A checked config from a mapping; `base` is the folder relative paths (factories,
+        `original`) start from (default: the working directory)."""
         known = {f.name for f in fields(cls)}
         for key in data:
-            if key not in known:
-                raise InvalidInputError(f"{source}: unknown key {key!r}; accepted: {', '.join(sorted(known))}")
-        config = cls(**data)
+            if key not in known and key not in FACTORY_KEYS:
+                raise InvalidInputError(f"{source}: unknown key {key!r}; accepted: "
+                                        f"{', '.join(sorted(known | set(FACTORY_KEYS)))}")
+        config = cls(**resolve_references(dict(data), source, Path.cwd() if base is None else Path(base)))
         config.validate(source)
         return config
 
     @classmethod
     def from_file(cls, path: str | Path) -> BenchConfig:
-        return cls.from_dict(read_yaml_mapping(path, "bench config"), str(path))
+        return cls.from_dict(read_yaml_mapping(path, "bench config"), str(path), Path(path).resolve().parent)
+
+    def factories(self) -> dict[str, str]:
+        """The user factories this benchmark runs, by the flag that trusts each:
+        `{"--model-factory": "factory:/abs/f.py:FUNC", ...}` (empty for registry models and data)."""
+        named = {"--model-factory": self.model, "--dataset-factory": self.dataset}
+        return {flag: name for flag, name in named.items() if isinstance(name, str) and name.startswith(PREFIX)}
+
+    def require_trusted(self, model_factory: str | None, dataset_factory: str | None,
+                        source: str = "config") -> None:
+        """The trust rule: a factory of this config runs only when the command line names the same
+        file and function (`--model-factory`, `--dataset-factory`); a factory named on the command
+        line must be this config's. Each refusal is one line naming the flag to give.
+
+        Raises:
+            InvalidInputError: a factory of the config not named on the command line, or one named
+                there that the config does not use.
+        """
+        needed = self.factories()
+        for flag, given, what in (("--model-factory", model_factory, "model"),
+                                  ("--dataset-factory", dataset_factory, "dataset")):
+            want = needed.get(flag)
+            if given is None:
+                if want is not None:
+                    shown = want[len(PREFIX):]
+                    raise InvalidInputError(f"{source}: the {what} is your factory {shown}; pass {flag} {shown} to "
+                                            "run that file (a bench config never runs code on its own)")
+                continue
+            if canonical(given) != want:
+                raise InvalidInputError(f"{flag} {given} is not the {what} of {source} "
+                                        f"({getattr(self, what)}); name the same factory in the config "
+                                        f"({what}_factory: FILE.py:FUNC) and on the command line")
 
     def validate(self, source: str = "config") -> None:
         for key, kind, what in (("train", dict, "a mapping of recipe fields"), ("model_kwargs", dict, "a mapping"),
@@ -336,4 +437,6 @@ class BenchConfig:
         subset = self.subset()
         if subset is not None:  # only when set: benches without one keep their identity
             payload["train_subset"] = subset
+        if self.original is not None:  # a given original: which one (its run id names its weights)
+            payload["original"] = {"path": self.original, "run_id": read_meta(self.original).run_id}
         return run_id(payload)

@@ -7,6 +7,7 @@ command resumes where it stopped):
 
     bench.json                   the configuration and its identity hash
     cache/original-<hash>/       the original model (a checkpoint), reused while its recipe holds
+                                 (none when the config gives `original: DIR`, used where it lies)
     cache/<scenario>-retrain-seed<k>/   retrain checkpoints (the references)
     cells/<scenario>/<method key>-<options hash>/seed<k>.json   one finished (method, seed) cell
     results.csv, results.json, report.md, plots/*.png
@@ -126,11 +127,12 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         log = _silent
     atomic_write_text(out / "bench.json", json.dumps({"identity": ident, "config": config.to_dict()}, indent=2))
 
-    original_dir = out / "cache" / f"original-{ident}"
+    # a given original (`original:`, e.g. imported) is used where it lies; else the cached one
+    original_dir = Path(config.original) if config.original else out / "cache" / f"original-{ident}"
     if (original_dir / "meta.json").is_file():
         original, original_meta = load_checkpoint(original_dir)
         check_data_identity(bundle, original_meta.dataset, str(original_dir))  # the data may have changed since
-        log(f"original: reusing {original_dir}")
+        log(f"original: {'the given' if config.original else 'reusing'} {original_dir}")
     else:
         log(f"original: training {config.model} on {config.dataset}")
         subset = plan.subset
@@ -378,7 +380,7 @@ def bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, devi
                                counts=counts, executor=executor)
     report = Path(out) / "report.md"
     if is_main_process():
-        original_meta = read_meta(original_checkpoint(out))
+        original_meta = read_meta(config.original or original_checkpoint(out))
         write_report(Path(out), rows, payloads, config.to_dict(), original_meta, command,
                      elapsed_s=time.perf_counter() - start, cells_run=counts.get("run", 0))
     barrier()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import math
 import os
 import signal
@@ -32,6 +33,7 @@ Run = Callable[[argparse.Namespace], int]
 # Every command, in the order `prunelora --help` lists them, with its one-line help.
 COMMANDS: dict[str, str] = {
     "train": "Train an image classifier from scratch and save it as a checkpoint directory.",
+    "import": "Bring in a model trained elsewhere: its weights, model and data made a checkpoint, as train writes one.",
     "retrain": "Exact unlearning: train from scratch on D_r with the original checkpoint's recipe.",
     "info": "Show a checkpoint's architecture, data, forget spec, recipe, metrics and cost.",
     "models": "List the registered models.",
@@ -52,6 +54,8 @@ def command_functions(name: str) -> tuple[Setup, Run]:
     """
     if name == "train":
         from prunelora.cli import train as module
+    elif name == "import":  # a keyword: not `from prunelora.cli import import`
+        module = importlib.import_module("prunelora.cli.import")
     elif name == "retrain":
         from prunelora.cli import retrain as module
     elif name == "info":

@@ -9,7 +9,7 @@ import shlex
 from prunelora.bench import BenchConfig, bench, print_summary, split_method_key
 from prunelora.bench.executor_config import KINDS
 from prunelora.bench.executors import make_executor
-from prunelora.cli.options import add_bench_overrides
+from prunelora.cli.options import add_bench_overrides, add_factories
 from prunelora.errors import InvalidInputError
 from prunelora.training import check_device
 from prunelora.training.distributed import world_size
@@ -20,6 +20,8 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory (resumable)")
     add_bench_overrides(p)
     add_executor_flags(p)
+    # a config naming a factory (model: factory:FILE.py:FUNC) runs it only when these name it too
+    add_factories(p)
     p.set_defaults(_options_config=False)
 
 
@@ -50,6 +52,10 @@ def executor_from_args(args: argparse.Namespace, config: BenchConfig):
             raise InvalidInputError(f"--workers {args.workers!r} must be a positive integer") from None
     settings = config.executor_settings(args.config).with_overrides(workers=workers, kind=args.executor,
                                                                     address=args.address)
+    if config.factories() and (settings.kind == "ray" or settings.workers > 1):
+        # a factory is trusted in this process only (its file named on this command line)
+        raise InvalidInputError(f"{settings.describe()}: your model or dataset factory runs in this process "
+                                "only; run this bench with --workers 1")
     if world_size() > 1 and (settings.kind == "ray" or settings.workers > 1):
         # under torchrun every process runs every cell together; workers would each start their own
         raise InvalidInputError(f"{settings.describe()}: cells in parallel and torchrun ({world_size()} "
@@ -61,6 +67,7 @@ def bench_config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The benchmark `--config` names, with what `--seeds`, `--retrain-seeds`, `--methods` and
     `--data-dir` override (used by `bench` and `demo`)."""
     config = BenchConfig.from_file(args.config)
+    config.require_trusted(getattr(args, "model_factory", None), getattr(args, "dataset_factory", None), args.config)
     overrides = {}
     for flag in ("seeds", "retrain_seeds"):
         text = getattr(args, flag)

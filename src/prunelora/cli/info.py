@@ -1,20 +1,24 @@
 """`prunelora info DIR`: a checkpoint's meta.json as a table (or as JSON).
 
-It loads the checkpoint (weights checked against the architecture) and nothing of the methods:
-no method, no peft is imported.
+It reads meta.json and nothing of the methods: no method, no peft is imported. The weights are
+checked against the architecture (the model built, then loaded) only where that runs no code of
+the user's: a model from a `--model-factory` is built only when that factory is named again, and
+otherwise meta.json alone is shown, with a line saying the weights were not checked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
-from prunelora.checkpoint import DatasetRecord, load_checkpoint
+from prunelora.checkpoint import CheckpointMeta, DatasetRecord, load_model, read_meta
 from prunelora.cli.options import add_factories
 from prunelora.data import ForgetSpec
+from prunelora.factories import PREFIX, is_trusted
 
 
 def setup(p: argparse.ArgumentParser) -> None:
@@ -23,17 +27,38 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_factories(p, dataset=False)
 
 
+def check_weights(checkpoint: str, meta: CheckpointMeta) -> str:
+    """Load the weights into the model meta.json describes, when that runs no code of the user's;
+    returns what was done, for the output (a refusal raises, as loading does)."""
+    name = meta.model.name
+    if name.startswith(PREFIX) and not is_trusted(name):
+        shown = name[len(PREFIX):]
+        return (f"not checked: the model comes from your factory {shown}; pass --model-factory {shown} "
+                "to build it and check that the weights load (meta.json alone is shown)")
+    model = load_model(checkpoint, meta)
+    count = sum(p.numel() for p in model.parameters())
+    return f"checked: they load into the architecture ({count:,} parameters)"
+
+
 def run(args: argparse.Namespace) -> int:
     """Show a checkpoint's architecture, data, forget spec, recipe, metrics and cost."""
-    _, meta = load_checkpoint(args.checkpoint)  # what `prunelora.info` returns
+    meta = read_meta(args.checkpoint)
+    weights = check_weights(args.checkpoint, meta)
     if args.json:
         print(json.dumps(meta.as_json(), indent=2))
+        if weights.startswith("not checked"):  # stdout stays the JSON alone
+            sys.stderr.write(f"prunelora info: weights {weights}\n")
         return 0
     table = Table(title=f"checkpoint {args.checkpoint}", show_header=False)
     m, ds = meta.model, meta.dataset or DatasetRecord({})
     table.add_row("kind", str(meta.kind))
     table.add_row("model", f"{m.name} {m.kwargs or ''} ({m.num_classes} classes, "
                   f"{m.in_channels}x{m.image_size}x{m.image_size})")
+    table.add_row("weights", weights)
+    imported = meta.extra.get("imported")
+    if isinstance(imported, dict):
+        table.add_row("imported", f"from {imported.get('weights')} (trained elsewhere; recipe "
+                      f"{imported.get('recipe', 'unknown')})")
     subset = ds.train_subset
     table.add_row("dataset", str(ds.name) + (f" (train subset of {subset['size']} images, seed "
                                              f"{subset.get('seed', 0)})" if subset else ""))

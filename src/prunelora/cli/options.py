@@ -14,7 +14,10 @@ import types
 import typing
 from typing import Any
 
+import yaml
+
 from prunelora.data import ForgetSpec
+from prunelora.errors import InvalidInputError
 
 # --------------------------------------------------------------------------- flags from dataclasses
 
@@ -72,6 +75,20 @@ def config_from_args(cls: type, args: argparse.Namespace):
 # --------------------------------------------------------------------------- option groups
 
 
+def parse_kv(items: list[str] | None, flag: str) -> dict:
+    """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InvalidInputError(f"{flag} {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError):
+            raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
+    return out
+
+
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--data-dir", default=None, help="folder holding the dataset files (default: the dataset's own)")
 
@@ -108,6 +125,9 @@ def add_forget(p: argparse.ArgumentParser) -> None:
     g.add_argument("--forget-fraction", type=float, default=None, help="a random fraction of train, in (0, 1)")
     g.add_argument("--forget-indices", default=None, help="file with one training index per line")
     g.add_argument("--forget-seed", type=int, default=0, help="seed of the random fraction (default: %(default)s)")
+    g.add_argument("--skip-heldout", action="store_true",
+                   help="with --forget-indices: drop the indices in the original's validation split (never trained "
+                        "on) instead of refusing the request; the result's meta.json records them (forget.skipped)")
 
 
 def forget_spec_from_args(args: argparse.Namespace, required: bool = True) -> ForgetSpec | None:
@@ -156,3 +176,23 @@ def print_metrics(meta, path) -> None:
     cost = meta.cost or {}
     print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
           + (f" -> {path}" if path else ""))
+
+
+def print_skipped(splits) -> None:
+    """One line when a deletion request's held-out records were dropped (`--skip-heldout`)."""
+    spec = getattr(splits, "spec", None)
+    if spec is not None and spec.skipped:
+        shown = ", ".join(map(str, spec.skipped[:20])) + (", ..." if len(spec.skipped) > 20 else "")
+        print(f"skipped {len(spec.skipped)} held-out indices of the request (in the original's validation split, "
+              f"never trained on): {shown}; recorded in meta.json under forget.skipped")
+
+
+def held_out_line(splits) -> str:
+    """What a command says of the validation split it held out of the training records (`splits`
+    of an original: its retain set is every record it trained on)."""
+    held = len(splits.val_indices)
+    total = held + len(splits.retain) + len(splits.forget)
+    if held == 0:
+        return f"validation: none held out; all {total} training records were trained on (--val-fraction 0)"
+    return (f"validation: held out {held} of the {total} training records ({held / total:.0%}, --val-fraction), "
+            "never trained on and never forgotten (meta.json: dataset.val_indices)")

@@ -12,6 +12,7 @@ from prunelora.cli.options import (
     add_forget,
     forget_spec_from_args,
     print_metrics,
+    print_skipped,
 )
 from prunelora.training import check_device
 
@@ -30,5 +31,6 @@ def run(args: argparse.Namespace) -> int:
     result = retrain(args.checkpoint, spec, out=args.out, seed=args.seed, overwrite=args.overwrite,
                      data_dir=args.data_dir, download=args.download, device=check_device(args.device),
                      progress=not args.no_progress)
+    print_skipped(result.splits)
     print_metrics(result.meta, result.path)
     return 0

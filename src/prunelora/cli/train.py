@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from prunelora.api import train
 from prunelora.cli.options import (
     add_common,
@@ -13,9 +11,10 @@ from prunelora.cli.options import (
     add_data,
     add_factories,
     config_from_args,
+    held_out_line,
+    parse_kv,
     print_metrics,
 )
-from prunelora.errors import InvalidInputError
 from prunelora.training import TrainConfig, check_device
 
 
@@ -23,7 +22,8 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_data(p)
     p.add_argument("--model", default="resnet20", help="model name (see `prunelora models`) (default: %(default)s)")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument, e.g. width=2 (repeatable)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of train held out for validation")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of train held out for validation, never trained on (default: %(default)s)")
     p.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="train on N images of the train set, stratified by class (default: all)")
     p.add_argument("--subset-seed", type=int, default=0, help="seed choosing the --train-subset (default: %(default)s)")
@@ -35,20 +35,6 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
-def parse_kv(items: list[str] | None, flag: str) -> dict:
-    """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise InvalidInputError(f"{flag} {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except (yaml.YAMLError, RecursionError):
-            raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Train an image classifier from scratch and save it as a checkpoint directory."""
     result = train(args.dataset, args.model, config_from_args(TrainConfig, args),
@@ -57,4 +43,6 @@ def run(args: argparse.Namespace) -> int:
                    subset_seed=args.subset_seed, image_size=args.image_size, out=args.out, overwrite=args.overwrite,
                    device=check_device(args.device), progress=not args.no_progress)
     print_metrics(result.meta, result.path)
+    print(held_out_line(result.splits))
     return 0
+

@@ -21,6 +21,7 @@ from prunelora.cli.options import (
     flag_name,
     forget_spec_from_args,
     print_metrics,
+    print_skipped,
 )
 from prunelora.errors import InvalidInputError
 from prunelora.methods import get_method, list_methods
@@ -98,5 +99,6 @@ def run(args: argparse.Namespace) -> int:
                                 overwrite=args.overwrite, data_dir=args.data_dir, download=args.download,
                                 device=check_device(args.device), progress=not args.no_progress,
                                 save_adapter=args.save_adapter, classifier=args.classifier_name, **overrides)
+    print_skipped(result.splits)
     print_metrics(result.meta, result.path)
     return 0

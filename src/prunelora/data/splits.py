@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class ForgetSpec:
         indices: the training indices (kind `"indices"`).
         seed: which records a fraction draws.
         source: the index file a deletion request came from, for the record.
+        skip_heldout: a deletion request naming records of the original's validation split (never
+            trained on) drops them instead of being refused (`build_splits`).
+        skipped: the validation records a request dropped, for the record (set by `build_splits`).
 
     Raises:
         InvalidInputError: an unknown kind, a fraction outside (0, 1), or no class.
@@ -43,6 +46,8 @@ class ForgetSpec:
     indices: tuple[int, ...] = ()
     seed: int = 0
     source: str = ""  # the index file a deletion request came from, for the record
+    skip_heldout: bool = False
+    skipped: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in ("class", "fraction", "indices"):
@@ -117,12 +122,20 @@ class ForgetSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["classes"], d["indices"] = list(self.classes), list(self.indices)
+        # written only when used: every other request keeps the dict (and the run ids) it always had
+        if not self.skip_heldout:
+            del d["skip_heldout"]
+        if self.skipped:
+            d["skipped"] = list(self.skipped)
+        else:
+            del d["skipped"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ForgetSpec:
         return cls(kind=d["kind"], classes=tuple(d.get("classes", ())), fraction=float(d.get("fraction", 0.0)),
-                   indices=tuple(d.get("indices", ())), seed=int(d.get("seed", 0)), source=d.get("source", ""))
+                   indices=tuple(d.get("indices", ())), seed=int(d.get("seed", 0)), source=d.get("source", ""),
+                   skip_heldout=bool(d.get("skip_heldout", False)), skipped=tuple(d.get("skipped", ())))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, required: bool = True,
@@ -156,6 +169,9 @@ class ForgetSpec:
                 raise InvalidInputError("say what to forget: --forget-class C, --forget-fraction F or "
                                         "--forget-indices FILE")
             return None
+        if options.get("skip_heldout") and given[0] != "forget_indices":
+            raise InvalidInputError("--skip-heldout is for --forget-indices (a class or a fraction is drawn from the "
+                                    "records the original trained on only)")
         if options.get("forget_class") is not None:
             value = options["forget_class"]
             return cls.from_classes(",".join(map(str, value)) if isinstance(value, list) else str(value))
@@ -166,7 +182,8 @@ class ForgetSpec:
                 raise InvalidInputError(f"forget fraction {options['forget_fraction']!r} is not a number "
                                         "in (0, 1)") from None
             return cls(kind="fraction", fraction=fraction, seed=options.get("forget_seed") or 0)
-        return cls.from_index_file(options["forget_indices"])
+        spec = cls.from_index_file(options["forget_indices"])
+        return replace(spec, skip_heldout=True) if options.get("skip_heldout") else spec
 
     def describe(self, class_names: list[str] | None = None) -> str:
         if self.kind == "class":
@@ -174,7 +191,9 @@ class ForgetSpec:
             return "class " + ", ".join(f"{c} ({n})" for c, n in zip(self.classes, names, strict=True))
         if self.kind == "fraction":
             return f"random {self.fraction:.0%} of train (seed {self.seed})"
-        return f"{len(self.indices)} listed training records" + (f" from {self.source}" if self.source else "")
+        skipped = f" ({len(self.skipped)} held-out records of the request skipped)" if self.skipped else ""
+        return (f"{len(self.indices)} listed training records" + (f" from {self.source}" if self.source else "")
+                + skipped)
 
 
 def stratified_indices(targets: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
@@ -350,6 +369,19 @@ def _checked_val_indices(val_indices, n: int, name: str) -> torch.Tensor:
     return idx.sort().values
 
 
+SHOWN_INDICES = 20  # a refusal lists this many offending indices, then counts the rest
+
+
+def _listed(indices: Sequence[int], total: int) -> str:
+    """The subject of a refusal naming every offending index of a request of `total`: `forget index
+    5 is` or `forget indices 1, 5, 9 (3 of 50) are` (the first `SHOWN_INDICES`, then how many more)."""
+    if len(indices) == 1:
+        return f"forget index {indices[0]} is"
+    shown = ", ".join(str(i) for i in indices[:SHOWN_INDICES])
+    more = f", ... ({len(indices) - SHOWN_INDICES} more)" if len(indices) > SHOWN_INDICES else ""
+    return f"forget indices {shown}{more} ({len(indices)} of {total}) are"
+
+
 def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: float = 0.1,
                  seed: int = 0, val_indices=None) -> Splits:
     """Split the training set into val, D_f and D_r, and the test set into test-retain / test-forget.
@@ -374,8 +406,9 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
         The `Splits`: `.forget`, `.retain`, `.val`, `.test_retain`, `.test_forget` and their indices.
 
     Raises:
-        InvalidInputError: a class the dataset does not have, an index outside the training set or in
-            the validation split.
+        InvalidInputError: a class the dataset does not have, indices outside the training set, or in
+            the validation split (every one is listed, up to 20) unless `spec.skip_heldout`: then
+            they are dropped and the returned splits' `spec.skipped` lists them.
 
     Example:
         ```python
@@ -411,16 +444,21 @@ def build_splits(bundle: DatasetBundle, spec: ForgetSpec | None, val_fraction: f
             bad = [i for i in spec.indices if not 0 <= i < n]
             if bad:
                 raise InvalidInputError(
-                    f"forget index {bad[0]} is outside the training set [0, {n}) of {bundle.name}"
+                    f"{_listed(bad, len(spec.indices))} outside the training set [0, {n}) of {bundle.name}"
                 )
             held_out = [i for i in spec.indices if in_val[i]]
-            if held_out:
+            if held_out and not spec.skip_heldout:
                 raise InvalidInputError(
-                    f"forget index {held_out[0]} is in the original's validation split, which it never trained "
-                    f"on; accepted: training indices in [0, {n}) outside the validation split "
-                    f"(meta.json lists them under dataset.val_indices)"
+                    f"{_listed(held_out, len(spec.indices))} in the original's validation split, which it never "
+                    f"trained on; accepted: training indices in [0, {n}) outside "
+                    "it (meta.json lists them under dataset.val_indices); --skip-heldout (skip_heldout=True in "
+                    "Python) drops them and records it"
                 )
-            forget_mask[torch.tensor(spec.indices, dtype=torch.long)] = True
+            if held_out:  # dropped, and recorded in the spec the result's meta.json keeps
+                kept = tuple(i for i in spec.indices if not in_val[i])
+                spec = replace(spec, indices=kept, skipped=tuple(sorted(set(spec.skipped) | set(held_out))))
+            if spec.indices:
+                forget_mask[torch.tensor(spec.indices, dtype=torch.long)] = True
     retain_mask = trained & ~forget_mask
     forget_idx, retain_idx = forget_mask.nonzero().flatten(), retain_mask.nonzero().flatten()
     if spec is not None and len(forget_idx) == 0:

@@ -22,6 +22,7 @@ from torch import nn
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.models.classifier import classifier_outputs, find_classifier
+from prunelora.presets import method_preset
 from prunelora.pruning import sparsity_report
 from prunelora.training import (
     TrainConfig,
@@ -406,19 +407,45 @@ class UnlearnResult:
         return {"method": self.method_dict(), "cost": self.cost.to_dict(), "sparsity": self.sparsity, **own}
 
 
-def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prunelora", config: Any = None, *,
+def apply_preset(method: str | None, preset: str | None, overrides: dict, config: Any = None) -> tuple[str, dict]:
+    """The method and options of a call with `preset=`: the preset's options under the caller's
+    `overrides` (no preset: `method`, or `"prunelora"`, and `overrides` as given).
+
+    Args:
+        method: the method asked for, or None.
+        preset: a shipped recipe's name, or None.
+        overrides: the caller's options.
+        config: the caller's config object (a preset and a config object do not combine).
+
+    Returns:
+        `(method, options)`.
+
+    Raises:
+        InvalidInputError: an unknown preset, one for another method, or a preset with `config`.
+    """
+    if preset is None:
+        return method or "prunelora", overrides
+    if config is not None:
+        raise InvalidInputError(f"preset={preset!r} and config= both set the options; give one "
+                                "(options given as keywords override the preset's)")
+    method, options = method_preset(preset, method)
+    return method, {**options, **overrides}
+
+
+def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None = None, config: Any = None, *,
             retain=None, forget=None, test=None, forget_classes=None, device: str | None = None,
             progress: bool = True, original_meta: dict | None = None, model_factory=None, recipe=None,
-            classifier: str | None = None, **overrides) -> UnlearnResult:
+            classifier: str | None = None, preset: str | None = None, **overrides) -> UnlearnResult:
     """Run an unlearning method on a copy of `model`; returns the plain merged model and a record.
 
     The caller's model is never changed. `retrain` rebuilds the model from a checkpoint's
-    `original_meta`, or from your `model_factory()` trained with `recipe`.
+    `original_meta`, or from your `model_factory` trained with `recipe`.
 
     Args:
         model: the trained classifier (any `nn.Module` whose classifier is an `nn.Linear`).
         splits: the data (see `build_splits`); or give your own datasets as `retain=` etc.
-        method: a registered method name (`prunelora.list_methods()`).
+        method: a registered method name (`prunelora.list_methods()`); None: the `preset`'s
+            method, else `"prunelora"`.
         config: the method's config dataclass; or pass its fields as keyword arguments.
         retain: your D_r, a map-style Dataset of `(image, label)` (instead of `splits`).
         forget: your D_f.
@@ -428,10 +455,13 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
         device: `"cpu"`, `"cuda"`, ...; None picks a GPU when there is one.
         progress: show progress bars.
         original_meta: the original checkpoint's meta.json (`retrain` repeats its recipe).
-        model_factory: for `retrain` of your own model: builds a fresh, untrained one.
+        model_factory: for `retrain` of your own model: builds a fresh, untrained one. `f()` or
+            the command line's `f(num_classes, in_channels, image_size)` (any of the three by name).
         recipe: for `retrain` of your own model: the `TrainConfig` it is trained with.
         classifier: the classifier module's name (e.g. `"fc"`); by default it is found (`head`,
             timm's `get_classifier()`, else the last `nn.Linear`).
+        preset: a shipped recipe by name, as `prunelora unlearn --preset` takes (e.g.
+            `"prunelora-digits-resnet"`); `overrides` win over its options.
         **overrides: the method's options (fields of its config), e.g. `epochs=5, prune_amount=0.5`.
 
     Returns:
@@ -452,6 +482,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str = "prune
     """
     splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
 
+    method, overrides = apply_preset(method, preset, overrides, config)
     entry = get_method(method)
     if config is None:
         config = entry.make_config(**overrides)

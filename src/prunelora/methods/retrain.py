@@ -9,6 +9,7 @@ from torch import nn
 
 from prunelora.checkpoint import build_model_from_meta
 from prunelora.errors import InvalidInputError
+from prunelora.factories import call_model_factory
 from prunelora.methods.base import Capabilities, MethodConfig, MethodRecord, register_method
 from prunelora.training import TrainConfig, fit
 from prunelora.training.loop import resolve_device
@@ -27,7 +28,10 @@ def retrain(model, splits, config: RetrainConfig, ctx):
         if not isinstance(ctx.recipe, TrainConfig):
             raise InvalidInputError("retrain with model_factory= needs recipe=TrainConfig(...), the original's recipe")
         recipe = dataclasses.replace(ctx.recipe, seed=config.seed)
-        fresh = ctx.model_factory()
+        # the command line's FUNC(num_classes, in_channels, image_size) works here too, or FUNC()
+        shape = tuple(getattr(splits.retain[0][0], "shape", ()))  # an image: (channels, height, width)
+        in_channels, image_size = (int(shape[0]), int(shape[-1])) if len(shape) == 3 else (0, 0)
+        fresh = call_model_factory(ctx.model_factory, "model_factory", splits.num_classes, in_channels, image_size)
         if not isinstance(fresh, nn.Module):
             raise InvalidInputError(f"model_factory() returned {type(fresh).__name__}, not an nn.Module")
         fresh = fresh.to(resolve_device(ctx.device))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from prunelora.errors import InvalidInputError
-from prunelora.factories import get_factory
+from prunelora.factories import call_model_factory, get_factory
 from prunelora.models.classifier import Classifier, classifier_outputs
 from prunelora.models.timm_models import (  # timm is imported on first use
     check_timm_name,
@@ -56,11 +56,7 @@ def list_models() -> dict[str, str]:
 def _factory_model(name: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
     """A model from a user's `--model-factory FILE.py:FUNC` (see `prunelora.factories`)."""
     build = get_factory(name, "--model-factory")
-    try:
-        model = build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
-    except TypeError as exc:
-        raise InvalidInputError(f"model factory {name[8:]} must take (num_classes, in_channels, image_size): {exc}") \
-            from None
+    model = call_model_factory(build, f"model factory {name[8:]}", num_classes, in_channels, image_size, **kwargs)
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model factory {name[8:]} returned {type(model).__name__}, not an nn.Module")
     outputs = classifier_outputs(model)
