@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("prunelora.models",),  # the registry and the classifier helpers
     ("prunelora.pruning",),
     ("prunelora.adapters",),  # LoRA (peft), on pruned layers too
+    ("prunelora.meta_schema",),  # meta.json's schema: the models' declared arguments, the recipe's bounds
     ("prunelora.checkpoint",),  # rebuilds any model above, pruned ones included
     ("prunelora.methods", "prunelora.evaluation"),  # siblings: never import each other
     ("prunelora.api",),  # the workflow: train, unlearn_checkpoint, retrain over the layers below

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import platform
 import tempfile
@@ -43,19 +42,24 @@ from prunelora.errors import (
     OutputError,
     parse_text_file,
 )
+from prunelora.meta_schema import (  # meta.json's format and schema
+    FORMAT,
+    FORMAT_VERSION,
+    MODEL_LIMITS,  # noqa: F401  (re-exported: what a meta.json may ask)
+    check_meta,
+    check_model_record,
+    parse_meta,
+    shown,
+)
 from prunelora.models import create_model
+from prunelora.models.arguments import MAX_ARGUMENT as MAX_MODEL_KWARG  # noqa: F401  (re-exported)
 from prunelora.pruning import merge_architecture, rebuild_pruned
 from prunelora.training.distributed import barrier, is_main_process
 
-FORMAT = "prunelora-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS, META = "model.safetensors", "meta.json"
 
-# What a meta.json may ask to be built (a hostile file must not make the loader allocate without
-# bound before the weights are compared): ranges of the model fields, and of any number among the
-# model's keyword arguments (width multipliers, depths, patch sizes).
-MODEL_LIMITS = {"num_classes": (2, 100_000), "in_channels": (1, 64), "image_size": (1, 1024)}
-MAX_MODEL_KWARG = 1024
+# What a meta.json may ask to be built is bounded by its schema (`prunelora.meta_schema`): a hostile
+# file must not make the loader allocate without bound before the weights are compared.
 MAX_META_BYTES = 64 * 2**20
 # A model larger than this is refused before it is allocated (4 GB of float32 weights).
 MAX_PARAMETERS = 1_000_000_000
@@ -309,22 +313,10 @@ class CheckpointMeta(_RecordView):
     @staticmethod
     def check(data: Any, source: str) -> None:
         """Refuse, with one line, a meta.json this code cannot trust: not a prunelora checkpoint, a
-        format version it does not know, a model record of wrong types or insane sizes, or parts
-        that should be mappings and are not. Every older format version stays readable."""
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise CheckpointError(f"{source} is not a prunelora checkpoint (no format: {FORMAT})")
-        written = data.get("format_version")
-        if isinstance(written, bool) or not isinstance(written, int) or written < 1:
-            raise CheckpointError(f"{source}: format_version {written!r} is not a positive integer")
-        if written > FORMAT_VERSION:
-            raise CheckpointError(f"{source} has format_version {written}, newer than this prunelora reads "
-                                  f"(up to {FORMAT_VERSION}); upgrade prunelora")
-        check_model_meta(data.get("model"), source)
-        for key in ("dataset", "recipe", "forget", "metrics", "cost"):
-            if data.get(key) is not None and not isinstance(data[key], dict):
-                raise CheckpointError(f"{source}: {key} must be a mapping, not {type(data[key]).__name__}")
-        if isinstance(data.get("dataset"), dict) and not isinstance(data["dataset"].get("name", ""), str):
-            raise CheckpointError(f"{source}: dataset.name must be a string")
+        format version it does not know, or any field of the wrong type, range or shape (the schema
+        of `prunelora.meta_schema`: the model's declared arguments, the recipe's bounds, ...).
+        Every older format version stays readable."""
+        check_meta(data, source)
 
 
 def library_versions() -> dict[str, str]:
@@ -559,7 +551,7 @@ def read_meta(path: str | os.PathLike) -> CheckpointMeta:
     if meta_path.stat().st_size > MAX_META_BYTES:
         raise CheckpointError(f"{meta_path} is {meta_path.stat().st_size} bytes; a meta.json is at most "
                               f"{MAX_META_BYTES // 2**20} MiB")
-    meta = parse_text_file(meta_path, json.loads, json.JSONDecodeError,
+    meta = parse_text_file(meta_path, lambda text: parse_meta(text, str(meta_path)), json.JSONDecodeError,
                            lambda exc: f"not valid JSON ({exc.msg} at line {exc.lineno})", CheckpointError,
                            str(meta_path), too_deep="nested too deeply to be a meta.json")
     CheckpointMeta.check(meta, str(meta_path))
@@ -567,25 +559,10 @@ def read_meta(path: str | os.PathLike) -> CheckpointMeta:
 
 
 def check_model_meta(model: Any, source: str) -> None:
-    """The `model` record of a meta.json: a name, integer sizes within `MODEL_LIMITS`, and keyword
-    arguments that are scalars (numbers at most `MAX_MODEL_KWARG`)."""
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise CheckpointError(f"{source}: model.name is missing")
-    for key, (low, high) in MODEL_LIMITS.items():
-        value = model.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise CheckpointError(f"{source}: model.{key} {value!r} is not an integer in [{low}, {high}]")
-    kwargs = model.get("kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise CheckpointError(f"{source}: model.kwargs must be a mapping")
-    for key, value in kwargs.items():
-        if value is None or isinstance(value, (bool, str)):
-            continue
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > MAX_MODEL_KWARG:
-            raise CheckpointError(f"{source}: model.kwargs.{key} {value!r} is not a number within "
-                                  f"[-{MAX_MODEL_KWARG}, {MAX_MODEL_KWARG}]")
-    if model.get("pruned") is not None and not isinstance(model["pruned"], dict):
-        raise CheckpointError(f"{source}: model.pruned must be a mapping")
+    """The `model` record of a meta.json: a name, integer sizes within `MODEL_LIMITS`, the
+    arguments the model declares (each within bounds; never one that loads weights or a file), and
+    a well-formed `pruned` architecture (see `prunelora.meta_schema`)."""
+    check_model_record(model, source)
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -623,10 +600,11 @@ def check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[in
     """One clear line when the tensors of a file do not fit the model (names, then shapes)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    if missing or unexpected:
+    if missing or unexpected:  # a header's names can be long: each is shortened (see meta_schema.shown)
         raise CheckpointError(
-            f"{source} is of another architecture: {len(missing)} missing tensors (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})"
+            f"{source} is of another architecture: {len(missing)} missing tensors (e.g. "
+            f"{', '.join(shown(k) for k in missing[:2])}), {len(unexpected)} unexpected "
+            f"(e.g. {', '.join(shown(k) for k in unexpected[:2])})"
         )
     for key, shape in found.items():
         if tuple(shape) != tuple(expected[key]):
@@ -730,4 +708,11 @@ def load_model(path: str | os.PathLike, meta: CheckpointMeta, map_location: str 
     check_finite(state, str(path))
     model = build_model_from_meta(meta)
     load_state_into(model, state, str(path))
+    # finite as stored is not finite as loaded: 1e300 in a float64 tensor becomes inf in float32
+    check_finite(model.state_dict(), f"{path} (after loading into the model's {_float_dtypes(model)} tensors)")
     return model.to(map_location).eval()
+
+
+def _float_dtypes(model: nn.Module) -> str:
+    return "/".join(sorted({str(t.dtype).removeprefix("torch.") for t in model.state_dict().values()
+                            if t.is_floating_point()})) or "float"

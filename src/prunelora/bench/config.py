@@ -20,6 +20,8 @@ from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.factories import PREFIX, canonical
 from prunelora.methods import get_method, list_methods
 from prunelora.models import check_model_name
+from prunelora.models.arguments import check_model_kwargs
+from prunelora.models.registry import model_builder
 from prunelora.presets import preset_path, read_yaml_mapping
 from prunelora.training import TrainConfig
 
@@ -283,6 +285,8 @@ class BenchConfig:
         if unknown:
             raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
         check_model_name(self.model)  # the registry decides, as for `prunelora train --model`
+        # only the arguments the model declares, never one choosing weights or a file (before --out is made)
+        check_model_kwargs(self.model, self.model_kwargs, model_builder(self.model), label=f"{source}: model_kwargs")
         if not self.seeds:
             raise InvalidInputError(f"{source}: seeds is empty")
         names = set()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
+import stat
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,26 +246,58 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot"]
 
 
+# The largest IDX payload read (1 GiB: MNIST's training images are 47 MB, EMNIST's 550 MB). A
+# folder may come from a checkpoint's meta.json: a small gzip must not inflate without bound.
+MAX_IDX_BYTES = 2**30
+
+
+def check_regular_file(path: Path, what: str = "file") -> Path:
+    """`path` if it is a regular file (after symbolic links); one line otherwise. Checked with
+    `stat`, never by opening it: opening a FIFO blocks until something writes to it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise MissingFileError(f"{what} {str(path)!r} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise InvalidInputError(f"{what} {str(path)!r} is not a regular file (a FIFO, device or socket "
+                                "is never opened); give a regular file")
+    return path
+
+
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzipped or not), read no further than its header declares:
+    a payload above `MAX_IDX_BYTES`, or data beyond the declared size, is refused."""
+    check_regular_file(path, "IDX file")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    # IDX header: two zero bytes, a type byte (0x08 = uint8), the number of dimensions, then sizes.
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4 \
-            or len(raw) < 4 + 4 * raw[3]:
-        raise InvalidInputError(f"{path} is not an IDX file of unsigned bytes (bad header)")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise InvalidInputError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
-    return data.reshape(shape)
+    try:
+        with opener(path, "rb") as f:
+            # IDX header: two zero bytes, a type byte (0x08 = uint8), the number of dimensions, then sizes.
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08 or not 1 <= head[3] <= 4:
+                raise InvalidInputError(f"{path} is not an IDX file of unsigned bytes (bad header)")
+            ndim = head[3]
+            sizes = f.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise InvalidInputError(f"{path} is not an IDX file of unsigned bytes (bad header)")
+            shape = tuple(int.from_bytes(sizes[4 * i: 4 + 4 * i], "big") for i in range(ndim))
+            expected = math.prod(shape)
+            if expected > MAX_IDX_BYTES:
+                raise InvalidInputError(f"{path} declares {expected:,} values ({'x'.join(map(str, shape))}); "
+                                        f"an IDX file read here holds at most {MAX_IDX_BYTES:,}")
+            raw = f.read(expected)
+            if len(raw) != expected:
+                raise InvalidInputError(f"{path} is truncated: expected {expected} values, found {len(raw)}")
+            if f.read(1):  # more than declared: a corrupt file, or a decompression bomb
+                raise InvalidInputError(f"{path} holds more data than its header declares ({expected:,} values)")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise InvalidInputError(f"{path} cannot be read as an IDX file ({type(exc).__name__}: {exc})") from None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz", folder / "raw" / stem, folder / "raw" / f"{stem}.gz"):
-        if candidate.exists():
-            return candidate
+        if os.path.lexists(candidate):
+            return check_regular_file(candidate, "IDX file")
     return None
 
 
@@ -336,6 +371,9 @@ for _name in ("cifar10", "cifar100", "svhn"):
     )
 
 
+MAX_IMAGE_BYTES = 256 * 2**20  # one image file of an image folder
+
+
 def _read_image(path: Path, image_size: int) -> np.ndarray:
     """One image as (H, W, 3) uint8, resized; one line naming the file if it cannot be read, or if it
     is larger than PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`, ~89 megapixels)."""
@@ -369,6 +407,10 @@ def _load_imagefolder(root: Path, augment: bool, image_size: int = 32, test_frac
         for path in sorted((root / cls).iterdir()):
             if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
                 continue
+            check_regular_file(path, "image")  # a FIFO named x.png would block the open forever
+            if path.stat().st_size > MAX_IMAGE_BYTES:
+                raise InvalidInputError(f"image {str(path)!r} is {path.stat().st_size:,} bytes; an image read "
+                                        f"here is at most {MAX_IMAGE_BYTES:,}")
             images.append(_read_image(path, image_size).transpose(2, 0, 1))
             labels.append(label)
             count += 1

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prunelora.checkpoint import CheckpointMeta, read_meta, state_dict_for_saving
+from prunelora.checkpoint import CheckpointMeta, check_finite, read_meta, state_dict_for_saving
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
@@ -28,6 +28,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.evaluation.representation import representation as representation_metrics
+from prunelora.meta_schema import check_reference_metrics
 from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
 from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
@@ -177,6 +178,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         print(metrics["UA"], metrics["Avg.Gap"])
         ```
     """
+    _check_judgeable(model, original_model, reference_model, reference)
     splits = resolve_splits(splits, retain, forget, test, forget_classes,
                             num_classes=classifier_outputs(model) if splits is None else None)
     if probe:  # a model without a classifier, or a wrong layer name, fails before any work
@@ -256,6 +258,25 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             values = rng.choice(values, keep_losses, replace=False)
         losses[key] = [float(v) for v in values]
     return Evaluation(m, mia, losses, probes, relearned, represented)
+
+
+def _check_judgeable(model: nn.Module, original_model: nn.Module | None, reference_model: nn.Module | None,
+                     reference: Mapping | None) -> None:
+    """Refuse, before any work, what would give numbers that look like a success: a model with NaN
+    or infinite weights (argmax over NaN logits scores UA 100), and reference metrics that are not
+    numbers (a string, ±inf, NaN for UA/RA/TA)."""
+    for label, candidate in (("the evaluated model", model), ("original_model", original_model),
+                             ("reference_model", reference_model)):
+        if isinstance(candidate, nn.Module):
+            try:
+                check_finite(candidate.state_dict(), label)
+            except InvalidInputError as exc:
+                raise InvalidInputError(str(exc)) from None
+    if reference is not None:
+        if not isinstance(reference, Mapping):
+            raise InvalidInputError(f"reference must be a mapping of metric names to numbers, not "
+                                    f"{type(reference).__name__}")
+        check_reference_metrics(reference)
 
 
 def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device) -> dict:

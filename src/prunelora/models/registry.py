@@ -53,6 +53,12 @@ def list_models() -> dict[str, str]:
     }
 
 
+def model_builder(name: str) -> ModelFn | None:
+    """The builder registered under `name` (None for any other name), for its declared arguments."""
+    entry = _MODELS.get(name)
+    return entry[0] if entry is not None else None
+
+
 def _factory_model(name: str, num_classes: int, in_channels: int, image_size: int, **kwargs) -> nn.Module:
     """A model from a user's `--model-factory FILE.py:FUNC` (see `prunelora.factories`)."""
     build = get_factory(name, "--model-factory")

@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from prunelora.errors import InvalidInputError
+from prunelora.models.arguments import check_model_kwargs
 from prunelora.models.classifier import Classifier
+from prunelora.models.offline import download_switches, no_network
 
 
 class TorchvisionClassifier(Classifier):
@@ -25,16 +27,20 @@ class TorchvisionClassifier(Classifier):
 
 
 def check_torchvision_name(arch: str) -> None:
-    """Refuse, in one line, a name torchvision's model registry does not hold.
+    """Refuse, in one line, a name that is not one of torchvision's classification models.
+
+    Detection, segmentation, video and quantized models are refused too: they are not classifiers
+    (and detection builders fetch backbone weights by default).
 
     Raises:
         InvalidInputError: `arch` is not a torchvision classification model.
     """
     import torchvision
 
-    if arch.lower() not in torchvision.models.list_models():  # what get_model accepts (it lowercases)
-        known = ", ".join(torchvision.models.list_models(module=torchvision.models)[:12])
-        raise InvalidInputError(f"unknown torchvision model {arch!r}; e.g. {known}, ...")
+    classifiers = torchvision.models.list_models(module=torchvision.models)
+    if arch.lower() not in classifiers:  # what get_model accepts (it lowercases)
+        other = " (not a classification model)" if arch.lower() in torchvision.models.list_models() else ""
+        raise InvalidInputError(f"unknown torchvision model {arch[:80]!r}{other}; e.g. {', '.join(classifiers[:12])}, ...")
 
 
 def torchvision_classifier(arch: str, num_classes: int, in_channels: int, image_size: int,
@@ -44,9 +50,12 @@ def torchvision_classifier(arch: str, num_classes: int, in_channels: int, image_
     if in_channels not in (1, 3):
         raise InvalidInputError(f"torchvision models take 1 or 3 input channels, not {in_channels}")
     check_torchvision_name(arch)
+    check_model_kwargs(f"torchvision:{arch}", kwargs)
+    builder = torchvision.models.get_model_builder(arch)
     try:
-        # weights=None: never download pretrained weights at run time.
-        backbone = torchvision.models.get_model(arch, weights=None, **kwargs)
+        # every weights*/pretrained* switch off (weights_backbone too): never download at run time
+        with no_network(f"torchvision:{arch}"):
+            backbone = builder(**download_switches(builder), **kwargs)
     except TypeError as exc:  # an argument the torchvision builder does not take
         raise InvalidInputError(f"torchvision:{arch} does not accept {sorted(kwargs)} ({exc})") from None
     last_name, last = None, None
