@@ -20,7 +20,8 @@ SRC = Path(prunelora.__file__).resolve().parent
 LAYERS: list[tuple[str, ...]] = [
     ("prunelora.errors",),  # what a user can do wrong
     # foundations: the standard library and PyYAML (config types, users' factories, YAML presets)
-    ("prunelora.typecheck", "prunelora.factories", "prunelora.presets"),
+    ("prunelora.typecheck", "prunelora.factories", "prunelora.presets",
+     "prunelora.recommend"),  # ... and what our benchmark measured, per model family and forget kind
     ("prunelora.data",),  # datasets, forget specs, the split builder
     ("prunelora.training",),  # the loop: any nn.Module on any Dataset, the recipe, devices
     ("prunelora.models",),  # the registry and the classifier helpers

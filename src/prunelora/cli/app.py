@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "datasets": "List the registered datasets and how each is reached offline.",
     "unlearn": "Make a trained model forget (a class, a random fraction, or listed records) with a method.",
     "methods": "List the registered unlearning methods, one line each.",
+    "recommend": "Name the method and budget our benchmark supports for a checkpoint's model family and a forget request.",
     "eval": "Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost.",
     "bench": "Benchmark methods against retrain over seeds: results.csv/json, report.md and plots.",
     "demo": "The embedded illustration: the paper's five methods on digits, 3 seeds, table and report.",
@@ -68,6 +69,8 @@ def command_functions(name: str) -> tuple[Setup, Run]:
         from prunelora.cli import unlearn as module
     elif name == "methods":
         from prunelora.cli import methods as module
+    elif name == "recommend":
+        from prunelora.cli import recommend as module
     elif name == "eval":
         from prunelora.cli import eval as module
     elif name == "bench":

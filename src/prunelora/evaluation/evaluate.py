@@ -252,7 +252,11 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         m.update(compare(m, reference))
     rng = np.random.default_rng(0)
     losses = {}
-    for part, key in (("forget", "forget"), ("test_retain", "test")):
+    # D_f, non-members of the retained classes (`test`), members (D_r) and non-members of the forgotten
+    # classes: a forgotten class's D_f is compared with its own test images, not with other classes'
+    # (the first two first, so that their subsamples are those earlier versions drew)
+    for part, key in (("forget", "forget"), ("test_retain", "test"), ("retain", "retain"),
+                      ("test_forget", "test_forget")):
         values = per_sample_loss(*outputs[part]).numpy() if len(getattr(splits, part)) else np.empty(0)
         if len(values) > keep_losses:
             values = rng.choice(values, keep_losses, replace=False)

@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from prunelora.checkpoint import CheckpointMeta, atomic_write_text, library_versions
+from prunelora.evaluation.plots import has_metric as _has
+from prunelora.evaluation.plots import plot_frontier as _plot_frontier
+from prunelora.evaluation.plots import plot_hiding as _plot_hiding
+from prunelora.evaluation.plots import plot_losses as _plot_losses
+from prunelora.evaluation.plots import plot_metrics as _plot_bars
 
 # Columns of the summary table, in order; `higher` says which direction is better (None: neither).
 TABLE_COLUMNS: list[tuple[str, str]] = [
@@ -23,7 +28,6 @@ TABLE_COLUMNS: list[tuple[str, str]] = [
     ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
-PLOT_METRICS = ["UA", "RA", "TA", "MIA", "Avg.Gap", "Probe.Gap", "relearn_ratio", "time_ratio"]
 FIRST_COLUMNS = ["scenario", "method", "seed", "reference_seed"]
 
 
@@ -114,132 +118,6 @@ def write_results(rows: list[dict], out: Path) -> None:
     atomic_write_text(out / "results.csv", buffer.getvalue(), collective=False)
     atomic_write_text(out / "results.json", json.dumps(rows, indent=1, default=float, allow_nan=False) + "\n",
                       collective=False)
-
-
-def _plot_bars(summary: dict, scenario: str, path: Path) -> None:
-    metrics = [m for m in PLOT_METRICS if any(m in v for v in summary.values())]
-    methods = list(summary)
-    fig = _figure(figsize=(3.2 * len(metrics), 3.4))
-    axes = fig.subplots(1, len(metrics), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        means = [summary[m].get(metric, (float("nan"), 0))[0] for m in methods]
-        stds = [summary[m].get(metric, (0, float("nan")))[1] for m in methods]
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=3, color=[f"C{i}" for i in range(len(methods))])
-        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
-        ax.set_title(metric)
-    fig.suptitle(f"{scenario}: mean ± std over seeds")
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def _plot_losses(losses: dict[str, dict[str, list[float]]], scenario: str, path: Path) -> None:
-    """Per method: the loss histogram of D_f against test samples (the paper's Figure 2)."""
-    import numpy as np
-
-    methods = list(losses)
-    cols = min(len(methods), 6)
-    rows = -(-len(methods) // cols) if methods else 1
-    fig = _figure(figsize=(3.2 * max(cols, 1), 3.0 * rows))
-    axes = fig.subplots(rows, max(cols, 1), squeeze=False)
-    for ax in axes.flat[len(methods):]:
-        ax.set_visible(False)
-    for ax, method in zip(list(axes.flat)[:len(methods)], methods, strict=True):
-        forget, test = np.asarray(losses[method]["forget"]), np.asarray(losses[method]["test"])
-        both = np.concatenate([forget, test]) if len(forget) + len(test) else np.zeros(1)
-        bins = np.logspace(np.log10(max(both.min(), 1e-6)), np.log10(max(both.max(), 1e-5)), 30)
-        # fractions, not densities: on log-spaced bins a density hides the wide high-loss bins
-        for values, label in ((test, "test (non-members)"), (forget, "D_f (forget)")):
-            if len(values):
-                ax.hist(values, bins=bins, alpha=0.6, weights=np.full(len(values), 1 / len(values)), label=label)
-        ax.set_xscale("log")
-        ax.set_title(method, fontsize=9)
-        ax.set_xlabel("cross-entropy loss")
-        ax.set_ylabel("fraction of samples")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{scenario}: per-sample loss, forget set vs test")
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def _scatter(ax, summary: dict, x_key: str, y_key: str) -> None:
-    """One point per method with error bars over seeds; each method has its own colour and marker
-    and is labelled next to its point (a benchmark with variants has more methods than a colour cycle)."""
-    import matplotlib
-
-    markers = "os^DvP*Xh<>p"
-    colours = matplotlib.colormaps["tab20"].colors
-    for i, (method, metrics) in enumerate(summary.items()):
-        x, xs = metrics.get(x_key, (float("nan"), 0))
-        y, ys = metrics.get(y_key, (float("nan"), 0))
-        ax.errorbar(x, y, xerr=xs, yerr=ys, fmt=markers[i % len(markers)], color=colours[i % len(colours)],
-                    capsize=3, label=method)
-        ax.annotate(method, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=6.5)
-
-
-def _has(summary: dict, key: str) -> bool:
-    return any(not math.isnan(m.get(key, (float("nan"), 0))[0]) for m in summary.values())
-
-
-def _plot_frontier(summary: dict, scenario: str, path: Path) -> None:
-    """Quality-cost frontier: x = wall time / retrain's, y = Avg.Gap (outputs) and, in a second panel
-    where the probe is defined, Probe.Gap (features); error bars over seeds."""
-    panels = [("Avg.Gap", "Avg.Gap to retrain (outputs; lower is better)")]
-    if _has(summary, "Probe.Gap"):
-        panels.append(("Probe.Gap", "Probe.Gap to retrain (features; lower is better)"))
-    fig = _figure(figsize=(5.2 * len(panels) + 2.3, 4.8))
-    axes = fig.subplots(1, len(panels), squeeze=False)
-    for ax, (key, label) in zip(axes[0], panels, strict=True):
-        _scatter(ax, summary, "time_ratio", key)
-        ax.set_xscale("log")
-        ax.set_xlabel("wall time / retrain's (log)")
-        ax.set_ylabel(label)
-    fig.suptitle(f"{scenario}: quality vs cost")
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def _plot_hiding(summary: dict, scenario: str, path: Path) -> None:
-    """x = Avg.Gap (outputs), y = Probe.Gap (features): a method low on x but high on y reaches
-    retrain's outputs while its features still carry the forgotten class — it hides, not forgets.
-    Where CKA was measured, a second panel: CKA of the forgotten class's features to the original
-    (x) vs to the retrain (y); above the diagonal, the features moved nearer the retrain's."""
-    cka = _has(summary, "CKA-original-forget") and _has(summary, "CKA-retrain-forget")
-    fig = _figure(figsize=(12.5 if cka else 7.5, 4.8))
-    axes = fig.subplots(1, 2 if cka else 1, squeeze=False)
-    ax = axes[0][0]
-    _scatter(ax, summary, "Avg.Gap", "Probe.Gap")
-    ax.set_xlabel("Avg.Gap to retrain (outputs)")
-    ax.set_ylabel("Probe.Gap to retrain (features)")
-    ax.set_title(f"{scenario}: forgotten, or only hidden?\n"
-                 "(up-left: outputs retrain-like, features still keep the class)", fontsize=10)
-    if cka:
-        ax = axes[0][1]
-        _scatter(ax, summary, "CKA-original-forget", "CKA-retrain-forget")
-        ax.axline((0.5, 0.5), slope=1.0, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_xlabel("CKA to the original (forgotten class's test images)")
-        ax.set_ylabel("CKA to the retrain")
-        ax.set_title("features: nearer the retrain (above the diagonal) or the original?", fontsize=10)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-def _figure(figsize: tuple[float, float]):
-    """A figure drawn by the Agg canvas, outside pyplot: no global backend is switched and no figure
-    is registered with pyplot (a caller's interactive session or backend stays as it was)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_fig(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
 
 
 def machine_description() -> str:

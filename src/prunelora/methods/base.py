@@ -21,6 +21,7 @@ from torch import nn
 
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
+from prunelora.methods.budget import warn_if_far_below
 from prunelora.models.classifier import classifier_outputs, find_classifier
 from prunelora.presets import method_preset
 from prunelora.pruning import sparsity_report
@@ -517,6 +518,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
         raise TypeError(f"method {method!r} returned a {type(record).__name__}, not a MethodRecord")
     if entry.capabilities.uses_pruning and record.pruning is None:
         raise TypeError(f"method {method!r} prunes but its record names no pruning choice")
+    warn_if_far_below(method, record.config or config, record.steps)  # a recipe run for its epochs on small data
     return UnlearnResult(result, record, method, record.config or config, config,
                          RunCost(wall, peak.mb, record.trainable_params, record.steps),
                          sparsity_report(result, record.masks))
