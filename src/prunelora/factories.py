@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.usercode import debug_enabled
 
 PREFIX = "factory:"
 _TRUSTED: dict[str, Callable] = {}
@@ -56,6 +57,8 @@ def load_factory(ref: str) -> str:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's own file: say where it failed, in one line
         del sys.modules[module_name]
+        if debug_enabled():
+            raise
         raise InvalidInputError(f"factory file {str(path)!r} failed to load: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, func, None)
     if not callable(fn):

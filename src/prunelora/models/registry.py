@@ -6,6 +6,7 @@ the final `nn.Linear`, so methods and metrics can treat all architectures alike.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -21,6 +22,7 @@ from prunelora.models.tv import (  # so is torchvision's zoo
     check_torchvision_name,
     torchvision_classifier,
 )
+from prunelora.usercode import call_user
 
 __all__ = ["Classifier", "check_model_name", "create_model", "list_models", "register_model"]
 
@@ -57,10 +59,16 @@ def _factory_model(name: str, num_classes: int, in_channels: int, image_size: in
     """A model from a user's `--model-factory FILE.py:FUNC` (see `prunelora.factories`)."""
     build = get_factory(name, "--model-factory")
     try:
-        model = build(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kwargs)
+        inspect.signature(build).bind(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                                      **kwargs)
     except TypeError as exc:
         raise InvalidInputError(f"model factory {name[8:]} must take (num_classes, in_channels, image_size): {exc}") \
             from None
+    except ValueError:  # a callable without a signature (a builtin): calling it tells
+        pass
+    # an error inside the user's function (a RecursionError too) is one line naming the factory
+    model = call_user(f"model factory {name[8:]}", build, num_classes=num_classes, in_channels=in_channels,
+                      image_size=image_size, **kwargs)
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model factory {name[8:]} returned {type(model).__name__}, not an nn.Module")
     outputs = classifier_outputs(model)
