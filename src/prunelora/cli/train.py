@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 import yaml
 
@@ -13,6 +15,7 @@ from prunelora.cli.options import (
     add_data,
     add_factories,
     config_from_args,
+    print_classifier,
     print_metrics,
 )
 from prunelora.errors import InvalidInputError
@@ -35,6 +38,9 @@ def setup(p: argparse.ArgumentParser) -> None:
     add_common(p)
 
 
+_NUMBER = re.compile(r"[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
 def parse_kv(items: list[str] | None, flag: str) -> dict:
     """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
     out = {}
@@ -43,9 +49,14 @@ def parse_kv(items: list[str] | None, flag: str) -> dict:
             raise InvalidInputError(f"{flag} {item!r} is not key=value")
         key, value = item.split("=", 1)
         try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except (yaml.YAMLError, RecursionError):
             raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
+        if isinstance(parsed, str) and _NUMBER.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads `1e9` (no dot) and `nan` as text; a user means a number
+        if isinstance(parsed, float) and not math.isfinite(parsed):  # .nan, .inf: no size or rate
+            raise InvalidInputError(f"{flag} {item!r}: {parsed} is not a finite number")
+        out[key.strip().replace("-", "_")] = parsed
     return out
 
 
@@ -57,4 +68,5 @@ def run(args: argparse.Namespace) -> int:
                    subset_seed=args.subset_seed, image_size=args.image_size, out=args.out, overwrite=args.overwrite,
                    device=check_device(args.device), progress=not args.no_progress)
     print_metrics(result.meta, result.path)
+    print_classifier(result.classifier, unlearned=False)
     return 0
