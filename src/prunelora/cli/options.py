@@ -156,3 +156,18 @@ def print_metrics(meta, path) -> None:
     cost = meta.cost or {}
     print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
           + (f" -> {path}" if path else ""))
+
+
+def print_classifier(name: str | None, unlearned: bool) -> None:
+    """Print the classifier a run used, so that a wrong guess shows.
+
+    Args:
+        name: the classifier's module name (None: none found).
+        unlearned: the run unlearned (else it trained an original, whose classifier unlearning will find).
+    """
+    if name is None:
+        print("classifier: none found; name it with --classifier-name when unlearning")
+    elif unlearned:
+        print(f"classifier: {name} (trained as the head where the method trains it, never pruned)")
+    else:
+        print(f"classifier: {name} (found; --classifier-name chooses another when unlearning)")

@@ -20,6 +20,7 @@ from prunelora.cli.options import (
     add_forget,
     flag_name,
     forget_spec_from_args,
+    print_classifier,
     print_metrics,
 )
 from prunelora.errors import InvalidInputError
@@ -99,4 +100,5 @@ def run(args: argparse.Namespace) -> int:
                                 device=check_device(args.device), progress=not args.no_progress,
                                 save_adapter=args.save_adapter, classifier=args.classifier_name, **overrides)
     print_metrics(result.meta, result.path)
+    print_classifier(result.classifier, unlearned=True)
     return 0
