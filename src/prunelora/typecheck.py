@@ -86,4 +86,4 @@ def check_seed(seed, name: str = "seed") -> None:
         InvalidInputError: a bool, a non-integer, a negative seed or one of 2^63 or more.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-        raise InvalidInputError(f"{name} {str(seed)[:40]} is not an integer in [0, 2^63)")
+        raise InvalidInputError(f"{name} {repr(seed)[:40]} is not an integer in [0, 2^63)")

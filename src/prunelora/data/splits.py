@@ -218,7 +218,7 @@ def stratified_indices(targets: torch.Tensor, size: int, seed: int = 0) -> torch
             f"train subset size {size!r} is not an integer in [{len(classes)}, {n}] "
             f"(at least the number of classes, at most the {n} training images)"
         )
-    check_seed(seed, "train subset seed (--subset-seed)")
+    check_seed(seed, "--subset-seed: the train subset seed")
     counts = torch.stack([(targets == c).sum() for c in classes])
     quotas = counts.double() * size / n
     take = quotas.floor().long()
