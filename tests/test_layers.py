@@ -19,6 +19,7 @@ SRC = Path(prunelora.__file__).resolve().parent
 # Lowest first. A module belongs to the longest entry that is its name or a package above it.
 LAYERS: list[tuple[str, ...]] = [
     ("prunelora.errors",),  # what a user can do wrong
+    ("prunelora.usercode",),  # the user's own code, run by the layers above: its errors as one line
     # foundations: the standard library and PyYAML (config types, users' factories, YAML presets)
     ("prunelora.typecheck", "prunelora.factories", "prunelora.presets",
      "prunelora.recommend"),  # ... and what our benchmark measured, per model family and forget kind

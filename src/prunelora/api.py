@@ -55,6 +55,7 @@ from prunelora.evaluation.relearn import DEFAULT_RELEARN, RelearnConfig, heldout
 from prunelora.methods import UnlearnResult, get_method, unlearn
 from prunelora.methods.base import apply_preset
 from prunelora.models import create_model
+from prunelora.models.checks import check_classifier, check_model, check_scores
 from prunelora.models.classifier import find_module
 from prunelora.training import (
     TrainConfig,
@@ -77,12 +78,15 @@ class RunResult:
         meta: what the checkpoint's meta.json holds (architecture, data, recipe, method, metrics, cost).
         path: the checkpoint directory, or None when nothing was saved.
         splits: the splits the model was trained or unlearned on.
+        classifier: the model's classifier module (`head`, `fc`, ...): the one a method trained as
+            the head and never pruned; for `train`, the one unlearning will find (None: none found).
     """
 
     model: nn.Module
     meta: CheckpointMeta
     path: Path | None = None
     splits: Splits | None = field(default=None, repr=False)
+    classifier: str | None = None
 
 
 def model_spec(name: str, bundle: DatasetBundle, kwargs: dict | None = None) -> dict:
@@ -196,6 +200,11 @@ def train(
     seed_everything(config.seed)  # the initial weights depend on the seed alone
     net = create_model(model, bundle.num_classes, bundle.in_channels, bundle.image_size, **spec["kwargs"])
     splits = build_splits(bundle, forget, val_fraction=val_fraction, seed=0)
+    # what a factory (or any builder) made must score this data before any training
+    shown = f"model factory {model[len('factory:'):]}" if model.startswith("factory:") else f"model {model}"
+    data = f"dataset factory {bundle.name[len('factory:'):]}" if bundle.name.startswith("factory:") else bundle.name
+    check_model(net, shown)
+    check_scores(net, splits.retain, bundle.num_classes, what=shown, what_data=f"the training set of {data}")
     identity = {"kind": "original", "dataset": bundle.name, "model": spec, "recipe": config.to_dict(),
                 "forget": forget.to_dict() if forget else None, "val_fraction": val_fraction,
                 **({"train_subset": subset} if subset else {})}
@@ -219,7 +228,15 @@ def train(
         history=result.history, created=timestamp(),
     )
     path = save_checkpoint(net, out, meta) if out is not None else None
-    return RunResult(net.eval(), meta, path, splits)
+    return RunResult(net.eval(), meta, path, splits, classifier=_classifier_of(net, bundle.num_classes))
+
+
+def _classifier_of(model: nn.Module, num_classes: int) -> str | None:
+    """The classifier unlearning will find in a trained model, or None (it will ask for one by name)."""
+    try:
+        return check_classifier(model, None, num_classes)[0]
+    except InvalidInputError:
+        return None
 
 
 def load_for_unlearning(checkpoint: str | os.PathLike, forget: ForgetSpec, data_dir=None,
@@ -514,7 +531,7 @@ def unlearn_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec, method
     path = None
     if out is not None:
         path = _save_outputs(result, out, out_meta, save_adapter, rid)
-    return RunResult(result.model, out_meta, path, splits)
+    return RunResult(result.model, out_meta, path, splits, classifier=result.record.details.get("classifier"))
 
 
 def result_meta(result: UnlearnResult, original_meta: CheckpointMeta, splits: Splits, *, seed: int | None,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.usercode import call_user, debug_enabled
 
 PREFIX = "factory:"
 _TRUSTED: dict[str, Callable] = {}
@@ -63,6 +64,8 @@ def load_factory(ref: str) -> str:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's own file: say where it failed, in one line
         del sys.modules[module_name]
+        if debug_enabled():
+            raise
         raise InvalidInputError(f"factory file {str(path)!r} failed to load: {type(exc).__name__}: {exc}") from None
     fn = getattr(module, func, None)
     if not callable(fn):
@@ -161,7 +164,5 @@ def call_model_factory(fn: Callable, label: str, num_classes: int, in_channels: 
                                     f"(any of these three by name) ({exc})") from None
     else:
         given = {**sizes, **kwargs}
-    try:
-        return fn(**given)
-    except Exception as exc:  # the user's own code: one line saying where it failed
-        raise InvalidInputError(f"{label} failed: {type(exc).__name__}: {exc}") from None
+    # the user's own code: an exception (a RecursionError too) is one line naming it, --debug aside
+    return call_user(label, fn, **given)

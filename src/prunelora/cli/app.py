@@ -24,8 +24,11 @@ from collections.abc import Callable, Collection, Iterator
 from prunelora.errors import InvalidInputError, PruneLoRAError
 from prunelora.factories import load_factory, untrust_all
 from prunelora.presets import preset_path, read_yaml_mapping
+from prunelora.usercode import DEBUG_ENV, debugging
 
 EXIT_USAGE = 2
+DEBUG_HELP = (f"let an error raised by your own code (a factory, a dataset, a model's forward) through with its "
+              f"traceback instead of one line (or set {DEBUG_ENV}=1)")
 
 Setup = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
@@ -93,6 +96,7 @@ def build_parser(only: Collection[str] | None = None
     """The `prunelora` parser and one parser per command. Every command is listed (for `--help`);
     the commands in `only` (all when None) get their options, and their modules are imported."""
     parser = _Parser(prog="prunelora", description="Make a trained image classifier forget, and prove it.")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers = {}
     for name, text in COMMANDS.items():
@@ -100,6 +104,8 @@ def build_parser(only: Collection[str] | None = None
         if only is None or name in only:
             setup, run = command_functions(name)
             setup(p)
+            # (SUPPRESS: not given after the command, it leaves `prunelora --debug COMMAND`'s value alone)
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
             # Required options may come from a --config file, so they are checked after it is read.
             p.set_defaults(_fn=run, _required=[a for a in p._actions if a.required])
             for action in p._actions:
@@ -285,8 +291,9 @@ def _run_command(argv: list[str], parser: argparse.ArgumentParser,
                    if getattr(args, a.dest) is None]
         if missing:
             raise InvalidInputError(f"the following arguments are required: {', '.join(missing)}")
-        trust_factories(args)
-        return args._fn(args)
+        with debugging(bool(getattr(args, "debug", False))):
+            trust_factories(args)
+            return args._fn(args)
     except PruneLoRAError as exc:
         message = str(exc).replace("\n", " ")  # one line, whatever the message holds
         sys.stderr.write(f"prunelora {command}: error: {message}\n" if command else f"prunelora: error: {message}\n")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import re
 import types
 import typing
 from typing import Any
@@ -75,6 +77,9 @@ def config_from_args(cls: type, args: argparse.Namespace):
 # --------------------------------------------------------------------------- option groups
 
 
+_NUMBER = re.compile(r"[-+]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+
+
 def parse_kv(items: list[str] | None, flag: str) -> dict:
     """`key=value` pairs, values parsed as YAML scalars (`width=2` -> 2)."""
     out = {}
@@ -83,9 +88,14 @@ def parse_kv(items: list[str] | None, flag: str) -> dict:
             raise InvalidInputError(f"{flag} {item!r} is not key=value")
         key, value = item.split("=", 1)
         try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except (yaml.YAMLError, RecursionError):
             raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
+        if isinstance(parsed, str) and _NUMBER.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads `1e9` (no dot) and `nan` as text; a user means a number
+        if isinstance(parsed, float) and not math.isfinite(parsed):  # .nan, .inf: no size or rate
+            raise InvalidInputError(f"{flag} {item!r}: {parsed} is not a finite number")
+        out[key.strip().replace("-", "_")] = parsed
     return out
 
 
@@ -196,3 +206,18 @@ def held_out_line(splits) -> str:
         return f"validation: none held out; all {total} training records were trained on (--val-fraction 0)"
     return (f"validation: held out {held} of the {total} training records ({held / total:.0%}, --val-fraction), "
             "never trained on and never forgotten (meta.json: dataset.val_indices)")
+
+
+def print_classifier(name: str | None, unlearned: bool) -> None:
+    """Print the classifier a run used, so that a wrong guess shows.
+
+    Args:
+        name: the classifier's module name (None: none found).
+        unlearned: the run unlearned (else it trained an original, whose classifier unlearning will find).
+    """
+    if name is None:
+        print("classifier: none found; name it with --classifier-name when unlearning")
+    elif unlearned:
+        print(f"classifier: {name} (trained as the head where the method trains it, never pruned)")
+    else:
+        print(f"classifier: {name} (found; --classifier-name chooses another when unlearning)")

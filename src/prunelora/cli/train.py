@@ -13,6 +13,7 @@ from prunelora.cli.options import (
     config_from_args,
     held_out_line,
     parse_kv,
+    print_classifier,
     print_metrics,
 )
 from prunelora.training import TrainConfig, check_device
@@ -44,5 +45,6 @@ def run(args: argparse.Namespace) -> int:
                    device=check_device(args.device), progress=not args.no_progress)
     print_metrics(result.meta, result.path)
     print(held_out_line(result.splits))
+    print_classifier(result.classifier, unlearned=False)
     return 0
 

@@ -20,6 +20,7 @@ from prunelora.cli.options import (
     add_forget,
     flag_name,
     forget_spec_from_args,
+    print_classifier,
     print_metrics,
     print_skipped,
 )
@@ -101,4 +102,5 @@ def run(args: argparse.Namespace) -> int:
                                 save_adapter=args.save_adapter, classifier=args.classifier_name, **overrides)
     print_skipped(result.splits)
     print_metrics(result.meta, result.path)
+    print_classifier(result.classifier, unlearned=True)
     return 0

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from prunelora.data.generic import fetch, targets_of
+from prunelora.data.guarded import MAX_CLASSES, GuardedDataset, check_records, checked_labels
 from prunelora.data.images import ImageDataset
 from prunelora.errors import InvalidInputError, MissingFileError
 from prunelora.factories import get_factory
+from prunelora.usercode import call_user
 
 # Per-dataset normalisation constants, defined once; stored in every checkpoint's meta.json so
 # that evaluation normalises exactly as training did (the reference code did not).
@@ -188,23 +190,33 @@ def _factory_dataset(name: str, augment: bool) -> DatasetBundle:
     if augment:
         raise InvalidInputError(f"--augment is prunelora's crop + flip for its own datasets; dataset factory {shown} "
                                 "brings its own transform")
-    made = get_factory(name, "--dataset-factory")()
+    what = f"dataset factory {shown}"
+    made = call_user(what, get_factory(name, "--dataset-factory"))
     if not isinstance(made, tuple) or len(made) not in (2, 3):
         raise InvalidInputError(f"dataset factory {shown} must return (train, test) or (train, test, class_names), "
                                 f"not {type(made).__name__}")
-    train, test = made[0], made[1]
-    for part, ds in (("train", train), ("test", test)):
-        if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__") or len(ds) == 0:
+    parts = {}
+    for part, ds in (("train", made[0]), ("test", made[1])):
+        if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
             raise InvalidInputError(f"dataset factory {shown}: its {part} set is not a non-empty map-style Dataset")
-    sample = train[0][0]
-    if not isinstance(sample, torch.Tensor) or sample.ndim != 3:
-        raise InvalidInputError(f"dataset factory {shown}: an input must be an image tensor (C, H, W), got "
-                                f"{getattr(sample, 'shape', type(sample).__name__)}")
-    labels = torch.cat([targets_of(train), targets_of(test)])
-    num_classes = int(labels.max()) + 1
-    classes = [str(c) for c in made[2]] if len(made) == 3 else [str(i) for i in range(num_classes)]
-    if int(labels.min()) < 0 or num_classes > len(classes):
-        raise InvalidInputError(f"dataset factory {shown}: labels must be in [0, {len(classes)})")
+        # its records are the user's code too: an error while reading one is one line naming it
+        parts[part] = ds if isinstance(ds, ImageDataset) else GuardedDataset(ds, f"{what}'s {part} set")
+        if len(parts[part]) == 0:
+            raise InvalidInputError(f"dataset factory {shown}: its {part} set is not a non-empty map-style Dataset")
+    train, test = parts["train"], parts["test"]
+    shape = check_records(train, f"{what}'s train set")
+    check_records(test, f"{what}'s test set", shape)
+    names = None
+    if len(made) == 3:
+        given = made[2]
+        if isinstance(given, (str, bytes)) or not hasattr(given, "__len__") or not 2 <= len(given) <= MAX_CLASSES:
+            raise InvalidInputError(f"dataset factory {shown}: class_names must be a list of 2 to {MAX_CLASSES:,} "
+                                    "names")
+        names = [str(c) for c in given]
+    # labels are bounded before any class name is made (a label of 10^9 would make 10^9 names)
+    labels = torch.cat([checked_labels(train, f"{what}'s train set", len(names) if names else None),
+                        checked_labels(test, f"{what}'s test set", len(names) if names else None)])
+    classes = names if names is not None else [str(i) for i in range(int(labels.max()) + 1)]
     if len(classes) < 2:
         raise InvalidInputError(f"dataset factory {shown}: {len(classes)} class; need at least 2")
     return DatasetBundle(name=name, train=train, test=test, classes=classes, mean=(), std=(),
@@ -392,19 +404,27 @@ def _read_image(path: Path, image_size: int) -> np.ndarray:
                                 f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
 
 
+def _listing(folder: Path, what: str) -> list[Path]:
+    """The entries of `folder`; a folder that cannot be read (no permission) is one line naming it."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise InvalidInputError(f"{what} cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
 def _load_imagefolder(root: Path, augment: bool, image_size: int = 32, test_fraction: float = 0.2) -> DatasetBundle:
     """A user's class-per-folder images, resized to `image_size`, split 80/20 (stratified, seed 0)."""
     from sklearn.model_selection import train_test_split
 
     if not root.is_dir():
         raise MissingFileError(f"imagefolder path {str(root)!r} is not a directory of class folders")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    classes = sorted(d.name for d in _listing(root, f"imagefolder {str(root)!r}") if d.is_dir())
     if len(classes) < 2:
         raise InvalidInputError(f"imagefolder {str(root)!r} has {len(classes)} class folders; need at least 2")
     images, labels = [], []
     for label, cls in enumerate(classes):
         count = 0
-        for path in sorted((root / cls).iterdir()):
+        for path in sorted(_listing(root / cls, f"imagefolder {str(root)!r}: class folder {cls!r}")):
             if path.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}:
                 continue
             check_regular_file(path, "image")  # a FIFO named x.png would block the open forever

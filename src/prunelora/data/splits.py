@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -13,9 +15,33 @@ from torch.utils.data import Dataset, Subset
 
 from prunelora.data.datasets import DatasetBundle
 from prunelora.data.generic import subset, targets_of
+from prunelora.data.overlap import shared_records
 from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.typecheck import check_seed
 
 FORGET_OPTIONS = ("forget_class", "forget_fraction", "forget_indices")  # give exactly one
+
+
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def ascii_int(text: str) -> int:
+    """`int(text)` for ASCII digits only: Python's `int` also reads `1_0` as 10 and Arabic-Indic or
+    full-width digits (`٣`, `３`) as 3, which a record number in a deletion request must not be.
+
+    Args:
+        text: the number as written (surrounding blanks are ignored).
+
+    Returns:
+        Its value.
+
+    Raises:
+        ValueError: `text` (stripped) is not an optional sign followed by ASCII digits.
+    """
+    stripped = text.strip()
+    if not _ASCII_INT.fullmatch(stripped):
+        raise ValueError(f"{text!r} is not an integer of ASCII digits")
+    return int(stripped)
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,7 @@ class ForgetSpec:
             raise InvalidInputError(f"--forget-fraction {self.fraction} is outside (0, 1)")
         if self.kind == "class" and not self.classes:
             raise InvalidInputError("--forget-class needs at least one class index")
+        check_seed(self.seed, "--forget-seed")
 
     @classmethod
     def from_classes(cls, classes: int | str | list[int] | tuple[int, ...]) -> ForgetSpec:
@@ -72,7 +99,7 @@ class ForgetSpec:
         """
         if isinstance(classes, str):
             try:
-                parsed = tuple(int(c) for c in classes.split(",") if c.strip())
+                parsed = tuple(ascii_int(c) for c in classes.split(",") if c.strip())
             except ValueError:
                 raise InvalidInputError(
                     f"--forget-class {classes!r} is not a class index or comma-separated list (e.g. 3 or 3,5)"
@@ -112,7 +139,7 @@ class ForgetSpec:
             if not text:
                 continue
             try:
-                indices.append(int(text))
+                indices.append(ascii_int(text))
             except ValueError:
                 raise InvalidInputError(
                     f"{path}:{lineno}: {text!r} is not an integer training index (one index per line)"
@@ -210,8 +237,7 @@ def stratified_indices(targets: torch.Tensor, size: int, seed: int = 0) -> torch
             f"train subset size {size!r} is not an integer in [{len(classes)}, {n}] "
             f"(at least the number of classes, at most the {n} training images)"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InvalidInputError(f"train subset seed {seed!r} is not an integer")
+    check_seed(seed, "--subset-seed: the train subset seed")
     counts = torch.stack([(targets == c).sum() for c in classes])
     quotas = counts.double() * size / n
     take = quotas.floor().long()
@@ -288,8 +314,11 @@ class Splits:
             The `Splits`.
 
         Raises:
-            InvalidInputError: an empty retain set, a `num_classes` below a label seen, or a forgotten
-                class outside the classes.
+            InvalidInputError: an empty retain set, a `num_classes` below a label seen, a forgotten
+                class outside the classes, `forget_classes` that disagree with the labels (a forget
+                record of another class, a retain record of a forgotten one), or retain and forget
+                sets that share records (the same index of one dataset; or equal input and label for
+                most of the forget set; a few equal records are a warning).
         """
         empty = Subset(retain, [])
         test = test if test is not None else empty
@@ -307,6 +336,7 @@ class Splits:
             bad = [c for c in spec.classes if not 0 <= c < num_classes]
             if bad:
                 raise InvalidInputError(f"forget class {bad[0]} is outside [0, {num_classes})")
+            _check_class_sets(labels[0], labels[1], spec.classes)
             in_forget = torch.isin(test_targets, torch.tensor(spec.classes))
         else:
             spec = ForgetSpec(kind="indices", indices=tuple(range(len(retain), len(retain) + len(forget))),
@@ -314,6 +344,7 @@ class Splits:
             in_forget = torch.zeros(len(test_targets), dtype=torch.bool)
         if len(forget) == 0:
             raise InvalidInputError("the forget set is empty")
+        _check_disjoint(retain, forget)
         test_idx = torch.arange(len(test_targets))
         n_r = len(retain)
         return cls(forget=forget, retain=retain, val=val, test_retain=subset(test, test_idx[~in_forget]),
@@ -323,6 +354,41 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {k: len(getattr(self, k)) for k in ("forget", "retain", "val", "test_retain", "test_forget")}
+
+
+def _check_class_sets(retain_targets: torch.Tensor, forget_targets: torch.Tensor, classes: tuple[int, ...]) -> None:
+    """Class-wise forgetting: D_f holds only the forgotten classes, D_r none of them."""
+    forgotten = torch.tensor(classes)
+    stray = (~torch.isin(forget_targets, forgotten)).nonzero().flatten()
+    if len(stray):
+        i = int(stray[0])
+        raise InvalidInputError(
+            f"forget_classes {list(classes)} do not match the forget set: {len(stray)} of its {len(forget_targets)} "
+            f"records are of other classes (record {i} has label {int(forget_targets[i])}); a class-wise forget set "
+            "holds only records of the forgotten classes")
+    kept = torch.isin(retain_targets, forgotten).nonzero().flatten()
+    if len(kept):
+        i = int(kept[0])
+        raise InvalidInputError(
+            f"the retain set holds {len(kept)} records of the forgotten classes {list(classes)} (record {i} has "
+            f"label {int(retain_targets[i])}); it would keep training on the class it should forget")
+
+
+def _check_disjoint(retain: Dataset, forget: Dataset) -> None:
+    """Refuse retain and forget sets that share records (by identity; by content when most of D_f is
+    in D_r), and warn of a few equal records (duplicates the data may genuinely hold)."""
+    overlap = shared_records(retain, forget)
+    if overlap is None:
+        return
+    f, r = overlap.pairs[0]
+    how = "is" if overlap.by_identity else "has the input and label of"
+    where = f"(e.g. forget record {f} {how} retain record {r})"
+    if overlap.by_identity or 2 * overlap.count > len(forget):
+        raise InvalidInputError(
+            f"the retain and forget sets share {overlap.count} of the forget set's {len(forget)} records {where}; "
+            "the retain set must hold the training records to keep, without the ones to forget")
+    warnings.warn(f"{overlap.count} of the forget set's {len(forget)} records equal a retain record {where}: "
+                  "duplicates in the data? The model keeps training on their copies", UserWarning, stacklevel=4)
 
 
 def resolve_splits(splits: Splits | None, retain=None, forget=None, test=None, forget_classes=None, *,

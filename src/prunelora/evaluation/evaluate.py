@@ -29,7 +29,14 @@ from prunelora.evaluation.relearn import (
 )
 from prunelora.evaluation.representation import representation as representation_metrics
 from prunelora.meta_schema import check_reference_metrics
-from prunelora.models.classifier import classifier_outputs, find_classifier, find_module
+from prunelora.models.checks import (
+    check_classifier,
+    check_layer_output,
+    check_model,
+    check_scores,
+    model_scores,
+)
+from prunelora.models.classifier import find_module
 from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
 from prunelora.training.loop import predict, resolve_device
@@ -108,6 +115,10 @@ def inference_throughput(model: nn.Module, sample: torch.Tensor, batch_size: int
     return batch_size / float(np.median(times))
 
 
+SPLIT_NAMES = {"retain": "the retain set", "forget": "the forget set", "test_retain": "the test set",
+               "test_forget": "the test set's forgotten classes", "val": "the validation set"}
+
+
 def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, forget=None, test=None,
              forget_classes=None, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
@@ -168,8 +179,10 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         `.representation` details (or why each was skipped), and per-sample `.losses`.
 
     Raises:
-        InvalidInputError: an unknown attack, a probe layer the model does not have, or data that
-            do not fit the model.
+        InvalidInputError: an unknown attack, a probe layer the model does not have (or whose output
+            is not one feature vector per input), a classifier that does not score the model's
+            classes, a model that is not a float32 `nn.Module` with values, data that do not fit
+            the model, or a device this machine does not have.
 
     Example:
         ```python
@@ -179,13 +192,21 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         ```
     """
     _check_judgeable(model, original_model, reference_model, reference)
+    check_model(model)  # a string, a meta-device or float64 model: one line, before any work
+    resolve_device(device)  # an unavailable device too
     splits = resolve_splits(splits, retain, forget, test, forget_classes,
-                            num_classes=classifier_outputs(model) if splits is None else None)
+                            num_classes=model_scores(model, retain, what_data="the retain set").shape[1]
+                            if splits is None and retain is not None else None)
+    for part, label in SPLIT_NAMES.items():  # data the model cannot take (3 channels for 1) fail here
+        if len(getattr(splits, part)):
+            check_scores(model, getattr(splits, part), splits.num_classes, what_data=label)
     if probe:  # a model without a classifier, or a wrong layer name, fails before any work
         try:
-            find_classifier(model)
+            check_classifier(model, None, splits.num_classes,
+                             advice="the probe would read another layer's input than the classifier's")
             if probe_layer is not None:
-                find_module(model, probe_layer)
+                check_layer_output(model, probe_layer, find_module(model, probe_layer),
+                                   splits.test_retain if len(splits.test_retain) else splits.retain)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
     outputs = {part: predict(model, getattr(splits, part), device=device)

@@ -22,7 +22,7 @@ from torch import nn
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.methods.budget import warn_if_far_below
-from prunelora.models.classifier import classifier_outputs, find_classifier
+from prunelora.models.checks import check_classifier, check_model, check_scores, model_scores
 from prunelora.presets import method_preset
 from prunelora.pruning import sparsity_report
 from prunelora.training import (
@@ -34,7 +34,7 @@ from prunelora.training import (
     trainable_parameters,
 )
 from prunelora.training.memory import PeakMemory
-from prunelora.typecheck import check_field_types, check_values
+from prunelora.typecheck import check_field_types, check_seed, check_values
 
 # --------------------------------------------------------------------------- configs
 
@@ -52,6 +52,7 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # every field of the concrete method's config, before any range check
+        check_seed(self.seed)
         self.validate()
 
     def validate(self) -> None:
@@ -460,7 +461,8 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
             the command line's `f(num_classes, in_channels, image_size)` (any of the three by name).
         recipe: for `retrain` of your own model: the `TrainConfig` it is trained with.
         classifier: the classifier module's name (e.g. `"fc"`); by default it is found (`head`,
-            timm's `get_classifier()`, else the last `nn.Linear`).
+            timm's `get_classifier()`, else the last `nn.Linear`). It must be an `nn.Linear` with as
+            many outputs as the model scores classes; the one used is `.record.details["classifier"]`.
         preset: a shipped recipe by name, as `prunelora unlearn --preset` takes (e.g.
             `"prunelora-digits-resnet"`); `overrides` win over its options.
         **overrides: the method's options (fields of its config), e.g. `epochs=5, prune_amount=0.5`.
@@ -473,7 +475,10 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
 
     Raises:
         InvalidInputError: an unknown method, an option it does not take or a bad value, an empty
-            forget set for a method that reads it, or a model without a classifier.
+            forget set for a method that reads it, a model without a classifier (or whose classifier
+            does not score the model's classes), a model that is not a float32 `nn.Module` with
+            values, data it cannot score, retain and forget sets that share records, or a device
+            this machine does not have.
 
     Example:
         ```python
@@ -481,7 +486,15 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
         result = prunelora.unlearn(my_model, method="random-label", retain=retain, forget=forget)
         ```
     """
-    splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=classifier_outputs(model, classifier))
+    check_model(model)  # a string, a meta-device or float64 model: one line, before any work
+    dev = resolve_device(device)  # an unavailable device too
+    width = None  # with the user's own datasets, the classes are what the model scores
+    if splits is None and retain is not None:
+        width = model_scores(model, retain, what_data="the retain set").shape[1]
+    splits = resolve_splits(splits, retain, forget, test, forget_classes, num_classes=width)
+    for part, label in (("retain", "the retain set"), ("forget", "the forget set")):
+        if len(getattr(splits, part)):  # inputs the model cannot take fail here, not in the method
+            check_scores(model, getattr(splits, part), splits.num_classes, what_data=label)
 
     method, overrides = apply_preset(method, preset, overrides, config)
     entry = get_method(method)
@@ -495,8 +508,8 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
     check_forget_kind(entry, splits)
     if entry.capabilities.needs_forget_samples and len(splits.forget) == 0:
         raise InvalidInputError(f"method {method!r} needs forget samples, but the forget set is empty")
-    dev = resolve_device(device)
-    classifier_name, _ = find_classifier(model, classifier)  # one clear line for a model without one
+    # one clear line for a model without a classifier, or whose classifier cannot be the head
+    classifier_name, _ = check_classifier(model, classifier, splits.num_classes)
     ctx = MethodContext(device=dev, progress=progress, original_meta=original_meta, model_factory=model_factory,
                         recipe=recipe, classifier=classifier_name)
     work = copy.deepcopy(model).to(dev)
@@ -519,6 +532,7 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
     if entry.capabilities.uses_pruning and record.pruning is None:
         raise TypeError(f"method {method!r} prunes but its record names no pruning choice")
     warn_if_far_below(method, record.config or config, record.steps)  # a recipe run for its epochs on small data
+    record = dataclasses.replace(record, details={**record.details, "classifier": classifier_name})
     return UnlearnResult(result, record, method, record.config or config, config,
                          RunCost(wall, peak.mb, record.trainable_params, record.steps),
                          sparsity_report(result, record.masks))

@@ -14,6 +14,8 @@ from prunelora.errors import InvalidInputError
 from prunelora.models.classifier import Classifier
 from prunelora.models.registry import register_model
 
+MAX_WIDTH = 1024  # a width multiplier's bound (as in meta.json): beyond, shapes overflow before the size check
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -60,8 +62,8 @@ class CifarResNet(Classifier):
     def __init__(self, block: type[nn.Module], depths: list[int], widths: list[int], num_classes: int,
                  in_channels: int, width: float = 1.0) -> None:
         super().__init__()
-        if width <= 0:
-            raise InvalidInputError(f"width multiplier {width} must be > 0")
+        if not 0 < width <= MAX_WIDTH:  # NaN, infinity and 1e9 too (1e9 overflows the shapes)
+            raise InvalidInputError(f"width multiplier {width} is outside (0, {MAX_WIDTH}]")
         widths = [max(1, int(round(w * width))) for w in widths]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])

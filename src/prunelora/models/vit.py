@@ -15,6 +15,7 @@ from torch import nn
 from prunelora.errors import InvalidInputError
 from prunelora.models.classifier import Classifier
 from prunelora.models.registry import register_model
+from prunelora.models.resnet import MAX_WIDTH
 
 
 def default_patch_size(image_size: int) -> int:
@@ -48,6 +49,8 @@ class ViT(Classifier):
         super().__init__()
         if depth < 1:
             raise InvalidInputError(f"ViT depth {depth} must be >= 1")
+        if not 0 < width <= MAX_WIDTH:  # NaN, infinity and 1e9 too
+            raise InvalidInputError(f"width multiplier {width} is outside (0, {MAX_WIDTH}]")
         patch = patch_size or default_patch_size(image_size)
         if image_size % patch:
             raise InvalidInputError(f"patch size {patch} does not divide image size {image_size}")

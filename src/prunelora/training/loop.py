@@ -31,7 +31,7 @@ from prunelora.training.distributed import (
     uses_accelerate,
     world_size,
 )
-from prunelora.typecheck import check_field_types
+from prunelora.typecheck import check_field_types, check_seed
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant")
@@ -102,6 +102,9 @@ class TrainConfig:
             raise InvalidInputError(f"learning rate {self.lr} must be > 0")
         if self.weight_decay < 0:
             raise InvalidInputError(f"weight decay {self.weight_decay} must be >= 0")
+        if not 0 <= self.momentum < 1:  # a negative or >= 1 momentum makes SGD diverge or raise
+            raise InvalidInputError(f"momentum {self.momentum} is outside [0, 1)")
+        check_seed(self.seed)
         if not 0 <= self.warmup_fraction < 1:
             raise InvalidInputError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
         if not 0 <= self.label_smoothing < 1:
@@ -149,10 +152,43 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The one place that decides where tensors live: CUDA when present unless told otherwise."""
+    """The one place that decides where tensors live: CUDA when present unless told otherwise.
+
+    A device this machine does not have (`"cuda:3"` on one GPU, `"gpu"`) is refused in one line
+    listing the available ones, instead of torch's traceback at the first tensor moved.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = _available_device(device)
+    if dev is None:
+        raise InvalidInputError(f"device {str(device)[:40]!r} is not available here; available: "
+                                f"{', '.join(_available_names())}")
+    return dev
+
+
+def _available_names() -> list[str]:
+    available = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    return available
+
+
+def _available_device(device) -> torch.device | None:
+    """`torch.device(device)` when this machine has it, else None."""
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            return None
+    ok = (dev.type == "cpu"
+          or (dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count())
+          or (dev.type == "mps" and "mps" in _available_names()))
+    return dev if ok else None
 
 
 def check_device(device: str) -> str | None:
@@ -160,22 +196,9 @@ def check_device(device: str) -> str | None:
     the available devices otherwise, instead of torch's traceback at the first tensor moved."""
     if device == "auto":
         return None
-    available = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        available.append("mps")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        dev = None
-    ok = dev is not None and (
-        dev.type == "cpu"
-        or (dev.type == "cuda" and torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count())
-        or (dev.type == "mps" and "mps" in available))
-    if not ok:
-        raise InvalidInputError(f"--device {device!r} is not available here; available: {', '.join(available)}")
+    if _available_device(device) is None:
+        raise InvalidInputError(f"--device {device!r} is not available here; available: "
+                                f"{', '.join(_available_names())}")
     return device
 
 
