@@ -191,9 +191,9 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         print(metrics["UA"], metrics["Avg.Gap"])
         ```
     """
-    _check_judgeable(model, original_model, reference_model, reference)
     check_model(model)  # a string, a meta-device or float64 model: one line, before any work
     resolve_device(device)  # an unavailable device too
+    _check_judgeable(model, original_model, reference_model, reference)  # finite weights and reference
     splits = resolve_splits(splits, retain, forget, test, forget_classes,
                             num_classes=model_scores(model, retain, what_data="the retain set").shape[1]
                             if splits is None and retain is not None else None)
