@@ -20,7 +20,7 @@ import torch
 
 from prunelora.data.generic import fetch, targets_of
 from prunelora.data.images import ImageDataset
-from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.errors import InvalidInputError, MissingFileError, did_you_mean
 from prunelora.factories import get_factory
 
 # Per-dataset normalisation constants, defined once; stored in every checkpoint's meta.json so
@@ -173,7 +173,8 @@ def load_dataset(
         return _load_imagefolder(Path(name.split(":", 1)[1]), augment, image_size)
     if name not in _DATASETS:
         raise InvalidInputError(
-            f"unknown dataset {name!r}; accepted: {', '.join(sorted(_DATASETS))}, imagefolder:PATH"
+            f"unknown dataset {name!r}{did_you_mean(name, _DATASETS)}; accepted: {', '.join(sorted(_DATASETS))}, "
+            "imagefolder:PATH"
         )
     return _DATASETS[name][0](data_dir=data_dir, download=download, augment=augment)
 
