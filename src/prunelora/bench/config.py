@@ -19,7 +19,7 @@ from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.methods import get_method, list_methods
 from prunelora.models import check_model_name
-from prunelora.presets import preset_path, read_yaml_mapping
+from prunelora.presets import UNLEARN, preset_path, read_yaml_mapping
 from prunelora.training import TrainConfig
 
 
@@ -277,7 +277,7 @@ class BenchConfig:
         options.pop("scenarios", None)  # where it runs, not how (see `method_scenarios`)
         preset = options.pop("preset", None)
         if preset is not None:
-            loaded = read_yaml_mapping(preset_path(preset), "preset")
+            loaded = read_yaml_mapping(preset_path(preset, UNLEARN), "preset")
             if loaded.get("method", name) != name:
                 raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {name!r}")
             options = {k: v for k, v in loaded.items() if k != "method"} | options
