@@ -176,7 +176,7 @@ def test_eval_shows_and_writes_the_reference_and_the_deltas(run_cli, checkpoint_
         assert found["deltas"][key] == pytest.approx(found["metrics"][key] - own[key])
     assert found["deltas"]["UA"] < 0  # the original still knows class 3; its retrain does not
     assert "Avg.Gap" not in found["deltas"]  # a comparison has no reference value
-    assert re.search(r"│\s*metric\s*│\s*value\s*│\s*reference\s*│\s*Δ\s*│", stdout)
+    assert re.search(r"[│┃]\s*metric\s*[│┃]\s*value\s*[│┃]\s*reference\s*[│┃]\s*Δ\s*[│┃]", stdout)
     value, ref, delta = _cells(stdout, "UA")
     assert float(value) == pytest.approx(found["metrics"]["UA"], abs=0.006)
     assert float(ref) == pytest.approx(own["UA"], abs=0.006)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 
@@ -101,6 +102,8 @@ class _Stages:
             return
         if exc_type is not None:
             self._progress.live.transient = True  # erased: the error line alone is printed
+            if not self._progress.console.is_terminal:  # a log or a pipe: not even its blank line
+                self._progress.console.file = io.StringIO()
         else:
             self._progress.update(self._task, completed=1, description="evaluated")
         self._progress.stop()
