@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,6 +302,7 @@ class CheckpointEvaluation:
         reference: the reference checkpoint directory, if one was given.
         original: the original checkpoint used as the relearning target, if found.
         original_missing: why relearning was skipped when the original could not be found.
+        reference_metrics: the reference's own metrics (same settings), if one was given.
     """
 
     checkpoint: str
@@ -311,13 +313,23 @@ class CheckpointEvaluation:
     reference: str | None = None
     original: str | None = None
     original_missing: str | None = None
+    reference_metrics: dict[str, float] | None = None
+
+    @property
+    def deltas(self) -> dict[str, float] | None:
+        """`metrics[k] - reference_metrics[k]` for every number both have (None without a reference)."""
+        if self.reference_metrics is None:
+            return None
+        return {key: float(value) - float(self.reference_metrics[key]) for key, value in self.metrics.items()
+                if isinstance(self.reference_metrics.get(key), (int, float)) and isinstance(value, (int, float))}
 
     def to_dict(self) -> dict:
-        """The JSON report `prunelora eval --json` writes."""
+        """The JSON report `prunelora eval --json` writes (with the reference's metrics and the
+        deltas to them when a reference was given)."""
         return {"checkpoint": self.checkpoint, "forget": self.forget.to_dict(), "metrics": self.metrics,
                 "mia": self.evaluation.mia, "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
                 "representation": self.evaluation.representation, "reference": self.reference,
-                "original": self.original}
+                "reference_metrics": self.reference_metrics, "deltas": self.deltas, "original": self.original}
 
 
 COST_KEYS = ("wall_time_s", "peak_memory_mb", "trainable_params")  # a checkpoint's recorded cost, as metrics
@@ -327,7 +339,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
                         reference: str | os.PathLike | None = None, original: str | os.PathLike | None = None,
                         data_dir: str | os.PathLike | None = None, download: bool = False, device: str | None = None,
                         attacks: tuple[str, ...] | None = None, probe: bool = True, probe_layer: str | None = None,
-                        relearn: RelearnConfig | None = DEFAULT_RELEARN) -> CheckpointEvaluation:
+                        relearn: RelearnConfig | None = DEFAULT_RELEARN,
+                        on_stage: Callable[[str], None] | None = None) -> CheckpointEvaluation:
     """Evaluate a saved checkpoint on the data it was trained on, against a retrain if given.
 
     The whole workflow of `prunelora eval`: the checkpoint is loaded and checked, its dataset
@@ -350,6 +363,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
         probe: fit the representation probe (Probe-FA, Probe-TA).
         probe_layer: also probe this module's output (e.g. `layers.1`).
         relearn: the relearning protocol; None skips relearning.
+        on_stage: called with a few words as each stage starts (loading, the reference, the
+            model), e.g. to show progress.
 
     Returns:
         The metrics (with the recorded cost and the comparison keys) and `evaluate`'s details.
@@ -376,6 +391,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
     original_path, original_meta, missing = (original_for_relearning(meta, checkpoint, None if original is None
                                                                      else str(original))
                                              if relearn is not None else (None, None, None))
+    stage = on_stage or (lambda text: None)
+    stage(f"loading {checkpoint} and its data")
     model = load_model(checkpoint, meta)
     if probe and probe_layer is not None:
         find_module(model, probe_layer)  # a wrong name fails before any work
@@ -388,6 +405,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
         else:
             _check_data(bundle, digest, original_meta, original_path)
             original_model = load_model(original_path, original_meta)
+        stage(f"the original's accuracy on D_f (relearning's target): {original_path}")
         target = heldout_accuracy(original_model, splits, relearn, device=device)
     options = {"probe": probe, "probe_layer": probe_layer, "relearn": relearn, "relearn_target": target,
                "device": device, "attacks": attacks}
@@ -395,8 +413,10 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
     if reference_meta is not None:
         _check_data(bundle, digest, reference_meta, reference)
         reference_model = load_model(reference, reference_meta)
+        stage(f"evaluating the reference {reference}")
         reference_metrics = _with_cost(evaluate(reference_model, splits, throughput=False, **options).metrics,
                                        reference_meta)
+    stage(f"evaluating {checkpoint}")
     # The original and the retrain, where loaded, are the CKA references of the representation metrics.
     result = evaluate(model, splits, original_model=original_model, reference_model=reference_model, **options)
     if missing:
@@ -405,7 +425,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
     if reference_metrics is not None:
         metrics.update(compare(metrics, reference_metrics))
     return CheckpointEvaluation(checkpoint, forget, metrics, result, meta, reference,
-                                None if original_path is None else str(original_path), missing)
+                                None if original_path is None else str(original_path), missing, reference_metrics)
 
 
 def _with_cost(metrics: dict[str, float], meta: CheckpointMeta) -> dict[str, float]:

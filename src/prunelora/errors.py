@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,18 @@ def parse_text_file(path: str | os.PathLike, parse: Callable[[str], Any], syntax
         raise error(f"{name} is not UTF-8 text") from None
     except RecursionError:
         raise error(f"{name} is {too_deep}") from None
+
+
+def did_you_mean(word: object, accepted: Iterable[object]) -> str:
+    """The hint a refusal adds for a near miss: ` (did you mean 'epochs'?)` when `word` is close
+    to one of `accepted` (difflib's ratio of at least 0.6), else the empty string.
+
+    Args:
+        word: what the user wrote (an option, a method, a model, a key).
+        accepted: the names that would have been accepted.
+
+    Returns:
+        The hint, with its leading space, or "".
+    """
+    close = difflib.get_close_matches(str(word), [str(a) for a in accepted], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,18 +11,83 @@ from pathlib import Path
 
 import yaml
 
-from prunelora.errors import InvalidInputError, MissingFileError, parse_text_file
+from prunelora.errors import InvalidInputError, MissingFileError, did_you_mean, parse_text_file
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
 
 
-def preset_path(name: str) -> Path:
-    """A shipped YAML recipe by name (`configs/NAME.yaml`)."""
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise InvalidInputError(f"unknown preset {name!r}; accepted: {', '.join(known)}")
-    return path
+UNLEARN, BENCH = "unlearn", "bench"  # the two kinds of shipped YAML
+
+
+def config_kind(data: dict) -> str | None:
+    """What a shipped YAML mapping is: `"bench"` (a benchmark config: it has `scenarios`),
+    `"unlearn"` (an unlearning recipe, `unlearn --preset`: it names a `method`), or None."""
+    if "scenarios" in data:
+        return BENCH
+    return UNLEARN if "method" in data else None
+
+
+def shipped_configs(kind: str | None = None) -> dict[str, Path]:
+    """The shipped YAML files by name (`configs/NAME.yaml`), sorted; only those of `kind` when given
+    (`"unlearn"` or `"bench"`, see `config_kind`)."""
+    found = {}
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        if kind is None or config_kind(read_yaml_mapping(path, "preset")) == kind:
+            found[path.stem] = path
+    return found
+
+
+def _summary(path: Path) -> str:
+    """A shipped file's first sentence: its leading comment up to the first ': ' or '. '."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    cut = min((i for i in (text.find(": "), text.find(". ")) if i >= 0), default=len(text))
+    return text[:cut].rstrip(".:")
+
+
+def list_presets() -> dict[str, dict]:
+    """The shipped unlearning recipes (`prunelora unlearn --preset NAME`), benchmark configs aside.
+
+    Returns:
+        `{name: {"method", "epochs", "summary", "path"}}`, sorted by name; `epochs` is None where the
+        recipe leaves the method's default.
+    """
+    out = {}
+    for name, path in shipped_configs(UNLEARN).items():
+        data = read_yaml_mapping(path, "preset")
+        out[name] = {"method": data["method"], "epochs": data.get("epochs"), "summary": _summary(path),
+                     "path": str(path)}
+    return out
+
+
+def preset_path(name: str, kind: str | None = None) -> Path:
+    """A shipped YAML recipe by name (`configs/NAME.yaml`), of `kind` when given.
+
+    Args:
+        name: the file's name without `.yaml`.
+        kind: `"unlearn"` (an unlearning recipe), `"bench"` (a benchmark config) or None (either).
+
+    Raises:
+        InvalidInputError: no such file, or one of the other kind (the message says where it belongs).
+    """
+    everything = shipped_configs()
+    wanted = shipped_configs(kind) if kind is not None else everything
+    if name in wanted:
+        return wanted[name]
+    if kind == UNLEARN and name in everything:
+        raise InvalidInputError(
+            f"{name!r} is a benchmark config, not an unlearning preset: run it with `prunelora bench --preset "
+            f"{name} --out DIR`; unlearning presets: {', '.join(wanted)} (see `prunelora presets`)")
+    if kind == BENCH and name in everything:
+        raise InvalidInputError(
+            f"{name!r} is an unlearning preset, not a benchmark config: use it with `prunelora unlearn --preset "
+            f"{name}`; benchmark configs: {', '.join(wanted)}")
+    what = {UNLEARN: "preset", BENCH: "benchmark config"}.get(kind, "preset")
+    raise InvalidInputError(f"unknown {what} {name!r}{did_you_mean(name, wanted)}; accepted: {', '.join(wanted)}")
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -24,10 +24,10 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar
 
 import torch
-from peft import LoraConfig, get_peft_model  # imported here, not inside a timed unlearning run
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -38,6 +38,15 @@ from prunelora.pruning.settings import layer_classes
 from prunelora.training.distributed import barrier, is_main_process
 
 LORA_BACKENDS = ("peft", "weight")
+
+
+def load_peft() -> ModuleType:
+    """The `peft` module, imported on first use. It pulls in transformers (seconds of start-up), so
+    it is not imported with this module: listing the methods, or a command that never adapts a
+    layer, does not pay for it. `unlearn` calls this before it starts a LoRA method's clock."""
+    import peft
+
+    return peft
 
 
 @dataclass(frozen=True)
@@ -241,10 +250,11 @@ def add_lora(model: nn.Module, settings: LoraSettings, masks: dict[str, torch.Te
     targets = lora_targets(model, settings.types, settings.pattern, head_name)
     if settings.backend == "weight" or settings.attention_in_weight_form:
         return _add_weight_lora(model, settings, targets, masks if keep_sparsity else None, head_name)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=targets, modules_to_save=[head_name] if settings.train_head else None,
-                        bias="none")
-    peft_model = get_peft_model(model, config)
+    peft = load_peft()
+    config = peft.LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                             target_modules=targets, modules_to_save=[head_name] if settings.train_head else None,
+                             bias="none")
+    peft_model = peft.get_peft_model(model, config)
     if masks and keep_sparsity:
         _mask_lora_updates(peft_model, masks)
     return peft_model

@@ -22,7 +22,7 @@ from prunelora.methods import get_method, list_methods
 from prunelora.models import check_model_name
 from prunelora.models.arguments import check_model_kwargs
 from prunelora.models.registry import model_builder
-from prunelora.presets import preset_path, read_yaml_mapping
+from prunelora.presets import UNLEARN, preset_path, read_yaml_mapping
 from prunelora.training import TrainConfig
 
 
@@ -382,7 +382,7 @@ class BenchConfig:
         options.pop("scenarios", None)  # where it runs, not how (see `method_scenarios`)
         preset = options.pop("preset", None)
         if preset is not None:
-            loaded = read_yaml_mapping(preset_path(preset), "preset")
+            loaded = read_yaml_mapping(preset_path(preset, UNLEARN), "preset")
             if loaded.get("method", name) != name:
                 raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {name!r}")
             options = {k: v for k, v in loaded.items() if k != "method"} | options

@@ -21,9 +21,9 @@ import sys
 import warnings
 from collections.abc import Callable, Collection, Iterator
 
-from prunelora.errors import InvalidInputError, PruneLoRAError
+from prunelora.errors import InvalidInputError, PruneLoRAError, did_you_mean
 from prunelora.factories import load_factory, untrust_all
-from prunelora.presets import preset_path, read_yaml_mapping
+from prunelora.presets import UNLEARN, preset_path, read_yaml_mapping
 from prunelora.usercode import DEBUG_ENV, debugging
 
 EXIT_USAGE = 2
@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "unlearn": "Make a trained model forget (a class, a random fraction, or listed records) with a method.",
     "methods": "List the registered unlearning methods, one line each.",
     "recommend": "Name the method and budget our benchmark supports for a checkpoint's model family and a forget request.",
+    "presets": "List the shipped unlearning recipes (unlearn --preset NAME), one line each.",
     "eval": "Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost.",
     "bench": "Benchmark methods against retrain over seeds: results.csv/json, report.md and plots.",
     "demo": "The embedded illustration: the paper's five methods on digits, 3 seeds, table and report.",
@@ -74,6 +75,8 @@ def command_functions(name: str) -> tuple[Setup, Run]:
         from prunelora.cli import methods as module
     elif name == "recommend":
         from prunelora.cli import recommend as module
+    elif name == "presets":
+        from prunelora.cli import presets as module
     elif name == "eval":
         from prunelora.cli import eval as module
     elif name == "bench":
@@ -91,12 +94,48 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def package_version() -> str:
+    """This prunelora's version: the installed distribution's, else the source tree's `__version__`
+    (a checkout run with PYTHONPATH=src, never installed)."""
+    from importlib import metadata  # only for --version: start-up stays light
+
+    try:
+        return metadata.version("prunelora")
+    except metadata.PackageNotFoundError:  # the package itself is initialised before any module of it
+        return sys.modules["prunelora"].__version__
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the version is looked up only when asked for (importlib.metadata is not free)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"prunelora {package_version()}")
+        parser.exit()
+
+
+def parse_command_line(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser],
+                       argv: list[str]) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, except that an unrecognized option is refused with the command's
+    option it is closest to (`--epcohs` -> did you mean '--epochs'?)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        own = subparsers.get(args.command) if args.command else None
+        options = (own or parser)._option_string_actions
+        hint = next((did_you_mean(e.split("=", 1)[0], options) for e in extras if e.startswith("--")), "")
+        parser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+    return args
+
+
 def build_parser(only: Collection[str] | None = None
                  ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `prunelora` parser and one parser per command. Every command is listed (for `--help`);
     the commands in `only` (all when None) get their options, and their modules are imported."""
     parser = _Parser(prog="prunelora", description="Make a trained image classifier forget, and prove it.")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers = {}
     for name, text in COMMANDS.items():
@@ -165,7 +204,8 @@ def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in known:
-            raise InvalidInputError(f"--config {path}: unknown key {key!r} (keys mirror the command's long options)")
+            raise InvalidInputError(f"--config {path}: unknown key {key!r}{did_you_mean(dest, known)} "
+                                    "(keys mirror the command's long options)")
         if dest in spelled:
             raise InvalidInputError(f"--config {path}: {spelled[dest]!r} and {key!r} name the same option; "
                                     "give it once")
@@ -273,19 +313,19 @@ def _run_command(argv: list[str], parser: argparse.ArgumentParser,
     command = ""
     try:
         command = _named_command(argv) or ""
-        args = parser.parse_args(argv)
+        args = parse_command_line(parser, subparsers, argv)
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
         # A preset, then a --config file, then command-line flags: each overrides the one before.
-        files = [str(preset_path(args.preset))] if getattr(args, "preset", None) else []
+        files = [str(preset_path(args.preset, UNLEARN))] if getattr(args, "preset", None) else []
         # (`bench --config` names a benchmark file, not option defaults)
         if getattr(args, "config", None) and getattr(args, "_options_config", True):
             files.append(args.config)
         for file in files:
             apply_config_file(subparsers[args.command], file)
         if files:
-            args = parser.parse_args(argv)
+            args = parse_command_line(parser, subparsers, argv)
         args._argv = argv  # what was asked, for reports' "to reproduce" lines
         missing = [a.option_strings[0] if a.option_strings else a.dest for a in args._required
                    if getattr(args, a.dest) is None]

@@ -7,22 +7,42 @@ import dataclasses
 import shlex
 
 from prunelora.bench import BenchConfig, bench, print_summary, split_method_key
+from prunelora.bench.dryrun import plan_dry_run
 from prunelora.bench.executor_config import KINDS
 from prunelora.bench.executors import make_executor
 from prunelora.cli.options import add_bench_overrides, add_factories
 from prunelora.errors import InvalidInputError
+from prunelora.presets import BENCH, preset_path, shipped_configs
 from prunelora.training import check_device
 from prunelora.training.distributed import world_size
 
 
 def setup(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="bench YAML (see configs/, e.g. configs/demo-digits.yaml)")
+    p.add_argument("--config", default=None, help="bench YAML (see configs/, e.g. configs/demo-digits.yaml)")
+    # dest bench_preset: `--preset` of the other commands loads option defaults, this one a benchmark
+    p.add_argument("--preset", dest="bench_preset", default=None, metavar="NAME",
+                   help=f"a shipped benchmark config by name instead of --config: {', '.join(shipped_configs(BENCH))}")
     p.add_argument("--out", required=True, help="output directory (resumable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the cells a run would do (and those already done in --out) with a time estimate; "
+                        "run and write nothing")
     add_bench_overrides(p)
     add_executor_flags(p)
     # a config naming a factory (model: factory:FILE.py:FUNC) runs it only when these name it too
     add_factories(p)
     p.set_defaults(_options_config=False)
+
+
+def resolve_config(args: argparse.Namespace) -> None:
+    """`args.config`: the file `--config` names, or the shipped benchmark `--preset` names."""
+    preset = getattr(args, "bench_preset", None)
+    if preset is not None and args.config is not None:
+        raise InvalidInputError(f"--config {args.config!r} and --preset {preset!r}: give one of them")
+    if preset is not None:
+        args.config = str(preset_path(preset, BENCH))
+    elif args.config is None:
+        raise InvalidInputError("the following arguments are required: --config FILE or --preset NAME "
+                                f"(shipped: {', '.join(shipped_configs(BENCH))})")
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
@@ -102,8 +122,13 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark methods against retrain over seeds: results.csv/json, report.md and plots."""
+    resolve_config(args)
     config = bench_config_from_args(args)
     device = check_device(args.device)
+    if args.dry_run:
+        for line in plan_dry_run(config, args.out, device=device).lines(overwrite=args.overwrite):
+            print(line)
+        return 0
     executor = executor_from_args(args, config)  # a bad address or a missing ray: refused before any work
     try:
         rows, report = bench(config, args.out, overwrite=args.overwrite, device=device,

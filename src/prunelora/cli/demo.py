@@ -8,7 +8,7 @@ import time
 from prunelora.bench import bench, print_summary
 from prunelora.cli.bench import bench_config_from_args, command_line
 from prunelora.cli.options import add_bench_overrides
-from prunelora.presets import preset_path
+from prunelora.presets import BENCH, preset_path
 from prunelora.training import check_device
 
 
@@ -19,7 +19,7 @@ def setup(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The embedded illustration: the paper's five methods on digits, 3 seeds, table and report."""
-    args.config = str(preset_path("demo-digits"))
+    args.config = str(preset_path("demo-digits", BENCH))
     start = time.perf_counter()
     config = bench_config_from_args(args)
     rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),

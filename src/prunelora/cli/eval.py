@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from prunelora.api import evaluate_checkpoint
@@ -39,7 +41,9 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attacks", default=None, metavar="NAME[,NAME...]",
                    help="membership-inference attacks to run, comma-separated (default: every attack that needs "
                         f"no shadow models); registered: {', '.join(list_attacks())}")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the metrics as JSON (with the reference's metrics and the deltas to them)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr while evaluating")
     add_data_dir(p)
     add_device(p)
     add_factories(p)
@@ -58,36 +62,83 @@ def attacks_from_text(text: str) -> tuple[str, ...]:
     return names
 
 
+COUNTS = ("params", "nonzero_params", "macs", "trainable_params", "relearn_steps", "relearn_capped",
+          "relearn_ref_capped")
+
+
+def _value_text(key: str, value, metrics: dict) -> str:
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return "–"
+    if key == "relearn_steps" and metrics.get("relearn_capped"):
+        return f"≥{value:,.0f}"  # the cap: the true time is longer
+    return f"{value:,.0f}" if key in COUNTS else f"{value:,.2f}"
+
+
+def _delta_text(key: str, delta) -> str:
+    if delta is None or math.isnan(delta):
+        return "–"
+    return f"{delta:+,.0f}" if key in COUNTS else f"{delta:+,.2f}"
+
+
+class _Stages:
+    """While the evaluation runs: one line on stderr naming its stage, a spinner and the time spent
+    (rich). Silent when disabled; when the evaluation fails it leaves nothing behind, so that a
+    refusal is still one line."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda text: None
+        self._progress = Progress(SpinnerColumn(finished_text="✓"), TextColumn("{task.description}", markup=False),
+                                  TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task("evaluating", total=1)
+        return lambda text: self._progress.update(self._task, description=text)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if not self.enabled:
+            return
+        if exc_type is not None:
+            self._progress.live.transient = True  # erased: the error line alone is printed
+            if not self._progress.console.is_terminal:  # a log or a pipe: not even its blank line
+                self._progress.console.file = io.StringIO()
+        else:
+            self._progress.update(self._task, completed=1, description="evaluated")
+        self._progress.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint: UA, RA, TA, FA, MIA attacks, probe, relearning, gaps to a retrain, and cost."""
     device = check_device(args.device)
     attacks = default_attacks() if args.attacks is None else attacks_from_text(args.attacks)
     if args.json is not None:  # before any work: a report that cannot be written is refused now
         check_writable(args.json, "--json", kind="file")
-    found = evaluate_checkpoint(
-        args.checkpoint, forget_spec_from_args(args, required=False), reference=args.reference,
-        original=args.original, data_dir=args.data_dir, device=device, attacks=attacks, probe=not args.no_probe,
-        probe_layer=args.probe_layer if not args.no_probe else None,
-        relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps))
+    with _Stages(not args.no_progress) as stage:
+        found = evaluate_checkpoint(
+            args.checkpoint, forget_spec_from_args(args, required=False), reference=args.reference,
+            original=args.original, data_dir=args.data_dir, device=device, attacks=attacks, probe=not args.no_probe,
+            probe_layer=args.probe_layer if not args.no_probe else None,
+            relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps), on_stage=stage)
     if found.original_missing:
         print(f"relearning skipped: {found.original_missing}")
-    metrics = found.metrics
+    metrics, reference, deltas = found.metrics, found.reference_metrics, found.deltas
     classes = found.meta.dataset.classes if found.meta.dataset is not None else None
     table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if reference is not None:  # the retrain beside the model, and the model minus the retrain
+        table.add_column("reference", justify="right")
+        table.add_column("Δ", justify="right")
     for key, value in metrics.items():
-        if isinstance(value, float) and math.isnan(value):
-            text = "–"
-        elif key == "relearn_steps" and metrics.get("relearn_capped"):
-            text = f"≥{value:,.0f}"  # the cap: the true time is longer
-        elif key in ("params", "nonzero_params", "macs", "trainable_params", "relearn_steps", "relearn_capped",
-                     "relearn_ref_capped"):
-            text = f"{value:,.0f}"  # counts
-        else:
-            text = f"{value:,.2f}"
-        table.add_row(key, text)
+        row = [key, _value_text(key, value, metrics)]
+        if reference is not None:
+            row += [_value_text(key, reference.get(key), reference), _delta_text(key, deltas.get(key))]
+        table.add_row(*row)
     Console().print(table)
+    if reference is not None:
+        print(f"reference: {args.reference}; Δ = value − reference")
     if args.json:
         atomic_write_text(args.json, json.dumps(found.to_dict(), indent=2, default=float) + "\n")
     return 0

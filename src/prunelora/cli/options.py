@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import re
 import types
@@ -170,13 +171,31 @@ def add_bench_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def no_options(p: argparse.ArgumentParser) -> None:
-    """The `setup` of a command that takes no option (the listings)."""
+    """The `setup` of a command that takes no option."""
+
+
+def listing_options(p: argparse.ArgumentParser) -> None:
+    """The `setup` of a listing (`methods`, `models`, `datasets`, `presets`): `--json`."""
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of objects (one per entry, with its name) instead of the table")
 
 
 def print_listing(entries: dict[str, str], width: int) -> None:
     """A registry's `name  description` lines, names padded to `width`."""
     for name, text in entries.items():
         print(f"{name:{width}s} {text}")
+
+
+def print_rows(rows: list[dict], columns: list[str], as_json: bool) -> None:
+    """A listing: `rows` (dicts, each with a `name`) as a JSON list of objects, every key kept, or
+    as one line each of `columns`' values, every column but the last padded to its widest value."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    cells = [["" if row.get(c) is None else str(row[c]) for c in columns] for row in rows]
+    widths = [max((len(line[i]) for line in cells), default=0) for i in range(len(columns))]
+    for line in cells:
+        print(" ".join(text.ljust(widths[i]) if i < len(columns) - 1 else text for i, text in enumerate(line)))
 
 
 def print_metrics(meta, path) -> None:

@@ -61,7 +61,7 @@ def setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="the trained model's checkpoint directory")
     p.add_argument("--method", default="prunelora", help=f"one of: {', '.join(list_methods())} (default: %(default)s)")
     p.add_argument("--preset", default=None,
-                   help="a shipped recipe by name (see configs/), e.g. prunelora-digits-resnet; "
+                   help="a shipped recipe by name (`prunelora presets` lists them), e.g. prunelora-digits-resnet; "
                         "its keys are options of this command")
     p.add_argument("--save-adapter", default=None, metavar="DIR",
                    help="also save the LoRA adapter alone (warns: base + adapter still hold the forgotten data)")

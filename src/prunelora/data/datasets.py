@@ -24,7 +24,7 @@ import torch
 from prunelora.data.generic import fetch, targets_of
 from prunelora.data.guarded import MAX_CLASSES, GuardedDataset, check_records, checked_labels
 from prunelora.data.images import ImageDataset
-from prunelora.errors import InvalidInputError, MissingFileError
+from prunelora.errors import InvalidInputError, MissingFileError, did_you_mean
 from prunelora.factories import get_factory
 from prunelora.usercode import call_user
 
@@ -178,7 +178,8 @@ def load_dataset(
         return _load_imagefolder(Path(name.split(":", 1)[1]), augment, image_size)
     if name not in _DATASETS:
         raise InvalidInputError(
-            f"unknown dataset {name!r}; accepted: {', '.join(sorted(_DATASETS))}, imagefolder:PATH"
+            f"unknown dataset {name!r}{did_you_mean(name, _DATASETS)}; accepted: {', '.join(sorted(_DATASETS))}, "
+            "imagefolder:PATH"
         )
     return _DATASETS[name][0](data_dir=data_dir, download=download, augment=augment)
 

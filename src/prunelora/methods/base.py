@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from prunelora.adapters.lora import load_peft
 from prunelora.data import Splits, resolve_splits
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, did_you_mean
 from prunelora.methods.budget import warn_if_far_below
 from prunelora.models.checks import check_classifier, check_model, check_scores, model_scores
 from prunelora.presets import method_preset
@@ -298,7 +299,8 @@ class Method:
         unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidInputError(
-                f"method {self.name!r} does not take option {unknown[0]!r}; its options: {', '.join(sorted(known))}"
+                f"method {self.name!r} does not take option {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+                f"its options: {', '.join(sorted(known))}"
             )
         check_values(self.config_cls, options)
 
@@ -343,7 +345,8 @@ def register_method(name: str, config_cls: type, summary: str, *, capabilities: 
 
 def get_method(name: str) -> Method:
     if name not in _METHODS:
-        raise InvalidInputError(f"unknown method {name!r}; accepted: {', '.join(sorted(_METHODS))}")
+        raise InvalidInputError(f"unknown method {name!r}{did_you_mean(name, _METHODS)}; "
+                                f"accepted: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
 
 
@@ -513,6 +516,8 @@ def unlearn(model: nn.Module, splits: Splits | None = None, method: str | None =
     ctx = MethodContext(device=dev, progress=progress, original_meta=original_meta, model_factory=model_factory,
                         recipe=recipe, classifier=classifier_name)
     work = copy.deepcopy(model).to(dev)
+    if entry.capabilities.uses_lora:
+        load_peft()  # peft is imported on first use: not inside the timed run (its import takes seconds)
     # Everything a method draws (LoRA's A matrices, a retrain's initial weights) follows its seed.
     seed_everything(config.seed)
     with PeakMemory(dev) as peak:

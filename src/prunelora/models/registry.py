@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, did_you_mean
 from prunelora.factories import call_model_factory, get_factory
 from prunelora.models.classifier import Classifier, classifier_outputs
 from prunelora.models.timm_models import (  # timm is imported on first use
@@ -89,7 +89,8 @@ def check_model_name(name: str) -> None:
         check_timm_name(name.split(":", 1)[1])
     elif not name.startswith("factory:") and name not in _MODELS:
         raise InvalidInputError(
-            f"unknown model {name!r}; accepted: {', '.join(sorted(_MODELS))}, torchvision:<name>, timm:<name>"
+            f"unknown model {name!r}{did_you_mean(name, _MODELS)}; accepted: {', '.join(sorted(_MODELS))}, "
+            "torchvision:<name>, timm:<name>"
         )
 
 
