@@ -20,6 +20,7 @@ from prunelora.cli.options import (
 )
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
+from prunelora.evaluation.chance import chance_note
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.training import check_device
 
@@ -69,14 +70,20 @@ def run(args: argparse.Namespace) -> int:
         original=args.original, data_dir=args.data_dir, device=device, attacks=attacks, probe=not args.no_probe,
         probe_layer=args.probe_layer if not args.no_probe else None,
         relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps))
-    if found.original_missing:
-        print(f"relearning skipped: {found.original_missing}")
+    skipped = found.evaluation.relearn.get("skipped")
+    if skipped and not args.no_relearn:  # asked for and not run: say why (the JSON records it too)
+        print(f"relearning skipped: {skipped}")
     metrics = found.metrics
+    at_chance = set(found.evaluation.attacks_at_chance)
+    classwise = found.forget.kind == "class"
     classes = found.meta.dataset.classes if found.meta.dataset is not None else None
     table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    rows = []
     for key, value in metrics.items():
+        if key.endswith("-at-chance"):
+            continue  # shown as a note on the attack's own rows
         if isinstance(value, float) and math.isnan(value):
             text = "–"
         elif key == "relearn_steps" and metrics.get("relearn_capped"):
@@ -86,8 +93,19 @@ def run(args: argparse.Namespace) -> int:
             text = f"{value:,.0f}"  # counts
         else:
             text = f"{value:,.2f}"
-        table.add_row(key, text)
+        attack = "confidence-svc" if key == "MIA" else key.removeprefix("MIA-").removesuffix("-acc")
+        note = "at chance" if key.startswith("MIA") and attack in at_chance else \
+            "retained classes only" if key == "val" and classwise else ""
+        rows.append((key, text, note))
+    noted = any(note for *_, note in rows)
+    if noted:
+        table.add_column("note")
+    for key, text, note in rows:
+        table.add_row(key, text, *([note] if noted else []))
     Console().print(table)
+    note = chance_note(found.evaluation.attacks_at_chance)
+    if note:
+        print(note)
     if args.json:
         atomic_write_text(args.json, json.dumps(found.to_dict(), indent=2, default=float) + "\n")
     return 0
