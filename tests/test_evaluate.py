@@ -86,8 +86,8 @@ def test_real_model_mia_details(real, class3_splits):
         assert res["n_members"] == res["n_nonmembers"] > 0
         assert res["n_members"] + res["n_heldout"] // 2 == min(
             len(class3_splits.retain), len(class3_splits.test_retain))
-    assert real.to_dict() == {"metrics": real.metrics, "mia": real.mia, "probe": real.probe, "relearn": real.relearn,
-                              "representation": real.representation}
+    assert real.to_dict() == {"metrics": real.metrics, "mia": real.mia, "attacks_at_chance": real.attacks_at_chance,
+                              "probe": real.probe, "relearn": real.relearn, "representation": real.representation}
 
 
 def test_real_model_losses_for_the_histograms(real, class3_splits):
