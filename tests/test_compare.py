@@ -35,7 +35,7 @@ def test_compare_computes_every_gap():
 
 def test_compare_of_a_model_with_itself_is_zero_gap():
     out = compare(REFERENCE, REFERENCE)
-    assert out == {"Avg.Gap": 0.0, "Probe.Gap": 0.0, "Probe.Gap@layers.1": 0.0, "relearn_ref_capped": 0.0,
+    assert out == {"Avg.Gap": 0.0, "Out.Gap": 0.0, "Probe.Gap": 0.0, "Probe.Gap@layers.1": 0.0, "relearn_ref_capped": 0.0,
                    "relearn_ratio": 1.0, "time_ratio": 1.0}
 
 
@@ -43,7 +43,8 @@ def test_compare_leaves_out_what_one_side_lacks():
     method = {"UA": 90.0, "RA": 95.0, "TA": 93.0}  # no attack run: no MIA
     out = compare(method, {"UA": 100.0, "RA": 99.0, "TA": 97.0, "MIA": 90.0})
     assert math.isnan(out["Avg.Gap"])
-    assert set(out) == {"Avg.Gap"}
+    assert out["Out.Gap"] == pytest.approx((10.0 + 4.0 + 4.0) / 3)  # UA, RA, TA need no attack
+    assert set(out) == {"Avg.Gap", "Out.Gap"}
 
 
 def test_capped_relearning_is_passed_on():

@@ -49,6 +49,7 @@ from prunelora.evaluation.evaluate import (
     Evaluation,
     check_reference,
     evaluate,
+    forgotten_classes,
     original_for_relearning,
 )
 from prunelora.evaluation.metrics import split_accuracies
@@ -127,10 +128,12 @@ def apply_train_subset(bundle: DatasetBundle, subset: dict | None) -> DatasetBun
 
 def split_metrics(model: nn.Module, splits: Splits, device=None) -> dict[str, float]:
     """The accuracies a checkpoint records (percent, `split_accuracies`): RA, val, TA, then UA when
-    something is forgotten and FA when a class is."""
+    something is forgotten and FA when a class is. After class-wise forgetting `val` counts the
+    retained classes' validation images only (the forgotten class's are meant to be wrong now)."""
     parts = ["retain", "val", "test_retain"] + (["forget"] if splits.spec is not None else []) \
         + (["test_forget"] if len(splits.test_forget) else [])
-    return split_accuracies({part: predict(model, getattr(splits, part), device=device) for part in parts})
+    return split_accuracies({part: predict(model, getattr(splits, part), device=device) for part in parts},
+                            forgotten_classes(splits))
 
 
 def train(
@@ -327,7 +330,8 @@ class CheckpointEvaluation:
         """The JSON report `prunelora eval --json` writes (with the reference's metrics and the
         deltas to them when a reference was given)."""
         return {"checkpoint": self.checkpoint, "forget": self.forget.to_dict(), "metrics": self.metrics,
-                "mia": self.evaluation.mia, "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
+                "mia": self.evaluation.mia, "attacks_at_chance": self.evaluation.attacks_at_chance,
+                "probe": self.evaluation.probe, "relearn": self.evaluation.relearn,
                 "representation": self.evaluation.representation, "reference": self.reference,
                 "reference_metrics": self.reference_metrics, "deltas": self.deltas, "original": self.original}
 
@@ -405,8 +409,9 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, forget: ForgetSpec | None
         else:
             _check_data(bundle, digest, original_meta, original_path)
             original_model = load_model(original_path, original_meta)
-        stage(f"the original's accuracy on D_f (relearning's target): {original_path}")
-        target = heldout_accuracy(original_model, splits, relearn, device=device)
+        if len(splits.forget) >= 2:  # fewer: `evaluate` records why relearning is skipped
+            stage(f"the original's accuracy on D_f (relearning's target): {original_path}")
+            target = heldout_accuracy(original_model, splits, relearn, device=device)
     options = {"probe": probe, "probe_layer": probe_layer, "relearn": relearn, "relearn_target": target,
                "device": device, "attacks": attacks}
     reference_metrics = None

@@ -113,6 +113,22 @@ class BenchPlan:
     seeds: tuple[int, ...]
     retrain_seeds: tuple[int, ...]
     evaluation: EvaluationSettings
+    noise_floor: bool = True
+
+    @property
+    def floor_seeds(self) -> tuple[int, ...]:
+        """Every retrain seed run: the references, plus one more retrain for the noise floor alone
+        when there is a single reference seed and `noise_floor` is on (the floor needs two retrains)."""
+        seeds = self.retrain_seeds
+        if len(seeds) > 1 or not self.noise_floor:
+            return seeds
+        return (*seeds, max(seeds) + 1)
+
+    @property
+    def noise_floor_seed(self) -> int | None:
+        """The seed of the retrain run for the noise floor alone (None when none is)."""
+        extra = set(self.floor_seeds) - set(self.retrain_seeds)
+        return extra.pop() if extra else None
 
 
 FACTORY_KEYS = {"model_factory": "model", "dataset_factory": "dataset"}  # the same as model/dataset: factory:...
@@ -182,6 +198,8 @@ class BenchConfig:
     method name or `NAME@LABEL`, a variant of that method with other options (see `split_method_key`).
     `probe: {enabled, layer, seed}` and `relearn: {enabled, <RelearnConfig fields>}` set the
     representation probe and the relearning time of every cell (both on by default).
+    `noise_floor: false` runs no retrain for the noise floor alone (with one retrain seed the
+    report then says the floor was not measured; with two or more it is measured between them).
     `executor: {kind, workers, threads, cpus_per_task, gpus_per_task, address}` says where the
     cells run (`prunelora.bench.executor_config`; by default one at a time in this process); it
     does not enter the identity, so a run resumes under another executor.
@@ -210,6 +228,7 @@ class BenchConfig:
     probe: dict = field(default_factory=dict)
     relearn: dict = field(default_factory=dict)
     executor: dict | None = None
+    noise_floor: bool = True
     note: str = ""
     original: str | None = None
 
@@ -272,6 +291,8 @@ class BenchConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, list) or not all(isinstance(s, int) for s in value)):
                 raise InvalidInputError(f"{source}: {key} must be a list of integers, not {value!r}")
+        if not isinstance(self.noise_floor, bool):
+            raise InvalidInputError(f"{source}: noise_floor must be true or false, not {self.noise_floor!r}")
         if any(not isinstance(s, dict) for s in self.scenarios):
             raise InvalidInputError(f"{source}: every scenario must be a mapping (name, forget_class, ...)")
         if any(opts is not None and not isinstance(opts, dict) for opts in self.methods.values()):
@@ -425,7 +446,7 @@ class BenchConfig:
         return BenchPlan(recipe=TrainConfig.from_dict(self.train), subset=self.subset(),
                          scenarios=tuple(self.scenario(s) for s in self.scenarios), methods=methods, retrain=retrain,
                          seeds=tuple(self.seeds), retrain_seeds=tuple(self.retrain_seeds or self.seeds),
-                         evaluation=self.settings())
+                         evaluation=self.settings(), noise_floor=self.noise_floor)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

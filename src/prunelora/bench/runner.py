@@ -144,14 +144,16 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         original, original_meta = load_checkpoint(original_dir)
     source = Original(original, original_meta, original_dir)
     threads = executor.threads if executor is not None else None
+    retrain_seeds, floor_seeds = list(plan.retrain_seeds), plan.floor_seeds
+    if plan.noise_floor_seed is not None:  # announced: it costs as much as a retrain per scenario
+        log(f"noise floor: one more retrain per scenario (seed {plan.noise_floor_seed}), beside the reference of "
+            f"seed {retrain_seeds[0]}: how far two exact retrains differ is the scale every gap is read on "
+            "(noise_floor: false in the bench config skips it)")
     if executor is not None and executor.parallel:
         # Every missing cell runs first, spread over the executor's workers; the loop below then
         # reads them back in order and builds the rows exactly as after a sequential run.
         executor.run_cells(config, plan, out, bundle, source, device, log, counts)
         log = _without_reuse_lines(log)
-    retrain_seeds = list(plan.retrain_seeds)
-    # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
-    floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario in plan.scenarios:

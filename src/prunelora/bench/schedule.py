@@ -44,8 +44,7 @@ class WorkerLostError(PruneLoRAError, RuntimeError):
 def plan_cells(config: BenchConfig, plan: BenchPlan, bundle, original: Original, device) -> list[CellTask]:
     """Every cell of the grid: every scenario's retrains first (the references a user may want
     early), then the method cells in the sequential runner's order."""
-    retrain_seeds = list(plan.retrain_seeds)
-    floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
+    retrain_seeds, floor_seeds = list(plan.retrain_seeds), plan.floor_seeds
     retrains, methods = [], []
     for scenario in plan.scenarios:
         splits = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction, seed=0,

@@ -8,7 +8,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from prunelora.evaluation.report import summarize
+from prunelora.evaluation.chance import chance_note
+from prunelora.evaluation.report import chance_seeds, summarize
 
 
 def print_summary(rows: list[dict], report: Path) -> None:
@@ -17,7 +18,7 @@ def print_summary(rows: list[dict], report: Path) -> None:
         console = Console(width=100)
     # compact enough for an 80-column terminal; report.md has every column
     terminal = {"UA": "UA", "RA": "RA", "TA": "TA", "MIA": "MIA-Eff", "Avg.Gap": "Avg.Gap",
-                "time_ratio": "t/retrain"}
+                "Out.Gap": "Out.Gap", "time_ratio": "t/retrain"}
     for scenario, methods in summarize(rows).items():
         present = [k for k in terminal if any(k in m for m in methods.values())]
         table = Table(title=f"scenario {scenario}: mean±std over seeds, %", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -27,8 +28,17 @@ def print_summary(rows: list[dict], report: Path) -> None:
         for method, metrics in methods.items():
             cells = []
             for key in present:
-                mean, std = metrics.get(key, (float("nan"), float("nan")))
-                cells.append(f"{mean:.2f}±{std:.2f}" if key == "time_ratio" else f"{mean:.1f}±{std:.1f}")
+                stat = metrics.get(key, (float("nan"), float("nan")))
+                mean, std = stat
+                digits = 2 if key == "time_ratio" else 1
+                # one seed: no spread was measured, so none is printed
+                spread = " n=1" if getattr(stat, "n", None) == 1 else f"±{std:.{digits}f}"
+                cells.append(f"{mean:.{digits}f}{spread}")
             table.add_row(method, *cells)
         console.print(table)
+        for method, metrics in methods.items():
+            attacks = [k.removeprefix("MIA-").removesuffix("-at-chance") for k in metrics if k.endswith("-at-chance")]
+            note = chance_note([a for a in attacks if chance_seeds(metrics, a)[0]])
+            if note:
+                console.print(f"{method}: {note}", soft_wrap=True, markup=False)
     console.print(f"report: {report}")

@@ -22,6 +22,7 @@ from prunelora.cli.options import (
 )
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
+from prunelora.evaluation.chance import chance_note
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.training import check_device
 
@@ -121,24 +122,41 @@ def run(args: argparse.Namespace) -> int:
             original=args.original, data_dir=args.data_dir, device=device, attacks=attacks, probe=not args.no_probe,
             probe_layer=args.probe_layer if not args.no_probe else None,
             relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps), on_stage=stage)
-    if found.original_missing:
-        print(f"relearning skipped: {found.original_missing}")
+    skipped = found.evaluation.relearn.get("skipped")
+    if skipped and not args.no_relearn:  # asked for and not run: say why (the JSON records it too)
+        print(f"relearning skipped: {skipped}")
     metrics, reference, deltas = found.metrics, found.reference_metrics, found.deltas
+    at_chance = set(found.evaluation.attacks_at_chance)
+    classwise = found.forget.kind == "class"
     classes = found.meta.dataset.classes if found.meta.dataset is not None else None
     table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    if reference is not None:  # the retrain beside the model, and the model minus the retrain
+    rows = []
+    for key, value in metrics.items():
+        if key.endswith("-at-chance"):
+            continue  # shown as a note on the attack's own rows
+        row = [key, _value_text(key, value, metrics)]
+        if reference is not None:  # the retrain beside the model, and the model minus the retrain
+            row += [_value_text(key, reference.get(key), reference), _delta_text(key, deltas.get(key))]
+        attack = "confidence-svc" if key == "MIA" else key.removeprefix("MIA-").removesuffix("-acc")
+        note = "at chance" if key.startswith("MIA") and attack in at_chance else \
+            "retained classes only" if key == "val" and classwise else ""
+        rows.append((row, note))
+    if reference is not None:
         table.add_column("reference", justify="right")
         table.add_column("Δ", justify="right")
-    for key, value in metrics.items():
-        row = [key, _value_text(key, value, metrics)]
-        if reference is not None:
-            row += [_value_text(key, reference.get(key), reference), _delta_text(key, deltas.get(key))]
-        table.add_row(*row)
+    noted = any(note for _, note in rows)
+    if noted:
+        table.add_column("note")
+    for row, note in rows:
+        table.add_row(*row, *([note] if noted else []))
     Console().print(table)
     if reference is not None:
         print(f"reference: {args.reference}; Δ = value − reference")
+    note = chance_note(found.evaluation.attacks_at_chance)
+    if note:
+        print(note)
     if args.json:
         atomic_write_text(args.json, json.dumps(found.to_dict(), indent=2, default=float) + "\n")
     return 0

@@ -201,7 +201,11 @@ def print_rows(rows: list[dict], columns: list[str], as_json: bool) -> None:
 def print_metrics(meta, path) -> None:
     """One line: the kind of run, its split accuracies, its wall time and where it was saved
     (`meta`: a `CheckpointMeta`)."""
-    parts = [f"{k} {v:.2f}" for k, v in (meta.metrics or {}).items() if isinstance(v, float)]
+    # after class-wise forgetting `val` counts the retained classes only (see `split_accuracies`): say so,
+    # or a drop from the original's val reads as damage
+    classwise = (meta.forget or {}).get("kind") == "class"
+    parts = [f"{'val (retained classes)' if k == 'val' and classwise else k} {v:.2f}"
+             for k, v in (meta.metrics or {}).items() if isinstance(v, float)]
     cost = meta.cost or {}
     print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
           + (f" -> {path}" if path else ""))

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from prunelora.evaluation.metrics import GAP_KEYS, avg_gap
+from prunelora.evaluation.metrics import GAP_KEYS, OUTPUT_GAP_KEYS, avg_gap
 from prunelora.evaluation.relearn import relearn_ratio
 
-__all__ = ["GAP_KEYS", "compare"]
+__all__ = ["GAP_KEYS", "OUTPUT_GAP_KEYS", "compare"]
 
 
 def compare(metrics: Mapping[str, float], reference: Mapping[str, float], *,
@@ -22,6 +22,8 @@ def compare(metrics: Mapping[str, float], reference: Mapping[str, float], *,
 
     - `Avg.Gap`: mean |metrics − reference| over `GAP_KEYS` (UA, RA, TA, MIA); NaN when either
       lacks one of them (no attack was run) or a value is NaN: a missing measurement is no 0 gap.
+    - `Out.Gap`: the same over `OUTPUT_GAP_KEYS` (UA, RA, TA), no attack in it: the gap to read
+      where the attack behind MIA is at chance (its efficacy, a quarter of Avg.Gap, is then a coin flip).
     - `Probe.Gap` (and `Probe.Gap@<layer>`): |Probe-FA − reference's Probe-FA| for every probe
       both have; `Residue.Gap` (and `@<stage>`) likewise from `Probe-Residue`.
     - `relearn_ratio` and `relearn_ref_capped`: relearning steps over the reference's (see
@@ -42,6 +44,8 @@ def compare(metrics: Mapping[str, float], reference: Mapping[str, float], *,
         out["Avg.Gap"] = avg_gap(metrics, reference)
     else:
         out["Avg.Gap"] = float("nan")
+    out["Out.Gap"] = (avg_gap(metrics, reference, OUTPUT_GAP_KEYS)
+                      if all(key in metrics and key in reference for key in OUTPUT_GAP_KEYS) else float("nan"))
     for prefix, gap in (("Probe-FA", "Probe.Gap"), ("Probe-Residue", "Residue.Gap")):
         for key in [k for k in metrics if k.startswith(prefix)]:
             if key in reference:

@@ -19,12 +19,14 @@ from prunelora.checkpoint import CheckpointMeta, check_finite, read_meta, state_
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
+from prunelora.evaluation.chance import attack_at_chance, attacks_at_chance, chance_standard_error
 from prunelora.evaluation.compare import compare
 from prunelora.evaluation.metrics import GAP_KEYS, per_sample_loss, split_accuracies  # noqa: F401  (GAP_KEYS: re-exported)
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
     DEFAULT_RELEARN,
     RelearnConfig,
+    heldout_accuracy,
     relearn_steps,
 )
 from prunelora.evaluation.representation import representation as representation_metrics
@@ -46,7 +48,8 @@ from prunelora.training.loop import predict, resolve_device
 class Evaluation:
     """Flat metrics (for tables and CSV), MIA, probe and relearning details, and per-sample losses
     (for histograms). `probe` maps each probed layer to its details (or says why there was none);
-    `relearn` holds the relearning details (or `skipped`: why it did not run)."""
+    `relearn` holds the relearning details (or `skipped`: why it did not run); `attacks_at_chance`
+    names the attacks that cannot tell members from non-members (`prunelora.evaluation.chance`)."""
 
     metrics: dict[str, float]
     mia: dict[str, dict] = field(default_factory=dict)
@@ -55,9 +58,20 @@ class Evaluation:
     relearn: dict = field(default_factory=dict)
     representation: dict = field(default_factory=dict)
 
+    @property
+    def attacks_at_chance(self) -> list[str]:
+        """The attacks whose balanced accuracy is within two standard errors of 50, or below."""
+        return attacks_at_chance(self.mia)
+
     def to_dict(self) -> dict:
-        return {"metrics": self.metrics, "mia": self.mia, "probe": self.probe, "relearn": self.relearn,
-                "representation": self.representation}
+        return {"metrics": self.metrics, "mia": self.mia, "attacks_at_chance": self.attacks_at_chance,
+                "probe": self.probe, "relearn": self.relearn, "representation": self.representation}
+
+
+def forgotten_classes(splits: Splits) -> tuple[int, ...]:
+    """The classes `splits` forget (class-wise forgetting), else ()."""
+    spec = splits.spec
+    return tuple(spec.classes) if spec is not None and spec.kind == "class" else ()
 
 
 def serialized_size_mb(model: nn.Module) -> float:
@@ -126,14 +140,17 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None,
              original_model: nn.Module | None = None, reference_model: nn.Module | None = None,
-             probe_stages: bool = True) -> Evaluation:
+             probe_stages: bool = True, original: nn.Module | None = None) -> Evaluation:
     """All metrics defined in docs/concepts/metrics.md ("Metrics") for `model`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
     the members), balanced and seeded; the attack is applied to D_f. `MIA` is the
     `confidence-svc` efficacy (what "Model Sparsity..." and SalUn report). Each attack's own
     balanced accuracy on held-out members vs non-members is reported as `MIA-<attack>-acc`: near
-    50 the attack cannot tell members at all and its efficacy says little.
+    50 the attack cannot tell members at all and its efficacy says little. `MIA-<attack>-at-chance`
+    is 1 when that accuracy is within two standard errors of 50 or below (`.mia[attack]` holds the
+    `standard_error` and `at_chance`; `.attacks_at_chance` lists them; see `prunelora.evaluation.chance`).
+    `val` is measured on the validation images of the retained classes when classes are forgotten.
     Representation probe (see `prunelora.evaluation.probe`): `Probe-FA` / `Probe-TA`, a linear
     probe's accuracy on the forgotten / retained test classes from the classifier's input features.
     Representation (see `prunelora.evaluation.representation`): `Probe-Residue` (Probe-FA minus the
@@ -153,8 +170,8 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         forget: your D_f.
         test: your test set.
         forget_classes: the forgotten classes, for class-wise forgetting.
-        reference: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Probe.Gap` and
-            `relearn_ratio` (where the reference has them).
+        reference: the retrain's metrics; adds `Avg.Gap` over UA, RA, TA and MIA, `Out.Gap` over UA,
+            RA and TA, `Probe.Gap` and `relearn_ratio` (where the reference has them).
         attacks: names registered in `prunelora.evaluation.attacks` (None: every attack that needs
             no shadow models; `()`: none).
         mia_seed: seed of the attacks' sampling and fitting.
@@ -169,10 +186,13 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         probe_seed: the probe's seed.
         relearn: the relearning protocol; None skips relearning.
         relearn_target: the original model's accuracy on the held-out part of D_f
-            (`heldout_accuracy(original, splits)`); None skips relearning.
-        original_model: the original model; adds CKA to it (`CKA-original-forget`, `-retain`).
+            (`heldout_accuracy(original, splits)`); None: measured on `original` when given, else
+            relearning is skipped (`.relearn["skipped"]` says why).
+        original_model: the original model (the older name of `original`).
         reference_model: the retrained model; adds CKA to it (`CKA-retrain-forget`, `-retain`).
         probe_stages: also probe (and compare by CKA) every stage's output.
+        original: the original model (the one `model` was unlearned from): the relearning target is
+            its accuracy on held-out D_f, and CKA to it is added (`CKA-original-forget`, `-retain`).
 
     Returns:
         An `Evaluation`: `.metrics` (flat, for tables), `.mia`, `.probe`, `.relearn` and
@@ -186,13 +206,16 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
 
     Example:
         ```python
-        reference = prunelora.evaluate(retrained, splits).metrics
-        metrics = prunelora.evaluate(unlearned, splits, reference=reference).metrics
-        print(metrics["UA"], metrics["Avg.Gap"])
+        reference = prunelora.evaluate(retrained, splits, original=original).metrics
+        metrics = prunelora.evaluate(unlearned, splits, reference=reference, original=original).metrics
+        print(metrics["UA"], metrics["Avg.Gap"], metrics["Out.Gap"], metrics["relearn_steps"])
         ```
     """
     check_model(model)  # a string, a meta-device or float64 model: one line, before any work
     resolve_device(device)  # an unavailable device too
+    if original is not None and original_model is not None and original is not original_model:
+        raise InvalidInputError("original= and original_model= name two different models; pass one (original=)")
+    original_model = original if original is not None else original_model
     _check_judgeable(model, original_model, reference_model, reference)  # finite weights and reference
     splits = resolve_splits(splits, retain, forget, test, forget_classes,
                             num_classes=model_scores(model, retain, what_data="the retain set").shape[1]
@@ -211,7 +234,7 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
     outputs = {part: predict(model, getattr(splits, part), device=device)
                for part in ("forget", "retain", "test_retain", "test_forget", "val")}
-    m: dict[str, float] = split_accuracies(outputs)  # UA, RA, TA, FA, val
+    m: dict[str, float] = split_accuracies(outputs, forgotten_classes(splits))  # UA, RA, TA, FA, val
     mia: dict[str, dict] = {}
     attacks = default_attacks() if attacks is None else attacks
     if len(splits.forget) and attacks:
@@ -220,9 +243,12 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             mia_all(outputs["retain"], outputs["test_retain"], outputs["forget"], attacks=attacks,
                     seed=mia_seed, max_samples=mia_max_samples) if is_main_process() else None)
         for name, res in results.items():
-            mia[name] = res.to_dict()
+            at_chance = attack_at_chance(res.attack_accuracy, res.n_heldout)
+            mia[name] = res.to_dict() | {"standard_error": chance_standard_error(res.n_heldout),
+                                         "at_chance": at_chance}
             m[f"MIA-{name}"] = res.efficacy
             m[f"MIA-{name}-acc"] = res.attack_accuracy
+            m[f"MIA-{name}-at-chance"] = float(at_chance)
         m["MIA"] = m.get("MIA-confidence-svc", float("nan"))
     m.update({k: float(v) for k, v in parameter_counts(model).items()})
     m["sparsity"] = 1.0 - m["nonzero_params"] / m["params"] if m["params"] else 0.0
@@ -257,12 +283,17 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
             m.update(rep.metrics())
             represented = rep.to_dict()
     relearned: dict = {}
+    if relearn is not None and relearn_target is None and original_model is not None and len(splits.forget) >= 2:
+        # the level relearning must regain: the original's accuracy on the held-out part of D_f
+        relearn_target = broadcast_from_main(heldout_accuracy(original_model, splits, relearn, device=device)
+                                             if is_main_process() else None)
     if relearn is None:
         relearned = {"skipped": "turned off"}
-    elif relearn_target is None:
-        relearned = {"skipped": "the original model's accuracy on D_f is unknown (pass the original)"}
     elif len(splits.forget) < 2:
         relearned = {"skipped": f"D_f has {len(splits.forget)} image(s); relearning needs at least 2"}
+    elif relearn_target is None:
+        relearned = {"skipped": "the original model's accuracy on D_f is unknown: pass the original "
+                                "(evaluate(..., original=model), prunelora eval --original DIR)"}
     else:
         result = broadcast_from_main(relearn_steps(model, splits, relearn_target, relearn, device=device)
                                      if is_main_process() else None)

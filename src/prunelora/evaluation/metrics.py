@@ -8,7 +8,8 @@ Definitions (docs/concepts/metrics.md, "Metrics"):
 - ``UA  = 100 * (1 - Acc(D_f))``, ``RA = Acc(D_r)``, ``TA = Acc(test-retain)``
 - ``MIA-Efficacy`` = percent of D_f that an attack, trained on members (a sample of D_r) vs
   non-members (test samples), classifies as *non-member*.
-- ``Avg.Gap`` = mean of ``|method - retrain|`` over UA, RA, TA and MIA-Efficacy.
+- ``Avg.Gap`` = mean of ``|method - retrain|`` over UA, RA, TA and MIA-Efficacy; ``Out.Gap`` the same
+  over UA, RA and TA alone (no attack in it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from prunelora.training.loop import top1_accuracy
 __all__ = [
     "GAP_KEYS",
     "MIA_FEATURES",
+    "OUTPUT_GAP_KEYS",
     "accuracy",
     "avg_gap",
     "confidence",
@@ -105,7 +107,7 @@ SPLIT_METRICS: dict[str, str] = {"forget": "UA", "retain": "RA", "test_retain": 
 """A split's part (a `Splits` attribute) -> the accuracy metric measured on it."""
 
 
-def split_accuracies(outputs: Mapping[str, Outputs]) -> dict[str, float]:
+def split_accuracies(outputs: Mapping[str, Outputs], forget_classes: Sequence[int] = ()) -> dict[str, float]:
     """The accuracy family from the outputs of each part of a split: UA on ``forget``, RA on
     ``retain``, TA on ``test_retain``, FA on ``test_forget``, val on ``val``.
 
@@ -115,6 +117,9 @@ def split_accuracies(outputs: Mapping[str, Outputs]) -> dict[str, float]:
     Args:
         outputs: part name (a key of `SPLIT_METRICS`) -> ``(logits, targets)``; only the parts
             given are measured, in the order given.
+        forget_classes: the forgotten classes (class-wise forgetting): ``val`` is then measured on the
+            validation images of the other classes only, as TA is (a model that forgot a class gets
+            its validation images wrong on purpose; counted in, they would read as damage).
 
     Returns:
         Metric name -> percent (NaN for an empty part).
@@ -126,6 +131,10 @@ def split_accuracies(outputs: Mapping[str, Outputs]) -> dict[str, float]:
     for part, (logits, targets) in outputs.items():
         if part not in SPLIT_METRICS:
             raise InvalidInputError(f"unknown split part {part!r}; accepted: {', '.join(SPLIT_METRICS)}")
+        if part == "val" and len(forget_classes):
+            labels = torch.as_tensor(targets).cpu()
+            kept = ~torch.isin(labels, torch.tensor([int(c) for c in forget_classes], dtype=labels.dtype))
+            logits, targets = torch.as_tensor(logits).cpu()[kept], labels[kept]
         value = accuracy(logits, targets)
         out[SPLIT_METRICS[part]] = 100.0 - value if part == "forget" else value
     return out
@@ -202,6 +211,9 @@ MIA_FEATURES: dict[str, Callable[[ArrayLike, ArrayLike], np.ndarray]] = {
 
 GAP_KEYS: tuple[str, ...] = ("UA", "RA", "TA", "MIA")
 """The metrics Avg.Gap averages over (MIA: the `confidence-svc` efficacy)."""
+OUTPUT_GAP_KEYS: tuple[str, ...] = ("UA", "RA", "TA")
+"""The metrics Out.Gap averages over: the outputs' accuracies alone, no membership attack (whose
+efficacy is a coin flip where the attack is at chance; see `prunelora.evaluation.chance`)."""
 
 
 def avg_gap(

@@ -22,13 +22,27 @@ from prunelora.evaluation.plots import plot_metrics as _plot_bars
 # Columns of the summary table, in order; `higher` says which direction is better (None: neither).
 TABLE_COLUMNS: list[tuple[str, str]] = [
     ("UA", "UA"), ("RA", "RA"), ("TA", "TA"), ("FA", "FA"), ("MIA", "MIA-Eff (conf-svc)"),
-    ("Avg.Gap", "Avg.Gap"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"), ("Probe.Gap", "Probe.Gap"),
+    ("Avg.Gap", "Avg.Gap"), ("Out.Gap", "Out.Gap (UA/RA/TA)"), ("Probe-FA", "Probe-FA"), ("Probe-TA", "Probe-TA"),
+    ("Probe.Gap", "Probe.Gap"),
     ("Residue.Gap", "Residue.Gap"), ("CKA-original-forget", "CKA→orig (f)"), ("CKA-retrain-forget", "CKA→retrain (f)"),
     ("relearn_steps", "relearn steps"), ("relearn_ratio", "relearn / retrain"), ("relearn_acc@10", "relearn acc@10"),
     ("wall_time_s", "time s"), ("time_ratio", "time / retrain"),
     ("peak_memory_mb", "peak MiB"), ("trainable_params", "trainable"), ("sparsity", "sparsity"),
 ]
 FIRST_COLUMNS = ["scenario", "method", "seed", "reference_seed"]
+NOISE_FLOOR = "retrain-vs-retrain"  # the bench's rows comparing two retrains (`prunelora.bench.NOISE_FLOOR`)
+
+
+class SeedStat(tuple):
+    """`(mean, std)` over seeds that also knows `n`, how many seeds had a value: a one-seed cell
+    prints `n=1`, since its std of 0 measures nothing."""
+
+    n: int
+
+    def __new__(cls, mean: float, std: float, n: int) -> SeedStat:
+        stat = super().__new__(cls, (mean, std))
+        stat.n = n
+        return stat
 
 
 def _finite(values: Sequence[float]) -> list[float]:
@@ -52,11 +66,14 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, dict[str, tuple[float, fl
         out[scenario] = {}
         for method, method_rows in methods.items():
             keys = [k for k in method_rows[0] if k not in FIRST_COLUMNS]
-            out[scenario][method] = {k: mean_std([r.get(k, float("nan")) for r in method_rows]) for k in keys}
+            out[scenario][method] = {}
+            for k in keys:
+                values = [r.get(k, float("nan")) for r in method_rows]
+                out[scenario][method][k] = SeedStat(*mean_std(values), len(_finite(values)))
     return out
 
 
-def _fmt(mean: float, std: float, key: str) -> str:
+def _fmt(mean: float, std: float, key: str, n: int | None = None) -> str:
     if math.isnan(mean):
         return "–"
     if key == "trainable_params":
@@ -64,6 +81,8 @@ def _fmt(mean: float, std: float, key: str) -> str:
     if key == "sparsity":
         return f"{mean:.3f}"
     digits = 2 if key in ("time_ratio", "relearn_ratio") or key.startswith("CKA") else 1
+    if n == 1:  # one seed: no spread was measured, and "± 0.0" would claim one
+        return f"{mean:.{digits}f} (n=1)"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -80,12 +99,46 @@ def _bound(metrics: dict[str, tuple[float, float]], key: str) -> str | None:
 
 
 def cell_text(metrics: dict[str, tuple[float, float]], key: str) -> str:
-    """A report cell: mean ± std over seeds, marked ≥ / ≤ where relearning hit its cap."""
-    mean, std = metrics.get(key, (float("nan"), float("nan")))
+    """A report cell: mean ± std over seeds (`n=1` for one seed), marked ≥ / ≤ where relearning hit
+    its cap, and † on MIA-Eff where its attack was at chance in some seed."""
+    stat = metrics.get(key, (float("nan"), float("nan")))
+    mean, std = stat
     bound = _bound(metrics, key)
     if bound is None or math.isnan(mean):
         return "–"
-    return bound + _fmt(mean, std, key)
+    chance = " †" if key == "MIA" and chance_seeds(metrics, "confidence-svc")[0] else ""
+    return bound + _fmt(mean, std, key, getattr(stat, "n", None)) + chance
+
+
+def chance_seeds(metrics: dict[str, tuple[float, float]], attack: str) -> tuple[int, int]:
+    """(seeds where `attack` was at chance, seeds it ran in) from a method's summary; (0, n) when it
+    never was, (0, 0) when it did not run (or the cells predate the flag)."""
+    stat = metrics.get(f"MIA-{attack}-at-chance")
+    if stat is None or math.isnan(stat[0]):
+        return 0, 0
+    n = getattr(stat, "n", 1)
+    return round(stat[0] * n), n
+
+
+def _chance_lines(methods: dict[str, dict[str, tuple[float, float]]]) -> list[str]:
+    """The report's paragraph naming, per method, the attacks at chance (none: no paragraph)."""
+    attacks = sorted({k.removeprefix("MIA-").removesuffix("-at-chance") for m in methods.values() for k in m
+                      if k.startswith("MIA-") and k.endswith("-at-chance")})
+    found = []
+    for method, metrics in methods.items():
+        flagged = [(a, *chance_seeds(metrics, a)) for a in attacks]
+        flagged = [f"{a} ({k} of {n} seed{'s' if n > 1 else ''})" for a, k, n in flagged if k]
+        if flagged:
+            found.append(f"`{method}`: {', '.join(flagged)}")
+    if not found:
+        return []
+    text = ("**Attacks at chance** (balanced accuracy within two standard errors of 50 on its held-out members "
+            "and non-members, or below: the attack cannot tell members from non-members, and its efficacy is a "
+            "coin flip) — " + "; ".join(found) + ".")
+    if any(chance_seeds(metrics, "confidence-svc")[0] for metrics in methods.values()):
+        text += (" † marks an MIA-Eff whose `confidence-svc` attack was at chance: that MIA-Eff, and the quarter "
+                 "of Avg.Gap it makes, say nothing; read Out.Gap (UA, RA, TA alone) there.")
+    return [text, ""]
 
 
 def markdown_table(summary: dict[str, dict[str, tuple[float, float]]],
@@ -143,6 +196,20 @@ def _subset_line(original_meta: CheckpointMeta) -> list[str]:
             f"{subset.get('seed', 0)}); validation is carved from it, the test set is whole"]
 
 
+def _seeds_line(rows: list[dict], config: dict) -> str:
+    """The Setup line of seeds: the methods' seeds (never the noise floor's retrain), the reference
+    retrains' seeds, and the retrain run for the noise floor alone, if one was."""
+    methods = sorted({r["seed"] for r in rows if r["method"] not in ("retrain", NOISE_FLOOR)})
+    retrains = sorted({r["seed"] for r in rows if r["method"] == "retrain"})
+    floor_only = sorted({r["seed"] for r in rows if r["method"] == NOISE_FLOOR} - set(retrains))
+    line = f"- seeds: {methods}; retrain seeds: {retrains}"
+    if floor_only:
+        line += f"; and a retrain of seed {', '.join(map(str, floor_only))} for the noise floor alone"
+    elif len(retrains) == 1 and config.get("noise_floor") is False:
+        line += "; no retrain for the noise floor (`noise_floor: false`)"
+    return line
+
+
 def reference_text(rows: list[dict]) -> str:
     """Which retrain each seed's row was compared with, in words (for the report)."""
     pairs = sorted({(r["seed"], r["reference_seed"]) for r in rows
@@ -189,8 +256,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         *_subset_line(original_meta),
         f"- original: trained with `{json.dumps(config.get('train', {}))}` — test accuracy "
         f"{metrics.get('test', float('nan')):.2f}%, {original_wall:.1f} s",
-        f"- seeds: {sorted({r['seed'] for r in rows if r['method'] != 'retrain'})}; retrain seeds: "
-        f"{sorted({r['seed'] for r in rows if r['method'] == 'retrain'})}",
+        _seeds_line(rows, config),
         f"- methods and options: `{json.dumps(config.get('methods', {}))}`",
         f"- machine: {machine_description()}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
@@ -211,7 +277,10 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         "UA = 100·(1 − Acc(D_f)); RA = Acc(D_r); TA = Acc(test, retained classes); FA = Acc(test, forgotten "
         "classes); MIA-Eff = % of D_f that the `confidence-svc` membership attack calls non-member; "
         f"Avg.Gap = mean |method − retrain| over UA, RA, TA, MIA-Eff, against {reference_text(rows)}; "
-        "time = wall time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds. "
+        "Out.Gap = the same over UA, RA and TA alone (no attack in it: read it where the attack behind MIA-Eff "
+        "is at chance, marked †, and Avg.Gap where the attack works, as it also weighs membership); "
+        "time = wall time of the unlearning run alone (evaluation excluded). All in %, mean ± std over seeds "
+        "(n=1: one seed, no spread measured). "
         "The `retrain-vs-retrain` row compares every pair of retrains of different seeds: its Avg.Gap is the "
         "noise floor, against which every other gap is read.", "",
         "Probe-FA / Probe-TA = accuracy on the forgotten / retained test classes of a linear probe (standardised "
@@ -237,6 +306,7 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
             lines += ["Images: " + ", ".join(f"{SPLIT_NAMES[k]} {v:,}" for k, v in sizes.items() if k in SPLIT_NAMES)
                       + ".", ""]
         lines += [markdown_table(methods), ""]
+        lines += _chance_lines(methods)
         layers = sorted({k.split("@", 1)[1] for m in methods.values() for k in m if k.startswith("Probe-FA@")})
         for layer in layers:
             lines += [f"Probe on the output of `{layer}` (pooled over space or tokens):", "",
@@ -248,7 +318,8 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
         if attack_cols:
             lines += ["Membership-inference attacks: efficacy on D_f / the attack's own balanced accuracy on held-out "
                       "members vs non-members (near 50 = the attack cannot tell members from non-members, and its "
-                      "efficacy says little).", "",
+                      "efficacy says little; \"at chance\": within two standard errors of 50, or below, in the "
+                      "seeds counted).", "",
                       "| method | " + " | ".join(c.removeprefix("MIA-").removesuffix("-acc") for c in attack_cols) + " |",
                       "|---|" + "---|" * len(attack_cols)]
             for method, m in methods.items():
@@ -256,14 +327,25 @@ def write_report(out: Path, rows: list[dict], cells: dict, config: dict, origina
                 for col in attack_cols:
                     eff = m.get(col.removesuffix("-acc"), (float("nan"), 0))[0]
                     acc = m.get(col, (float("nan"), 0))[0]
-                    cells_text.append(f"{eff:.1f} / {acc:.1f}")
+                    flagged, ran = chance_seeds(m, col.removeprefix("MIA-").removesuffix("-acc"))
+                    chance = "" if not flagged else " (at chance)" if flagged == ran else \
+                        f" (at chance in {flagged} of {ran} seeds)"
+                    cells_text.append(f"{eff:.1f} / {acc:.1f}{chance}")
                 lines.append(f"| {method} | " + " | ".join(cells_text) + " |")
             lines.append("")
-        floor = [r for r in rows if r["scenario"] == scenario and r["method"] == "retrain-vs-retrain"]
-        if _finite([r["Avg.Gap"] for r in floor]):
+        floor = [r for r in rows if r["scenario"] == scenario and r["method"] == NOISE_FLOOR]
+        if not floor:
+            why = " (one retrain seed, and `noise_floor: false` in the bench config)" \
+                if config.get("noise_floor") is False else ""
+            lines += [f"Noise floor: not measured{why}: how far two exact retrains differ is unknown here, so no "
+                      "gap can be read against it.", ""]
+        elif _finite([r["Avg.Gap"] for r in floor]):
             text = (f"Noise floor: two retrains with different seeds differ by Avg.Gap "
                     f"{statistics.fmean(_finite([r['Avg.Gap'] for r in floor])):.2f} on average ({len(floor)} pair(s)) "
                     "— a method closer than that is as good as exact retraining here.")
+            out_gaps = _finite([r.get("Out.Gap", math.nan) for r in floor])
+            if out_gaps:
+                text += f" Their Out.Gap: {statistics.fmean(out_gaps):.2f}."
             probe_gaps = _finite([r.get("Probe.Gap", math.nan) for r in floor])
             if probe_gaps:
                 text += f" Their Probe-FA differ by {statistics.fmean(probe_gaps):.1f} points on average."
