@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 
-from rich.console import Console
 from rich.table import Table
 
 from prunelora.api import evaluate_checkpoint
@@ -18,6 +17,7 @@ from prunelora.cli.options import (
     add_forget,
     forget_spec_from_args,
 )
+from prunelora.cli.safe_text import console, printable
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
         probe_layer=args.probe_layer if not args.no_probe else None,
         relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps))
     if found.original_missing:
-        print(f"relearning skipped: {found.original_missing}")
+        print(f"relearning skipped: {printable(found.original_missing)}")  # (names a path from meta.json)
     metrics = found.metrics
     classes = found.meta.dataset.classes if found.meta.dataset is not None else None
-    table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
+    # class names come from meta.json: escaped, and printed with markup off
+    table = Table(title=printable(f"{args.checkpoint}: forget {found.forget.describe(classes)}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
@@ -86,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
             text = f"{value:,.0f}"  # counts
         else:
             text = f"{value:,.2f}"
-        table.add_row(key, text)
-    Console().print(table)
+        table.add_row(printable(key), text)
+    console().print(table)
     if args.json:
         atomic_write_text(args.json, json.dumps(found.to_dict(), indent=2, default=float) + "\n")
     return 0

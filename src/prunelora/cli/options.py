@@ -14,6 +14,7 @@ import types
 import typing
 from typing import Any
 
+from prunelora.cli.safe_text import printable
 from prunelora.data import ForgetSpec
 
 # --------------------------------------------------------------------------- flags from dataclasses
@@ -154,5 +155,6 @@ def print_metrics(meta, path) -> None:
     (`meta`: a `CheckpointMeta`)."""
     parts = [f"{k} {v:.2f}" for k, v in (meta.metrics or {}).items() if isinstance(v, float)]
     cost = meta.cost or {}
-    print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
-          + (f" -> {path}" if path else ""))
+    line = (f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
+            + (f" -> {path}" if path else ""))
+    print(printable(line))  # the kind and the metric names come from meta.json, the path from outside

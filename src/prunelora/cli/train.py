@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from prunelora.api import train
 from prunelora.cli.options import (
     add_common,
@@ -15,7 +13,8 @@ from prunelora.cli.options import (
     config_from_args,
     print_metrics,
 )
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, shown
+from prunelora.presets import load_yaml_text
 from prunelora.training import TrainConfig, check_device
 
 
@@ -40,12 +39,10 @@ def parse_kv(items: list[str] | None, flag: str) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise InvalidInputError(f"{flag} {item!r} is not key=value")
+            raise InvalidInputError(f"{flag} {shown(item)} is not key=value")
         key, value = item.split("=", 1)
-        try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except (yaml.YAMLError, RecursionError):
-            raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
+        # the one strict YAML reader: an alias cannot expand a short argument into gigabytes
+        out[key.strip().replace("-", "_")] = load_yaml_text(value, f"{flag} {shown(item)}: the value")
     return out
 
 
