@@ -247,3 +247,11 @@ def test_a_huge_value_in_an_options_config_is_shown_bounded(tmp_path, run_cli):
     line = one_error_line(run_cli("train", "--model", "resnet8", "--config", config, "--out", tmp_path / "out"),
                           "train")
     assert "epochs" in line and len(line) < 500
+
+
+def test_the_noise_floor_seed_stays_in_range():
+    from prunelora.bench.runner import noise_floor_seeds
+
+    assert noise_floor_seeds([4]) == [4, 5]
+    assert noise_floor_seeds([2**63 - 1]) == [2**63 - 1, 2**63 - 2]
+    assert noise_floor_seeds([1, 2]) == [1, 2]

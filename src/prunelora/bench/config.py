@@ -13,7 +13,9 @@ from typing import Any
 
 from prunelora.bench.executor_config import ExecutorSettings
 from prunelora.bench.fields import (
+    MAX_SEED,
     MAX_SKLEARN_SEED,
+    check_forget_values,
     check_fraction,
     check_safe_name,
     check_seed,
@@ -251,7 +253,7 @@ class BenchConfig:
             section = getattr(self, key)
             if isinstance(section, dict) and "seed" in section:
                 # the probe's seed is scikit-learn's random_state too, which takes [0, 2^32)
-                check_seed(source, f"{key}.seed", section["seed"], MAX_SKLEARN_SEED if key == "probe" else 2**63)
+                check_seed(source, f"{key}.seed", section["seed"], MAX_SKLEARN_SEED if key == "probe" else MAX_SEED)
 
     def executor_settings(self, source: str = "config") -> ExecutorSettings:
         """The `executor:` section, checked (defaults: one local worker)."""
@@ -287,7 +289,9 @@ class BenchConfig:
         if "name" not in data:
             raise InvalidInputError(f"{source}: every scenario needs a name")
         check_safe_name(source, "scenario name", data["name"])  # a folder under --out
-        check_seed(source, f"scenario {data['name']!r}: forget_seed", data.get("forget_seed", 0))
+        owner = f"scenario {data['name']!r}"
+        check_seed(source, f"{owner}: forget_seed", data.get("forget_seed", 0))
+        check_forget_values(source, owner, data)
         scenario = Scenario(**data)
         scenario.spec()
         return scenario

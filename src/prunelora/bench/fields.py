@@ -76,3 +76,18 @@ def check_safe_name(source: str, field: str, value: Any) -> None:
     if len(value) > MAX_NAME or not SAFE_NAME.fullmatch(value):
         raise InvalidInputError(f"{source}: {field} {shown(value)} is not a safe name: up to {MAX_NAME} letters, "
                                 "digits, '.', '_' or '-', not starting with '.' or '-' (it names a folder under --out)")
+
+
+def check_forget_values(source: str, owner: str, scenario: dict) -> None:
+    """The types of a scenario's forget request (its values are `ForgetSpec`'s to judge):
+    `forget_class` an index, a string of indices or a list of indices; `forget_fraction` a number;
+    `forget_indices` a file name."""
+    value = scenario.get("forget_class")
+    if value is not None and not (is_int(value) or (isinstance(value, str) and len(value) <= 10_000)
+                                  or (isinstance(value, list) and all(is_int(v) for v in value))):
+        raise InvalidInputError(f"{source}: {owner}: forget_class must be a class index or a list of them, "
+                                f"not {shown(value)}")
+    value = scenario.get("forget_fraction")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise InvalidInputError(f"{source}: {owner}: forget_fraction must be a number in (0, 1), not {shown(value)}")
+    check_text(source, f"{owner}: forget_indices", scenario.get("forget_indices"), optional=True, empty=False)

@@ -182,8 +182,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         executor.run_cells(config, plan, out, bundle, source, device, log, counts)
         log = _without_reuse_lines(log)
     retrain_seeds = list(plan.retrain_seeds)
-    # The noise floor needs two retrains: with one reference seed, one more retrain is run for it alone.
-    floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
+    floor_seeds = noise_floor_seeds(retrain_seeds)
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario in plan.scenarios:
@@ -221,6 +220,16 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
 
 
 NOISE_FLOOR = "retrain-vs-retrain"
+
+
+def noise_floor_seeds(retrain_seeds: list[int]) -> list[int]:
+    """The retrain seeds the noise floor needs: two at least, so with one reference seed one more
+    retrain is run for it alone (the next seed, or the one before where the next would leave the
+    seeds' range [0, 2^63))."""
+    if len(retrain_seeds) > 1:
+        return retrain_seeds
+    extra = max(retrain_seeds) + 1
+    return [*retrain_seeds, extra if extra < 2**63 else min(retrain_seeds) - 1]
 
 
 def noise_floor_rows(retrains: list[dict], reference_wall_time_s: float | None = None, *,

@@ -25,10 +25,11 @@ from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings
 from prunelora.bench.runner import (
     Original,
     _cached_retrain,
-    load_cell,
     _relearn_target,
     cached_retrain_dir,
     cell_path,
+    load_cell,
+    noise_floor_seeds,
     record_cell,
 )
 from prunelora.data import build_splits
@@ -45,7 +46,7 @@ def plan_cells(config: BenchConfig, plan: BenchPlan, bundle, original: Original,
     """Every cell of the grid: every scenario's retrains first (the references a user may want
     early), then the method cells in the sequential runner's order."""
     retrain_seeds = list(plan.retrain_seeds)
-    floor_seeds = retrain_seeds if len(retrain_seeds) > 1 else [*retrain_seeds, max(retrain_seeds) + 1]
+    floor_seeds = noise_floor_seeds(retrain_seeds)
     retrains, methods = [], []
     for scenario in plan.scenarios:
         splits = build_splits(bundle, scenario.spec(), val_fraction=config.val_fraction, seed=0,
