@@ -180,7 +180,7 @@ def test_a_bench_json_that_is_not_a_stamp_makes_no_bench_folder(stamp, tmp_path)
 def test_a_damaged_cell_file_runs_the_cell_again(damage, small_bench, tmp_path, run_cli):
     config, done = small_bench
     out = Path(shutil.copytree(done, tmp_path / "out"))
-    cell = next(p for p in (out / "cells").rglob("seed0.json") if "finetune" in str(p))
+    cell = next(p for p in (out / "cells").rglob("seed0.json") if p.parent.name.startswith("finetune-"))
     cell.write_text(damage)
     code, stdout, stderr = run_cli("bench", "--config", config, "--out", out, "--no-progress")
     assert code == 0, stderr
