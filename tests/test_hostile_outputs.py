@@ -210,7 +210,7 @@ def _hostile_checkpoint(checkpoint_dir: Path, tmp_path: Path) -> Path:
     folder = Path(shutil.copytree(checkpoint_dir, tmp_path / "ck[/]\x1b[2J"))
     meta = meta_json(folder)
     meta["kind"] = "original" + HOSTILE
-    meta["dataset"]["classes"] = [f"c{i}{HOSTILE}" for i in range(len(meta["dataset"]["classes"]))]
+    meta["dataset"]["classes"] = [f"c{i}{HOSTILE}" for i in range(len(meta["dataset"].get("classes") or "0123456789"))]
     meta["metrics"] = {**(meta.get("metrics") or {}), "UA" + HOSTILE: 1.0}
     meta["versions"] = {**(meta.get("versions") or {}), "x" + HOSTILE: "1" + HOSTILE}
     (folder / META).write_text(json.dumps(meta))
@@ -219,6 +219,7 @@ def _hostile_checkpoint(checkpoint_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", ["info", "eval"])
 def test_checkpoint_strings_reach_the_terminal_escaped(command, checkpoint_dir, tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")  # (rich folds long words at the terminal's width)
     folder = _hostile_checkpoint(checkpoint_dir, tmp_path)
     argv = ["info", folder] if command == "info" else \
         ["eval", folder, "--forget-class", "3", "--no-probe", "--no-relearn", "--attacks", "confidence-svc"]
@@ -239,11 +240,13 @@ def test_unlearn_and_train_lines_are_escaped(capsys):
     assert ESC not in out and "\\x1b" in out and out.count("\n") == 1
 
 
-def test_error_lines_are_escaped(tmp_path, run_cli):
+def test_error_lines_are_escaped_and_main_puts_the_signal_handlers_back(tmp_path, run_cli):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     config = tmp_path / ("c" + HOSTILE.replace("/", "") + ".yaml")
     config.write_text("no-such-option: 1\n")
     code, stdout, stderr = run_cli("train", "--config", config, "--out", tmp_path / "out")
     assert code == 2 and ESC not in stderr and "\\x1b" in stderr and len(stderr.splitlines()) == 1
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_bench_progress_lines_are_escaped(capsys):
@@ -254,9 +257,9 @@ def test_bench_progress_lines_are_escaped(capsys):
     assert ESC not in out and "\\x1b[2J" in out
 
 
-def test_a_bench_summary_prints_markup_as_text(tmp_path, capsys):
+def test_a_bench_summary_prints_markup_as_text(capsys):
     from prunelora.bench import print_summary
 
     rows = [{"scenario": "s", "method": "finetune", "seed": 0, "UA": 1.0, "RA": 2.0, "TA": 3.0}]
-    print_summary(rows, tmp_path / "[/]report.md")  # (rich's parser raised MarkupError on "[/]")
+    print_summary(rows, Path("[/]report.md"))  # (rich's parser raised MarkupError on "[/]")
     assert "[/]report.md" in capsys.readouterr().out

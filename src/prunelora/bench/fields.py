@@ -35,7 +35,7 @@ def check_text(source: str, field: str, value: Any, *, optional: bool = False, e
     if value is None and optional:
         return
     if not isinstance(value, str) or (not empty and not value.strip()):
-        what = "a string" + ("" if empty else ", not empty") + (" or null" if optional else "")
+        what = ("a string" if empty else "a non-empty string") + (" or null" if optional else "")
         raise InvalidInputError(f"{source}: {field} must be {what}, not {shown(value)}")
 
 
