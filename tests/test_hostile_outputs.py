@@ -176,7 +176,16 @@ def test_a_bench_json_that_is_not_a_stamp_makes_no_bench_folder(stamp, tmp_path)
     assert (out / "bench.json").read_text() == stamp
 
 
-@pytest.mark.parametrize("damage", ["{}", "[]", '{"row": 5}', '{"row": {}}', "not json", ""])
+@pytest.mark.parametrize("damage", ["{}", '{"row": 5}', '{"row": {}}', "[]", "not json", ""])
+def test_a_damaged_cell_file_is_not_reused(damage, tmp_path):
+    path = tmp_path / "seed0.json"
+    path.write_text(damage)
+    assert runner.load_cell(path) is None
+    path.write_text(json.dumps({"row": {"scenario": "s", "method": "finetune", "seed": 0, "UA": 1.0}}))
+    assert runner.load_cell(path)["row"]["UA"] == 1.0
+
+
+@pytest.mark.parametrize("damage", ["{}"])
 def test_a_damaged_cell_file_runs_the_cell_again(damage, small_bench, tmp_path, run_cli):
     config, done = small_bench
     out = Path(shutil.copytree(done, tmp_path / "out"))
