@@ -104,7 +104,7 @@ def _damage(text: str, how: str, cut: int) -> str:
     if how == "truncate":
         return text[: cut % max(len(text), 1)]
     if how == "deep":
-        return text + "note: " + "[" * 3000 + "]" * 3000 + "\n"
+        return text + "note: " + "[" * 600 + "]" * 600 + "\n"
     return text
 
 
