@@ -380,7 +380,7 @@ def refuse_special_file(path: Path, label: str) -> None:
     destroys it (as root, the device itself); writing through one writes somewhere else."""
     try:
         mode = path.lstat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (a parent that is a file: the caller says so)
         return
     except OSError as exc:
         raise OutputError(f"{label} {str(path)!r} cannot be examined ({exc.strerror or exc})") from None
