@@ -22,6 +22,8 @@ import hashlib
 import json
 import os
 import platform
+import re
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -344,7 +346,46 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, collective: bool = 
     barrier()
 
 
+# The temporary name of an atomic write (`tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")`): what a
+# process killed mid-write (SIGKILL, a power cut) leaves behind, and nothing a user would name.
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp|\.prunelora-probe-[a-z0-9_]{8}")
+
+
+def is_leftover(entry: Path) -> bool:
+    """`entry` is a temporary file or probe folder a stopped prunelora write left: a folder holding
+    only these is as good as empty (the same command, run again, may use it)."""
+    try:
+        mode = entry.lstat().st_mode
+    except OSError:
+        return False
+    return bool(_TEMPORARY.fullmatch(entry.name)) and (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def holds_results(folder: Path) -> bool:
+    """`folder` holds anything but what `is_leftover` recognises."""
+    return any(not is_leftover(entry) for entry in folder.iterdir())
+
+
+def refuse_special_file(path: Path, label: str) -> None:
+    """Refuse, with one line, an existing `path` that is not a regular file: a device (/dev/null,
+    /dev/full), a FIFO, a socket, or a symbolic link (/dev/stdout). Replacing one by a rename
+    destroys it (as root, the device itself); writing through one writes somewhere else."""
+    try:
+        mode = path.lstat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # absent (a parent that is a file: the caller says so)
+        return
+    except OSError as exc:
+        raise OutputError(f"{label} {str(path)!r} cannot be examined ({exc.strerror or exc})") from None
+    if stat.S_ISLNK(mode):
+        raise OutputError(f"{label} {str(path)!r} is a symbolic link; give the path of a regular file "
+                          "(prunelora writes only regular files and folders)")
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise OutputError(f"{label} {str(path)!r} is a device, FIFO or socket, not a regular file; give the path "
+                          "of a regular file (prunelora writes only regular files and folders)")
+
+
 def _write_text(path: Path, text: str) -> None:
+    refuse_special_file(path, "output")  # before the rename would replace it
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -372,6 +413,10 @@ def check_writable(path: str | os.PathLike, label: str = "--out", kind: str = "d
     if not text.strip():
         raise InvalidInputError(f"{label} is empty; give the path of a {kind}")
     target = Path(path)
+    if kind == "file":  # a file is written only as a regular file, into a folder that exists
+        refuse_special_file(target, label)
+        if not target.parent.exists() and not target.parent.is_symlink():  # (a dangling link: below)
+            raise OutputError(f"{label} {text!r}: the folder {str(target.parent)!r} does not exist")
     probe_in = None
     for candidate in (target, *target.parents):
         try:
@@ -422,7 +467,8 @@ def check_output_dir(out: str | os.PathLike, run_id: str | None = None, overwrit
     command).
     """
     out = check_writable(out, label, "directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    # (temporary files a stopped save left do not make a run: the same command may run again)
+    if out.is_dir() and holds_results(out) and not overwrite:
         if run_id is None or _run_id_in(out, marker) != run_id:
             raise InvalidInputError(
                 f"{label} directory {str(out)!r} already holds a different run; choose another {label} or pass --overwrite"

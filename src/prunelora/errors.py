@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import reprlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,37 @@ def did_you_mean(word: object, accepted: Iterable[object]) -> str:
     """
     close = difflib.get_close_matches(str(word), [str(a) for a in accepted], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` for an error message, bounded in length and in the work it takes.
+
+    A value read from a file can be huge (a long string, a deep or wide structure): the message
+    naming it must stay one short line, and building it must not cost what the value would if
+    expanded. `reprlib` looks at only a few items per level and a few levels; the result is then cut
+    to `limit` characters.
+
+    Args:
+        value: anything, as read from a config or a checkpoint.
+        limit: the most characters returned (an ellipsis marks a cut).
+
+    Returns:
+        A one-line representation of at most `limit` characters.
+    """
+    try:
+        text = _SHORT.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int past Python's digit limit for str()
+        text = f"<{type(value).__name__}>"
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 50, 50
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
+    short.maxlong = 40
+    return short
+
+
+_SHORT = _short_repr()

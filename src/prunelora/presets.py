@@ -1,7 +1,13 @@
-"""Shipped YAML recipes (`configs/NAME.yaml`) and the one strict reader of a YAML mapping.
+"""Shipped YAML recipes (`configs/NAME.yaml`) and the one strict reader of YAML.
 
-Low in the house: the command line (`--config`, `--preset`) and the benchmark (`BenchConfig`)
-both read their files through here. Only the standard library, PyYAML and `prunelora.errors`.
+Low in the house: the command line (`--config`, `--preset`, `--model-arg`) and the benchmark
+(`BenchConfig`) read every YAML text through here. Only the standard library, PyYAML and
+`prunelora.errors`.
+
+The reader is strict where PyYAML is lenient: a key given twice in one mapping is an error, and
+aliases (`*name`) are refused before anything is built. An alias makes a few hundred bytes stand
+for gigabytes once expanded (the "billion laughs"); no prunelora file needs one, so refusing them
+while the text is composed keeps every value read at most as large as its text.
 """
 
 from __future__ import annotations
@@ -11,9 +17,23 @@ from pathlib import Path
 
 import yaml
 
-from prunelora.errors import InvalidInputError, MissingFileError, did_you_mean, parse_text_file
+from prunelora.errors import (
+    InvalidInputError,
+    MissingFileError,
+    did_you_mean,
+    parse_text_file,
+    shown,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped recipes (also ./configs in the repo)
+
+# A recipe or benchmark is a few kilobytes; anything far larger is not one (and is not read whole).
+MAX_YAML_BYTES = 1 << 20
+
+
+def shipped_presets() -> list[str]:
+    """The names of the shipped recipes (`configs/NAME.yaml`), sorted."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
 UNLEARN, BENCH = "unlearn", "bench"  # the two kinds of shipped YAML
@@ -74,25 +94,34 @@ def preset_path(name: str, kind: str | None = None) -> Path:
     Raises:
         InvalidInputError: no such file, or one of the other kind (the message says where it belongs).
     """
+    if not isinstance(name, str):  # only a shipped name reaches a file: never a path (`../../x`)
+        raise InvalidInputError(f"unknown preset {shown(name)}; see `prunelora presets`")
     everything = shipped_configs()
     wanted = shipped_configs(kind) if kind is not None else everything
     if name in wanted:
         return wanted[name]
     if kind == UNLEARN and name in everything:
         raise InvalidInputError(
-            f"{name!r} is a benchmark config, not an unlearning preset: run it with `prunelora bench --preset "
+            f"{shown(name)} is a benchmark config, not an unlearning preset: run it with `prunelora bench --preset "
             f"{name} --out DIR`; unlearning presets: {', '.join(wanted)} (see `prunelora presets`)")
     if kind == BENCH and name in everything:
         raise InvalidInputError(
-            f"{name!r} is an unlearning preset, not a benchmark config: use it with `prunelora unlearn --preset "
+            f"{shown(name)} is an unlearning preset, not a benchmark config: use it with `prunelora unlearn --preset "
             f"{name}`; benchmark configs: {', '.join(wanted)}")
     what = {UNLEARN: "preset", BENCH: "benchmark config"}.get(kind, "preset")
-    raise InvalidInputError(f"unknown {what} {name!r}{did_you_mean(name, wanted)}; accepted: {', '.join(wanted)}")
+    raise InvalidInputError(f"unknown {what} {shown(name)}{did_you_mean(name, wanted)}; accepted: {', '.join(wanted)}")
 
 
 class _StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
-    would silently keep the last)."""
+    would silently keep the last) and an alias is refused where it appears (see the module)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001, ANN201  (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"aliases (*{event.anchor}) are not accepted",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -102,7 +131,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                raise yaml.constructor.ConstructorError(None, None, f"key {shown(key)} is given twice",
                                                         key_node.start_mark)
             seen.add(key)
         except TypeError:  # an unhashable key: the safe constructor reports it
@@ -113,16 +142,49 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _yaml_problem(exc: Exception) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"not valid YAML ({first[:200]})"
+
+
+def _parse(text: str):
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader, stricter)
+    except (ValueError, OverflowError) as exc:  # a scalar PyYAML cannot build, e.g. an int of 10^5 digits
+        raise yaml.YAMLError(f"a value cannot be read: {str(exc)[:100]}") from None
+
+
+def load_yaml_text(text: str, name: str):
+    """The value a YAML text holds, read strictly (no duplicate keys, no aliases); `name` starts
+    the one line of `InvalidInputError` raised when it cannot be read (e.g. "--model-arg 'x=...'").
+    """
+    if len(text) > MAX_YAML_BYTES:
+        raise InvalidInputError(f"{name} is larger than {MAX_YAML_BYTES:,} characters; not a prunelora YAML")
+    try:
+        return _parse(text)
+    except yaml.YAMLError as exc:
+        raise InvalidInputError(f"{name} is {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise InvalidInputError(f"{name} is nested too deeply") from None
+
+
 def read_yaml_mapping(path: str | os.PathLike, label: str) -> dict:
     """A YAML file holding a mapping (an empty file is an empty mapping); one clear line otherwise."""
     file = Path(path)
+    name = f"{label} {str(path)!r}"
     if not file.is_file():
-        raise MissingFileError(f"{label} {str(path)!r} does not exist")
-    data = parse_text_file(file, lambda text: yaml.load(text, Loader=_StrictLoader) or {},  # noqa: S506
-                           yaml.YAMLError, lambda exc: f"not valid YAML ({str(exc).splitlines()[0]})",
-                           InvalidInputError, f"{label} {str(path)!r}")
+        raise MissingFileError(f"{name} does not exist")
+    try:
+        size = file.stat().st_size
+    except OSError as exc:
+        raise MissingFileError(f"{name} cannot be read ({exc.strerror or exc})") from None
+    if size > MAX_YAML_BYTES:
+        raise InvalidInputError(f"{name} is {size:,} bytes, more than the {MAX_YAML_BYTES:,} a prunelora "
+                                "YAML may hold")
+    data = parse_text_file(file, lambda text: _parse(text) or {}, yaml.YAMLError, _yaml_problem,
+                           InvalidInputError, name)
     if not isinstance(data, dict):
-        raise InvalidInputError(f"{label} {str(path)!r} must be a mapping of names to values")
+        raise InvalidInputError(f"{name} must be a mapping of names to values")
     return data
 
 

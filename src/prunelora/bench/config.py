@@ -12,9 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from prunelora.bench.executor_config import ExecutorSettings
+from prunelora.bench.fields import (
+    MAX_SEED,
+    MAX_SKLEARN_SEED,
+    check_forget_values,
+    check_fraction,
+    check_safe_name,
+    check_seed,
+    check_seed_list,
+    check_text,
+    is_int,
+)
 from prunelora.checkpoint import read_meta, run_id
 from prunelora.data import ForgetSpec
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, shown
 from prunelora.evaluation.attacks import default_attacks, list_attacks
 from prunelora.evaluation.relearn import RelearnConfig
 from prunelora.factories import PREFIX, canonical
@@ -38,7 +49,7 @@ class Scenario:
         return ForgetSpec.from_options(vars(self), owner=f"scenario {self.name!r}")
 
 
-METHOD_LABEL = re.compile(r"[A-Za-z0-9._-]+")
+METHOD_LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # part of a folder name under --out
 
 
 def split_method_key(key: str, source: str = "config") -> tuple[str, str | None]:
@@ -47,16 +58,18 @@ def split_method_key(key: str, source: str = "config") -> tuple[str, str | None]
     `NAME` is a method; `NAME@LABEL` is a variant of it with its own options (e.g. `prunelora@1ep`),
     reported on its own row. `retrain` is the reference and has no variants.
     """
-    name, at, label = str(key).partition("@")
+    if not isinstance(key, str):  # a YAML key such as 3 or true
+        raise InvalidInputError(f"{source}: a methods key must be a method name, not {shown(key)}")
+    name, at, label = key.partition("@")
     if not at:
         get_method(name)  # unknown: one line listing the accepted names
         return name, None
     if name not in list_methods():
-        raise InvalidInputError(f"{source}: unknown method {name!r} in the variant {key!r}; accepted: "
+        raise InvalidInputError(f"{source}: unknown method {shown(name)} in the variant {shown(key)}; accepted: "
                                 f"{', '.join(list_methods())}")
     if not METHOD_LABEL.fullmatch(label):
-        raise InvalidInputError(f"{source}: method variant {key!r} needs a label of letters, digits, '.', '_' "
-                                "or '-' after the '@' (e.g. prunelora@1ep)")
+        raise InvalidInputError(f"{source}: method variant {shown(key)} needs a label of letters, digits, '.', "
+                                "'_' or '-' after the '@' (e.g. prunelora@1ep)")
     if name == "retrain":
         raise InvalidInputError(f"{source}: method variant {key!r} is refused: retrain is the reference, "
                                 "it has no variants")
@@ -122,7 +135,8 @@ class BenchPlan:
         seeds = self.retrain_seeds
         if len(seeds) > 1 or not self.noise_floor:
             return seeds
-        return (*seeds, max(seeds) + 1)
+        extra = max(seeds) + 1  # the next seed, or the one before where the next leaves [0, 2^63)
+        return (*seeds, extra if extra < 2**63 else min(seeds) - 1)
 
     @property
     def noise_floor_seed(self) -> int | None:
@@ -239,7 +253,7 @@ class BenchConfig:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known and key not in FACTORY_KEYS:
-                raise InvalidInputError(f"{source}: unknown key {key!r}; accepted: "
+                raise InvalidInputError(f"{source}: unknown key {shown(key)}; accepted: "
                                         f"{', '.join(sorted(known | set(FACTORY_KEYS)))}")
         config = cls(**resolve_references(dict(data), source, Path.cwd() if base is None else Path(base)))
         config.validate(source)
@@ -281,18 +295,19 @@ class BenchConfig:
                                         f"({what}_factory: FILE.py:FUNC) and on the command line")
 
     def validate(self, source: str = "config") -> None:
+        self.check_fields(source)
         for key, kind, what in (("train", dict, "a mapping of recipe fields"), ("model_kwargs", dict, "a mapping"),
                                 ("scenarios", list, "a list of scenarios"), ("seeds", list, "a list of integers"),
                                 ("methods", dict, "a mapping of method names to options"), ("mia", dict, "a mapping"),
                                 ("probe", dict, "a mapping"), ("relearn", dict, "a mapping")):
             if not isinstance(getattr(self, key), kind):
-                raise InvalidInputError(f"{source}: {key} must be {what}, not {getattr(self, key)!r}")
+                raise InvalidInputError(f"{source}: {key} must be {what}, not {shown(getattr(self, key))}")
         for key in ("seeds", "retrain_seeds"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, list) or not all(isinstance(s, int) for s in value)):
-                raise InvalidInputError(f"{source}: {key} must be a list of integers, not {value!r}")
+                raise InvalidInputError(f"{source}: {key} must be a list of integers, not {shown(value)}")
         if not isinstance(self.noise_floor, bool):
-            raise InvalidInputError(f"{source}: noise_floor must be true or false, not {self.noise_floor!r}")
+            raise InvalidInputError(f"{source}: noise_floor must be true or false, not {shown(self.noise_floor)}")
         if any(not isinstance(s, dict) for s in self.scenarios):
             raise InvalidInputError(f"{source}: every scenario must be a mapping (name, forget_class, ...)")
         if any(opts is not None and not isinstance(opts, dict) for opts in self.methods.values()):
@@ -304,7 +319,7 @@ class BenchConfig:
             raise InvalidInputError(f"{source}: a value in train has the wrong type ({exc})") from None
         unknown = set(self.train) - {f.name for f in fields(TrainConfig)}
         if unknown:
-            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in train")
+            raise InvalidInputError(f"{source}: unknown key {shown(sorted(unknown, key=str)[0])} in train")
         check_model_name(self.model)  # the registry decides, as for `prunelora train --model`
         # only the arguments the model declares, never one choosing weights or a file (before --out is made)
         check_model_kwargs(self.model, self.model_kwargs, model_builder(self.model), label=f"{source}: model_kwargs")
@@ -322,20 +337,50 @@ class BenchConfig:
             self.method_scenarios(method, source)
         unknown = set(self.mia) - {"attacks", "max_samples", "seed"}
         if unknown:
-            raise InvalidInputError(f"{source}: unknown key {sorted(unknown)[0]!r} in mia")
+            raise InvalidInputError(f"{source}: unknown key {shown(sorted(unknown, key=str)[0])} in mia")
         attacks = self.mia.get("attacks", list(default_attacks()))
         if not isinstance(attacks, list):
-            raise InvalidInputError(f"{source}: mia.attacks must be a list, not {attacks!r}")
-        bad = [a for a in attacks if a not in default_attacks()]
+            raise InvalidInputError(f"{source}: mia.attacks must be a list, not {shown(attacks)}")
+        bad = [a for a in attacks if not isinstance(a, str) or a not in default_attacks()]
         if bad:
             why = ("needs shadow models, which the bench does not train" if bad[0] in list_attacks()
                    else "is unknown")
-            raise InvalidInputError(f"{source}: MIA attack {bad[0]!r} {why}; accepted: {', '.join(default_attacks())}")
+            raise InvalidInputError(f"{source}: MIA attack {shown(bad[0])} {why}; accepted: "
+                                    f"{', '.join(default_attacks())}")
         max_samples = self.mia.get("max_samples", 5000)
-        if not isinstance(max_samples, int) or max_samples < 4:
-            raise InvalidInputError(f"{source}: mia.max_samples {max_samples!r} must be an integer >= 4")
+        if not is_int(max_samples) or max_samples < 4:
+            raise InvalidInputError(f"{source}: mia.max_samples {shown(max_samples)} must be an integer >= 4")
+        check_seed(source, "mia.seed", self.mia.get("seed", 0))
         self.evaluation(source)
         self.executor_settings(source)
+
+    def check_fields(self, source: str = "config") -> None:
+        """The top-level fields' types and ranges, and the names and seeds that become folders and
+        random states (`prunelora.bench.fields`); the sections are checked by `validate`."""
+        check_text(source, "name", self.name)
+        check_text(source, "dataset", self.dataset, empty=False)
+        check_text(source, "data_dir", self.data_dir, optional=True, empty=False)
+        check_text(source, "model", self.model, empty=False)
+        check_text(source, "note", self.note)
+        check_fraction(source, "val_fraction", self.val_fraction)
+        check_seed_list(source, "seeds", self.seeds)
+        check_seed_list(source, "retrain_seeds", self.retrain_seeds, optional=True)
+        if not isinstance(self.scenarios, list) or not self.scenarios:
+            raise InvalidInputError(f"{source}: scenarios must be a non-empty list of scenarios "
+                                    f"({{name: ..., forget_class: ...}}), not {shown(self.scenarios)}")
+        for i, scenario in enumerate(self.scenarios):
+            if isinstance(scenario, dict) and "name" in scenario:
+                check_safe_name(source, f"scenarios[{i}].name", scenario["name"])
+        if isinstance(self.methods, dict):
+            for key in self.methods:
+                check_text(source, "a methods key", key, empty=False)
+        if isinstance(self.train, dict) and "seed" in self.train:
+            check_seed(source, "train.seed", self.train["seed"])
+        for key in ("mia", "probe", "relearn"):
+            section = getattr(self, key)
+            if isinstance(section, dict) and "seed" in section:
+                # the probe's seed is scikit-learn's random_state too, which takes [0, 2^32)
+                check_seed(source, f"{key}.seed", section["seed"], MAX_SKLEARN_SEED if key == "probe" else MAX_SEED)
 
     def executor_settings(self, source: str = "config") -> ExecutorSettings:
         """The `executor:` section, checked (defaults: one local worker)."""
@@ -346,19 +391,19 @@ class BenchConfig:
         "relearn": {...} | None}` (None: turned off)."""
         unknown = set(self.probe) - {"enabled", "layer", "seed"}
         if unknown:
-            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in probe; "
+            raise InvalidInputError(f"{source}: unknown key {shown(sorted(unknown, key=str)[0])} in probe; "
                                     "accepted: enabled, layer, seed")
         probe = {"layer": self.probe.get("layer"), "seed": self.probe.get("seed", 0)}
         if self.probe.get("enabled", True) is not True and self.probe.get("enabled") is not False:
-            raise InvalidInputError(f"{source}: probe.enabled {self.probe['enabled']!r} must be true or false")
+            raise InvalidInputError(f"{source}: probe.enabled {shown(self.probe['enabled'])} must be true or false")
         if probe["layer"] is not None and not isinstance(probe["layer"], str):
-            raise InvalidInputError(f"{source}: probe.layer {probe['layer']!r} must be a module name (e.g. layers.1)")
-        if isinstance(probe["seed"], bool) or not isinstance(probe["seed"], int):
-            raise InvalidInputError(f"{source}: probe.seed {probe['seed']!r} must be an integer")
+            raise InvalidInputError(f"{source}: probe.layer {shown(probe['layer'])} must be a module name "
+                                    "(e.g. layers.1)")
+        check_seed(source, "probe.seed", probe["seed"], MAX_SKLEARN_SEED)
         relearn = dict(self.relearn)
         enabled = relearn.pop("enabled", True)
         if not isinstance(enabled, bool):
-            raise InvalidInputError(f"{source}: relearn.enabled {enabled!r} must be true or false")
+            raise InvalidInputError(f"{source}: relearn.enabled {shown(enabled)} must be true or false")
         relearn = RelearnConfig.from_dict(relearn, f"{source}: relearn").to_dict()
         return {"probe": probe if self.probe.get("enabled", True) else None, "relearn": relearn if enabled else None}
 
@@ -367,9 +412,13 @@ class BenchConfig:
         known = {f.name for f in fields(Scenario)}
         bad = set(data) - known
         if bad:
-            raise InvalidInputError(f"{source}: unknown key {sorted(bad)[0]!r} in a scenario")
+            raise InvalidInputError(f"{source}: unknown key {shown(sorted(bad, key=str)[0])} in a scenario")
         if "name" not in data:
             raise InvalidInputError(f"{source}: every scenario needs a name")
+        check_safe_name(source, "scenario name", data["name"])  # a folder under --out
+        owner = f"scenario {data['name']!r}"
+        check_seed(source, f"{owner}: forget_seed", data.get("forget_seed", 0))
+        check_forget_values(source, owner, data)
         scenario = Scenario(**data)
         scenario.spec()
         return scenario
@@ -381,17 +430,16 @@ class BenchConfig:
         value = self.train_subset
         if not isinstance(value, dict):
             raise InvalidInputError(f"{source}: train_subset must be a mapping {{size: N, seed: S}} or null, "
-                                    f"not {value!r}")
+                                    f"not {shown(value)}")
         unknown = set(value) - {"size", "seed"}
         if unknown:
-            raise InvalidInputError(f"{source}: unknown key {sorted(unknown, key=str)[0]!r} in train_subset; "
+            raise InvalidInputError(f"{source}: unknown key {shown(sorted(unknown, key=str)[0])} in train_subset; "
                                     "accepted: seed, size")
         size, seed = value.get("size"), value.get("seed", 0)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidInputError(f"{source}: train_subset.size {size!r} must be a positive integer "
+            raise InvalidInputError(f"{source}: train_subset.size {shown(size)} must be a positive integer "
                                     "(the number of training images)")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInputError(f"{source}: train_subset.seed {seed!r} must be an integer")
+        check_seed(source, "train_subset.seed", seed)
         return {"size": size, "seed": seed}
 
     def method_options(self, method: str) -> dict:
@@ -405,7 +453,7 @@ class BenchConfig:
         if preset is not None:
             loaded = read_yaml_mapping(preset_path(preset, UNLEARN), "preset")
             if loaded.get("method", name) != name:
-                raise InvalidInputError(f"preset {preset!r} is for method {loaded['method']!r}, not {name!r}")
+                raise InvalidInputError(f"preset {shown(preset)} is for method {shown(loaded['method'])}, not {name!r}")
             options = {k: v for k, v in loaded.items() if k != "method"} | options
         try:
             entry.make_config(**options)  # validates names and values
@@ -424,7 +472,7 @@ class BenchConfig:
             raise InvalidInputError(f"{source}: retrain runs in every scenario (it is the reference); "
                                     "remove its scenarios")
         if not isinstance(chosen, list) or not chosen or any(c not in names for c in chosen):
-            raise InvalidInputError(f"{source}: {method}: scenarios {chosen!r} must be a non-empty list of "
+            raise InvalidInputError(f"{source}: {method}: scenarios {shown(chosen)} must be a non-empty list of "
                                     f"this config's scenarios ({', '.join(names)})")
         return chosen
 

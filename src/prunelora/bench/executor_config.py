@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, fields, replace
 
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, shown
 
 KINDS = ("local", "ray")
 _ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}")
@@ -60,11 +60,11 @@ class ExecutorSettings:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInputError(f"{source}: executor must be a mapping (kind, workers, threads, "
-                                    f"cpus_per_task, gpus_per_task, address), not {data!r}")
+                                    f"cpus_per_task, gpus_per_task, address), not {shown(data)}")
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(known), key=str)
         if unknown:
-            raise InvalidInputError(f"{source}: unknown key {unknown[0]!r} in executor; accepted: {', '.join(known)}")
+            raise InvalidInputError(f"{source}: unknown key {shown(unknown[0])} in executor; accepted: {', '.join(known)}")
         settings = cls(**data)
         settings.check(source)
         return settings
@@ -72,25 +72,25 @@ class ExecutorSettings:
     def check(self, source: str = "config") -> None:
         """Raise InvalidInputError (one line naming `source`, the field and the bad value) unless valid."""
         if self.kind not in KINDS:
-            raise InvalidInputError(f"{source}: executor kind {self.kind!r} is unknown; accepted: {', '.join(KINDS)}")
+            raise InvalidInputError(f"{source}: executor kind {shown(self.kind)} is unknown; accepted: {', '.join(KINDS)}")
         for name in ("workers", "cpus_per_task"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{source}: {_flag(name, source)} {value!r} must be a positive integer")
+                raise InvalidInputError(f"{source}: {_flag(name, source)} {shown(value)} must be a positive integer")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
-            raise InvalidInputError(f"{source}: {_flag('threads', source)} {self.threads!r} must be a positive "
+            raise InvalidInputError(f"{source}: {_flag('threads', source)} {shown(self.threads)} must be a positive "
                                     "integer or null (cores // workers)")
         gpus = self.gpus_per_task
-        if isinstance(gpus, bool) or not isinstance(gpus, int | float) or gpus < 0:
-            raise InvalidInputError(f"{source}: executor gpus_per_task {gpus!r} must be a number >= 0 "
+        if isinstance(gpus, bool) or not isinstance(gpus, int | float) or not gpus >= 0:  # (NaN too)
+            raise InvalidInputError(f"{source}: executor gpus_per_task {shown(gpus)} must be a number >= 0 "
                                     "(e.g. 1: each cell on its own GPU)")
         if self.address is not None:
             if self.kind != "ray":
-                raise InvalidInputError(f"{source}: {_flag('address', source)} {self.address!r} is for the ray "
+                raise InvalidInputError(f"{source}: {_flag('address', source)} {shown(self.address)} is for the ray "
                                         "executor (--executor ray); the local executor runs on this machine")
             if not isinstance(self.address, str) or not (self.address == "auto" or _ADDRESS.fullmatch(self.address)):
-                raise InvalidInputError(f"{source}: {_flag('address', source)} {self.address!r} is not a Ray "
+                raise InvalidInputError(f"{source}: {_flag('address', source)} {shown(self.address)} is not a Ray "
                                         "address; accepted: HOST:PORT or ray://HOST:PORT of a running cluster's "
                                         "head, or auto")
         if self.kind == "ray" and self.workers != 1:

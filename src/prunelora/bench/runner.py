@@ -30,6 +30,7 @@ from prunelora.checkpoint import (
     CheckpointMeta,
     atomic_write_text,
     check_writable,
+    holds_results,
     load_checkpoint,
     read_meta,
     run_id,
@@ -67,18 +68,40 @@ def same_threads_wall_time(row: dict, retrains: list[dict]) -> float:
     return sum(same) / len(same) if same else float("nan")
 
 
-def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
-    """Create `out`, clearing a different configuration's results when `overwrite`; else the problem."""
+# What a bench writes in its folder (see the module docstring): all that `--overwrite` removes.
+BENCH_FOLDERS, BENCH_FILES = ("cache", "cells", "plots"), ("bench.json", "results.csv", "results.json", "report.md")
+
+
+def bench_stamp(out: Path) -> str | None:
+    """The identity recorded by the bench.json a bench wrote in `out`, or None: `out` is then not a
+    bench's folder (no stamp, or one that is not a bench's)."""
     stamp = _load_json(out / "bench.json") if (out / "bench.json").is_file() else None
-    if out.exists() and any(out.iterdir()) and (stamp is None or stamp.get("identity") != ident):
-        if not overwrite:
-            return (f"output directory {str(out)!r} holds another run (a different configuration or not a bench); "
-                    "choose another --out or pass --overwrite")
-        for name in ("cache", "cells", "plots"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("bench.json", "results.csv", "results.json", "report.md"):
-            (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    identity = stamp.get("identity") if isinstance(stamp, dict) and "config" in stamp else None
+    return identity if isinstance(identity, str) else None
+
+
+def _prepare_bench_dir(out: Path, ident: str, overwrite: bool) -> str | None:
+    """Create `out`, clearing a different configuration's results when `overwrite`; else the problem.
+
+    Only a bench's own folder (its bench.json stamp) is cleared, and only of what a bench writes: an
+    ordinary folder holding anything is refused even with `overwrite`, so a user's files (their own
+    plots/, cache/ or report.md) are never deleted."""
+    if not out.exists() or not holds_results(out):
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    stamp = bench_stamp(out)
+    if stamp == ident:
+        return None
+    if stamp is None:
+        return (f"output directory {str(out)!r} is not empty and holds no bench (no bench.json of prunelora): "
+                "choose an empty or new --out (--overwrite replaces only a bench's own folder)")
+    if not overwrite:
+        return (f"output directory {str(out)!r} holds another bench (a different configuration); "
+                "choose another --out or pass --overwrite")
+    for name in BENCH_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in BENCH_FILES:
+        (out / name).unlink(missing_ok=True)
     return None
 
 
@@ -91,8 +114,20 @@ def _cell_key(method: str, options: dict, evaluation: dict) -> str:
 def _load_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON (or not UTF-8), nested too deeply
         return None
+
+
+def load_cell(path: Path) -> dict | None:
+    """A finished cell's payload as recorded at `path`, or None when there is none to reuse: no file,
+    or one that is not a cell's (damaged, `{}`, another shape); the cell then runs again."""
+    payload = _load_json(path) if path.is_file() else None
+    if not isinstance(payload, dict) or not isinstance(payload.get("row"), dict):
+        return None
+    row = payload["row"]
+    if not all(key in row for key in ("scenario", "method", "seed")):
+        return None
+    return payload
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, device: str | None = None,
@@ -269,7 +304,7 @@ def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: Evalu
     counts = {} if counts is None else counts
     label = f"{cell.scenario} {cell.method.key} seed {cell.seed}"
     path = cell_path(out, cell, settings)
-    done = _load_json(path) if path.is_file() else None
+    done = load_cell(path)
     if done is not None:
         log(f"{label}: done earlier, reusing")
         return done

@@ -25,10 +25,10 @@ from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings
 from prunelora.bench.runner import (
     Original,
     _cached_retrain,
-    _load_json,
     _relearn_target,
     cached_retrain_dir,
     cell_path,
+    load_cell,
     record_cell,
 )
 from prunelora.data import build_splits
@@ -85,7 +85,7 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
     total, done = len(planned), 0
     for task in planned:
         path = _path(out, task, settings)
-        if path.is_file() and _load_json(path) is not None:  # an unreadable file: the cell runs again
+        if load_cell(path) is not None:  # an unreadable or damaged file: the cell runs again
             done += 1
             log(f"{task.label}: done earlier, reusing")
         else:

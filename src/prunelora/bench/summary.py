@@ -13,9 +13,10 @@ from prunelora.evaluation.report import chance_seeds, summarize
 
 
 def print_summary(rows: list[dict], report: Path) -> None:
-    console = Console()
+    # markup off: a name or the --out path holding `[/]` is text, not a style (nor a crash)
+    console = Console(markup=False, emoji=False)
     if console.width < 100:  # piped output defaults to 80 columns, which would cut the numbers
-        console = Console(width=100)
+        console = Console(width=100, markup=False, emoji=False)
     # compact enough for an 80-column terminal; report.md has every column
     terminal = {"UA": "UA", "RA": "RA", "TA": "TA", "MIA": "MIA-Eff", "Avg.Gap": "Avg.Gap",
                 "Out.Gap": "Out.Gap", "time_ratio": "t/retrain"}

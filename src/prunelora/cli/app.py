@@ -21,7 +21,8 @@ import sys
 import warnings
 from collections.abc import Callable, Collection, Iterator
 
-from prunelora.errors import InvalidInputError, PruneLoRAError, did_you_mean
+from prunelora.cli.safe_text import printable
+from prunelora.errors import InvalidInputError, PruneLoRAError, did_you_mean, shown
 from prunelora.factories import load_factory, untrust_all
 from prunelora.presets import UNLEARN, preset_path, read_yaml_mapping
 from prunelora.usercode import DEBUG_ENV, debugging
@@ -196,27 +197,42 @@ def _config_value(action: argparse.Action, value):
     return action.type(value)
 
 
-def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
-    """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them."""
+# Options naming Python code to run: a file (a --config, a preset) may not choose them (see below).
+FACTORY_OPTIONS = ("model_factory", "dataset_factory")
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str,
+                      command_line: argparse.Namespace | None = None) -> None:
+    """Use a YAML file's keys as defaults of `parser`, so that command-line flags override them.
+
+    A factory (`model-factory`, `dataset-factory`) runs the code it names, so a file may name one
+    only when the command line names a factory for that option too (`command_line`: the options
+    the command line gave); the command line's is then the one loaded. A file alone never makes
+    prunelora import code.
+    """
     data = read_yaml_mapping(path, "--config")
     known = {a.dest: a for a in parser._actions if a.dest not in ("help", "config", "preset")}
     defaults, spelled = {}, {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in known:
-            raise InvalidInputError(f"--config {path}: unknown key {key!r}{did_you_mean(dest, known)} "
+            raise InvalidInputError(f"--config {path}: unknown key {shown(key)}{did_you_mean(dest, known)} "
                                     "(keys mirror the command's long options)")
         if dest in spelled:
             raise InvalidInputError(f"--config {path}: {spelled[dest]!r} and {key!r} name the same option; "
                                     "give it once")
         spelled[dest] = key
+        if dest in FACTORY_OPTIONS and value is not None and getattr(command_line, dest, None) is None:
+            flag = "--" + dest.replace("_", "-")
+            raise InvalidInputError(f"--config {path}: {key} is refused: a factory runs code, so only the command "
+                                    f"line names one (give {flag} FILE.py:FUNC there)")
         action = known[dest]
         try:
             value = _config_value(action, value)
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"--config {path}: {key}={value!r} is not a valid value ({exc})") from None
+            raise InvalidInputError(f"--config {path}: {key}={shown(value)} is not a valid value ({exc})") from None
         if action.choices is not None and value not in action.choices:
-            raise InvalidInputError(f"--config {path}: {key}={value!r} is not one of {list(action.choices)}")
+            raise InvalidInputError(f"--config {path}: {key}={shown(value)} is not one of {list(action.choices)}")
         defaults[dest] = value
     parser.set_defaults(**defaults)
 
@@ -238,7 +254,13 @@ def trust_factories(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The `prunelora` command. Ctrl-C at any moment, imports included, prints one line (exit 130)."""
+    """The `prunelora` command. Ctrl-C at any moment, imports included, prints one line (exit 130);
+    SIGTERM too (exit 143), each after the cleanup a stopped run does (see `Terminated`)."""
+    with _terminate_as_interrupt():
+        return _main_guarded(argv)
+
+
+def _main_guarded(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         # While torch, numpy and peft load, Ctrl-C is held back: a KeyboardInterrupt raised inside
@@ -256,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         if quiet:  # under a distributed launcher, one process speaks for all
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (for the life of the process)
         return _main(argv, *parsers)
-    except KeyboardInterrupt:
-        return interrupted()
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
 
 
 def _named_command(argv: list[str]) -> str | None:
@@ -282,7 +304,39 @@ class _interrupts_held:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def interrupted() -> int:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a `kill`, a scheduler's time limit), raised where the program is, as Ctrl-C is: so
+    every cleanup runs (a checkpoint being saved removes its temporary files) and the same command
+    can run again, instead of the process vanishing mid-write."""
+
+
+class _terminate_as_interrupt:
+    """Within the block SIGTERM raises `Terminated`; on leaving, the previous handler is back.
+    Outside the main thread, or where SIGTERM is ignored (nohup-like parents), a no-op."""
+
+    def __enter__(self) -> None:
+        self.installed = False
+        try:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+                self.previous = signal.signal(signal.SIGTERM, self._raise)
+                self.installed = True
+        except ValueError:  # not the main thread
+            pass
+
+    @staticmethod
+    def _raise(signum, frame) -> None:
+        raise Terminated
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:  # (a handler set outside Python reads as None: the default is restored)
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+def interrupted(exc: KeyboardInterrupt | None = None) -> int:
+    """The one line and the exit status of a stopped command: 130 for Ctrl-C, 143 for SIGTERM."""
+    if isinstance(exc, Terminated):
+        sys.stderr.write("prunelora: terminated\n")
+        return 128 + signal.SIGTERM
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting prints nothing more
     sys.stderr.write("prunelora: interrupted\n")
     return 130
@@ -293,7 +347,7 @@ def _one_line_warnings() -> Iterator[None]:
     """Warnings printed as one line while a command runs; the caller's formatter is put back after
     (`main` is also called from Python, e.g. by tests, whose own warnings must keep theirs)."""
     def one_line(message, category, filename, lineno, line=None) -> str:  # not the source line too
-        return f"prunelora: warning: {message}\n"
+        return f"prunelora: warning: {printable(message)}\n"  # (its text may come from a checkpoint)
 
     previous = warnings.formatwarning
     warnings.formatwarning = one_line
@@ -323,7 +377,7 @@ def _run_command(argv: list[str], parser: argparse.ArgumentParser,
         if getattr(args, "config", None) and getattr(args, "_options_config", True):
             files.append(args.config)
         for file in files:
-            apply_config_file(subparsers[args.command], file)
+            apply_config_file(subparsers[args.command], file, command_line=args)
         if files:
             args = parse_command_line(parser, subparsers, argv)
         args._argv = argv  # what was asked, for reports' "to reproduce" lines
@@ -335,7 +389,8 @@ def _run_command(argv: list[str], parser: argparse.ArgumentParser,
             trust_factories(args)
             return args._fn(args)
     except PruneLoRAError as exc:
-        message = str(exc).replace("\n", " ")  # one line, whatever the message holds
+        # one line, whatever the message holds, and nothing in it a terminal would act on
+        message = printable(str(exc).replace("\n", " "))
         sys.stderr.write(f"prunelora {command}: error: {message}\n" if command else f"prunelora: error: {message}\n")
         return EXIT_USAGE
 

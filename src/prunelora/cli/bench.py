@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shlex
 
 from prunelora.bench import BenchConfig, bench, print_summary, split_method_key
@@ -11,7 +12,8 @@ from prunelora.bench.dryrun import plan_dry_run
 from prunelora.bench.executor_config import KINDS
 from prunelora.bench.executors import make_executor
 from prunelora.cli.options import add_bench_overrides, add_factories
-from prunelora.errors import InvalidInputError
+from prunelora.cli.safe_text import printable
+from prunelora.errors import InvalidInputError, shown
 from prunelora.presets import BENCH, preset_path, shipped_configs
 from prunelora.training import check_device
 from prunelora.training.distributed import world_size
@@ -92,12 +94,11 @@ def bench_config_from_args(args: argparse.Namespace) -> BenchConfig:
     for flag in ("seeds", "retrain_seeds"):
         text = getattr(args, flag)
         if text:
-            try:
-                overrides[flag] = [int(s) for s in text.split(",")]
-            except ValueError:
-                raise InvalidInputError(
-                    f"--{flag.replace('_', '-')} {text!r} is not a comma-separated list of integers (e.g. 0,1,2)"
-                ) from None
+            parts = text.split(",")
+            if not all(re.fullmatch(r"\s*[0-9]{1,19}\s*", part) for part in parts):  # ASCII digits: no '1_0', '٣'
+                raise InvalidInputError(f"--{flag.replace('_', '-')} {shown(text)} is not a comma-separated list of "
+                                        "integers in [0, 2^63) (e.g. 0,1,2)")
+            overrides[flag] = [int(part) for part in parts]
     if args.methods:
         names = [m.strip() for m in args.methods.split(",") if m.strip()]
         for name in names:
@@ -113,6 +114,11 @@ def bench_config_from_args(args: argparse.Namespace) -> BenchConfig:
         config = dataclasses.replace(config, **overrides)
         config.validate(args.config)
     return config
+
+
+def print_line(message: str, *args, **kwargs) -> None:
+    """The bench's progress lines, printed with what came from the config or a path escaped."""
+    print(printable(message))
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -132,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     executor = executor_from_args(args, config)  # a bad address or a missing ray: refused before any work
     try:
         rows, report = bench(config, args.out, overwrite=args.overwrite, device=device,
-                             progress=not args.no_progress, command=command_line(args), executor=executor)
+                             progress=not args.no_progress, command=command_line(args), executor=executor,
+                             log=print_line)
     finally:
         executor.close()
     print_summary(rows, report)

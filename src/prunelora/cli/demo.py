@@ -6,7 +6,7 @@ import argparse
 import time
 
 from prunelora.bench import bench, print_summary
-from prunelora.cli.bench import bench_config_from_args, command_line
+from prunelora.cli.bench import bench_config_from_args, command_line, print_line
 from prunelora.cli.options import add_bench_overrides
 from prunelora.presets import BENCH, preset_path
 from prunelora.training import check_device
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = bench_config_from_args(args)
     rows, report = bench(config, args.out, overwrite=args.overwrite, device=check_device(args.device),
-                         progress=not args.no_progress, command=command_line(args))
+                         progress=not args.no_progress, command=command_line(args), log=print_line)
     print_summary(rows, report)
     print(f"demo finished in {time.perf_counter() - start:.0f} s (digits is an illustration, not evidence: see the report)")
     return 0

@@ -20,6 +20,7 @@ from prunelora.cli.options import (
     add_forget,
     forget_spec_from_args,
 )
+from prunelora.cli.safe_text import console, printable
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, get_attack, list_attacks
 from prunelora.evaluation.chance import chance_note
@@ -124,19 +125,20 @@ def run(args: argparse.Namespace) -> int:
             relearn=None if args.no_relearn else RelearnConfig(max_steps=args.relearn_max_steps), on_stage=stage)
     skipped = found.evaluation.relearn.get("skipped")
     if skipped and not args.no_relearn:  # asked for and not run: say why (the JSON records it too)
-        print(f"relearning skipped: {skipped}")
+        print(f"relearning skipped: {printable(skipped)}")  # (may name a path from meta.json)
     metrics, reference, deltas = found.metrics, found.reference_metrics, found.deltas
     at_chance = set(found.evaluation.attacks_at_chance)
     classwise = found.forget.kind == "class"
     classes = found.meta.dataset.classes if found.meta.dataset is not None else None
-    table = Table(title=f"{args.checkpoint}: forget {found.forget.describe(classes)}")
+    # class names come from meta.json: escaped, and printed with markup off
+    table = Table(title=printable(f"{args.checkpoint}: forget {found.forget.describe(classes)}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = []
     for key, value in metrics.items():
         if key.endswith("-at-chance"):
             continue  # shown as a note on the attack's own rows
-        row = [key, _value_text(key, value, metrics)]
+        row = [printable(key), _value_text(key, value, metrics)]
         if reference is not None:  # the retrain beside the model, and the model minus the retrain
             row += [_value_text(key, reference.get(key), reference), _delta_text(key, deltas.get(key))]
         attack = "confidence-svc" if key == "MIA" else key.removeprefix("MIA-").removesuffix("-acc")
@@ -151,9 +153,9 @@ def run(args: argparse.Namespace) -> int:
         table.add_column("note")
     for row, note in rows:
         table.add_row(*row, *([note] if noted else []))
-    Console().print(table)
+    console().print(table)
     if reference is not None:
-        print(f"reference: {args.reference}; Δ = value − reference")
+        print(f"reference: {printable(args.reference)}; Δ = value − reference")
     note = chance_note(found.evaluation.attacks_at_chance)
     if note:
         print(note)

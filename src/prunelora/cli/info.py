@@ -12,11 +12,11 @@ import argparse
 import json
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
 from prunelora.checkpoint import CheckpointMeta, DatasetRecord, load_model, read_meta
 from prunelora.cli.options import add_factories
+from prunelora.cli.safe_text import console, printable
 from prunelora.data import ForgetSpec
 from prunelora.factories import PREFIX, is_trusted
 
@@ -49,34 +49,39 @@ def run(args: argparse.Namespace) -> int:
         if weights.startswith("not checked"):  # stdout stays the JSON alone
             sys.stderr.write(f"prunelora info: weights {weights}\n")
         return 0
-    table = Table(title=f"checkpoint {args.checkpoint}", show_header=False)
+    # every cell holds meta.json's strings: escaped (`printable`), and printed with markup off
+    table = Table(title=f"checkpoint {printable(args.checkpoint)}", show_header=False)
+
+    def add_row(*cells: str) -> None:
+        table.add_row(*(printable(cell) for cell in cells))
+
     m, ds = meta.model, meta.dataset or DatasetRecord({})
-    table.add_row("kind", str(meta.kind))
-    table.add_row("model", f"{m.name} {m.kwargs or ''} ({m.num_classes} classes, "
-                  f"{m.in_channels}x{m.image_size}x{m.image_size})")
-    table.add_row("weights", weights)
+    add_row("kind", str(meta.kind))
+    add_row("model", f"{m.name} {m.kwargs or ''} ({m.num_classes} classes, "
+            f"{m.in_channels}x{m.image_size}x{m.image_size})")
+    add_row("weights", weights)
     imported = meta.extra.get("imported")
     if isinstance(imported, dict):
-        table.add_row("imported", f"from {imported.get('weights')} (trained elsewhere; recipe "
-                      f"{imported.get('recipe', 'unknown')})")
+        add_row("imported", f"from {imported.get('weights')} (trained elsewhere; recipe "
+                f"{imported.get('recipe', 'unknown')})")
     subset = ds.train_subset
-    table.add_row("dataset", str(ds.name) + (f" (train subset of {subset['size']} images, seed "
-                                             f"{subset.get('seed', 0)})" if subset else ""))
+    add_row("dataset", str(ds.name) + (f" (train subset of {subset['size']} images, seed "
+                                       f"{subset.get('seed', 0)})" if subset else ""))
     if ds.val_indices is not None:
-        table.add_row("validation", f"{len(ds.val_indices)} held-out training records, never trained on and never "
-                      "forgotten (listed by --json under dataset.val_indices)")
+        add_row("validation", f"{len(ds.val_indices)} held-out training records, never trained on and never "
+                "forgotten (listed by --json under dataset.val_indices)")
     if meta.forget:
-        table.add_row("forget", ForgetSpec.from_dict(meta.forget).describe(ds.classes))
+        add_row("forget", ForgetSpec.from_dict(meta.forget).describe(ds.classes))
     if meta.method:
-        table.add_row("method", f"{meta.method['name']} {json.dumps(meta.method.get('config', {}))}")
-    table.add_row("recipe", json.dumps(meta.recipe))
+        add_row("method", f"{meta.method['name']} {json.dumps(meta.method.get('config', {}))}")
+    add_row("recipe", json.dumps(meta.recipe))
     for key, value in (meta.metrics or {}).items():
-        table.add_row(f"metric {key}", f"{value:.2f}" if isinstance(value, float) else str(value))
+        add_row(f"metric {key}", f"{value:.2f}" if isinstance(value, float) else str(value))
     for key, value in (meta.cost or {}).items():
-        table.add_row(f"cost {key}", f"{value:.3f}" if isinstance(value, float) else str(value))
+        add_row(f"cost {key}", f"{value:.3f}" if isinstance(value, float) else str(value))
     sparsity = (meta.sparsity or {}).get("overall")
     if sparsity is not None:
-        table.add_row("sparsity", f"{sparsity:.4f}")
-    table.add_row("versions", ", ".join(f"{k} {v}" for k, v in (meta.versions or {}).items()))
-    Console().print(table)
+        add_row("sparsity", f"{sparsity:.4f}")
+    add_row("versions", ", ".join(f"{k} {v}" for k, v in (meta.versions or {}).items()))
+    console().print(table)
     return 0

@@ -17,10 +17,10 @@ import types
 import typing
 from typing import Any
 
-import yaml
-
+from prunelora.cli.safe_text import printable
 from prunelora.data import ForgetSpec
-from prunelora.errors import InvalidInputError
+from prunelora.errors import InvalidInputError, shown
+from prunelora.presets import load_yaml_text
 
 # --------------------------------------------------------------------------- flags from dataclasses
 
@@ -86,16 +86,14 @@ def parse_kv(items: list[str] | None, flag: str) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise InvalidInputError(f"{flag} {item!r} is not key=value")
+            raise InvalidInputError(f"{flag} {shown(item)} is not key=value")
         key, value = item.split("=", 1)
-        try:
-            parsed = yaml.safe_load(value)
-        except (yaml.YAMLError, RecursionError):
-            raise InvalidInputError(f"{flag} {item!r}: the value is not a YAML scalar") from None
+        # the one strict YAML reader: an alias cannot expand a short argument into gigabytes
+        parsed = load_yaml_text(value, f"{flag} {shown(item)}: the value")
         if isinstance(parsed, str) and _NUMBER.fullmatch(parsed.strip()):
             parsed = float(parsed)  # YAML 1.1 reads `1e9` (no dot) and `nan` as text; a user means a number
         if isinstance(parsed, float) and not math.isfinite(parsed):  # .nan, .inf: no size or rate
-            raise InvalidInputError(f"{flag} {item!r}: {parsed} is not a finite number")
+            raise InvalidInputError(f"{flag} {shown(item)}: {parsed} is not a finite number")
         out[key.strip().replace("-", "_")] = parsed
     return out
 
@@ -207,8 +205,9 @@ def print_metrics(meta, path) -> None:
     parts = [f"{'val (retained classes)' if k == 'val' and classwise else k} {v:.2f}"
              for k, v in (meta.metrics or {}).items() if isinstance(v, float)]
     cost = meta.cost or {}
-    print(f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
-          + (f" -> {path}" if path else ""))
+    line = (f"{meta.kind}: " + ", ".join(parts) + f"; {cost.get('wall_time_s', float('nan')):.1f} s"
+            + (f" -> {path}" if path else ""))
+    print(printable(line))  # the kind and the metric names come from meta.json, the path from outside
 
 
 def print_skipped(splits) -> None:
