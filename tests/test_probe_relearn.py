@@ -144,7 +144,7 @@ def test_a_wrong_probe_layer_fails_before_any_work(checkpoint_dir, class3_splits
     import prunelora.evaluation.evaluate as module
 
     net, _ = load_checkpoint(checkpoint_dir)
-    monkeypatch.setattr(module, "predict", lambda *a, **k: pytest.fail("evaluated before refusing"))
+    monkeypatch.setattr(module, "model_pass", lambda *a, **k: pytest.fail("evaluated before refusing"))
     with pytest.raises(InvalidInputError, match="no module 'layer9'.*--no-probe"):
         evaluate(net, class3_splits, probe_layer="layer9", device="cpu")
 

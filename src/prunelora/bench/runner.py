@@ -26,6 +26,7 @@ import torch
 
 from prunelora.api import apply_train_subset, result_meta, train
 from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings, MethodPlan
+from prunelora.bench.progress import GridProgress, cell_kind
 from prunelora.checkpoint import (
     CheckpointMeta,
     atomic_write_text,
@@ -38,6 +39,7 @@ from prunelora.checkpoint import (
 )
 from prunelora.data import build_splits, check_data_identity, load_dataset
 from prunelora.errors import InvalidInputError
+from prunelora.evaluation.cache import EvaluationCache
 from prunelora.evaluation.compare import compare
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.relearn import heldout_accuracy
@@ -47,6 +49,11 @@ from prunelora.methods.common import check_lora_rank
 from prunelora.models import create_model
 from prunelora.models.classifier import find_module
 from prunelora.training.distributed import barrier, broadcast_from_main, is_main_process
+
+EVALUATION_CACHE = EvaluationCache()
+"""What this process's cells share of their evaluation: the original's and each retrain's features
+(CKA compares every cell with them) and the throughput of each model structure, measured once
+(`prunelora.evaluation.cache`; the metrics are the same as without it)."""
 
 
 def _silent(*args, **kwargs) -> None:
@@ -189,6 +196,11 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         # reads them back in order and builds the rows exactly as after a sequential run.
         executor.run_cells(config, plan, out, bundle, source, device, log, counts)
         log = _without_reuse_lines(log)
+    # one cell at a time: a progress line for the grid before each cell that runs (a parallel pass
+    # printed its own, and every cell is read back below)
+    grid = None if executor is not None and executor.parallel else GridProgress({
+        "retrain": len(plan.scenarios) * len(floor_seeds),
+        "method": sum(len(plan.seeds) for s in plan.scenarios for m in plan.methods if s.name in m.scenarios)})
     rows: list[dict] = []
     payloads: dict[tuple[str, str, int], dict] = {}
     for scenario in plan.scenarios:
@@ -198,7 +210,8 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
         references: dict[int, dict] = {}
         for seed in floor_seeds:
             payload = _run_cell(out, Cell(scenario.name, plan.retrain, seed, cache_model=True), source, splits,
-                                plan.evaluation, target, device, progress, log, counts=counts, threads=threads)
+                                plan.evaluation, target, device, progress, log, counts=counts, threads=threads,
+                                grid=grid)
             payloads[(scenario.name, "retrain", seed)] = payload
             references[seed] = payload["row"]
         retrains = [references[s] for s in retrain_seeds]
@@ -215,7 +228,7 @@ def run_bench(config: BenchConfig, out: str | Path, *, overwrite: bool = False, 
                 reference_seed = retrain_seeds[i % len(retrain_seeds)]
                 payload = _run_cell(out, Cell(scenario.name, method, seed), source, splits, plan.evaluation, target,
                                     device, progress, log, counts=counts, threads=threads,
-                                    reference_model=_cached_retrain(out, scenario.name, reference_seed))
+                                    reference_model=_cached_retrain(out, scenario.name, reference_seed), grid=grid)
                 payloads[(scenario.name, method.key, seed)] = payload
                 row = payload["row"]
                 row.update(compare(row, references[reference_seed],
@@ -293,26 +306,36 @@ def cell_path(out: Path, cell: Cell, settings: EvaluationSettings) -> Path:
 
 def _run_cell(out: Path, cell: Cell, original: Original, splits, settings: EvaluationSettings,
               relearn_target: float | None, device, progress: bool, log, counts: dict | None = None,
-              threads: int | None = None, reference_model: torch.nn.Module | None = None) -> dict:
+              threads: int | None = None, reference_model: torch.nn.Module | None = None,
+              grid: GridProgress | None = None) -> dict:
     """Run one cell, or read it back if it finished earlier. Returns its payload, whose row holds the
     model's own metrics and costs (the comparison with its reference is added by the caller).
 
     `settings` and `relearn_target` (the original's accuracy on held-out D_f) say how to evaluate;
     `threads`, the torch threads the cell runs with (None: the current setting); the original and
-    `reference_model` (its retrain) are the CKA references.
+    `reference_model` (its retrain) are the CKA references. `grid`: the grid's progress, told of
+    this cell (and its line printed before the cell runs).
     """
     counts = {} if counts is None else counts
     label = f"{cell.scenario} {cell.method.key} seed {cell.seed}"
     path = cell_path(out, cell, settings)
     done = load_cell(path)
+    kind = cell_kind(cell.method.key)
     if done is not None:
         log(f"{label}: done earlier, reusing")
+        if grid is not None:
+            grid.reused(kind)
         return done
     counts["run"] = counts.get("run", 0) + 1
+    if grid is not None:
+        log(grid.starting(label))
     log(f"{label}: running")
+    start = time.perf_counter()
     payload, checkpoint = compute_cell(cell, original, splits, settings, relearn_target, device, progress,
                                        threads=threads, reference_model=reference_model)
     record_cell(out, path, cell, payload, checkpoint)
+    if grid is not None:
+        grid.finished(kind, time.perf_counter() - start)
     return payload
 
 
@@ -354,7 +377,7 @@ def compute_cell(cell: Cell, original: Original, splits, settings: EvaluationSet
                                                     original_path=original.path, device=device))
         evaluation = evaluate(result.model, splits, device=device, relearn_target=relearn_target,
                               original_model=original.model, reference_model=reference_model,
-                              **settings.evaluate_options())
+                              cache=EVALUATION_CACHE, **settings.evaluate_options())
         ran_with = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous)

@@ -16,12 +16,14 @@ import dataclasses
 import io
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from prunelora.bench.cellwork import CellOutcome, CellTask, WorkerContext
 from prunelora.bench.config import BenchConfig, BenchPlan, EvaluationSettings
+from prunelora.bench.progress import cell_kind, progress_line
 from prunelora.bench.runner import (
     Original,
     _cached_retrain,
@@ -107,7 +109,7 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
     # cells lost together (a local pool breaks as a whole when one worker dies): which one died is
     # unknown, so they run again one at a time, alone, until the one that dies shows itself
     suspects: list[CellTask] = []
-    durations: list[float] = []
+    durations: dict[str, list[float]] = {}  # per kind of cell: a retrain takes longer than a method
     try:
         while waiting or running or suspects:
             if suspects:
@@ -129,7 +131,10 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
                 if not running:  # cannot happen: the retrains come first and are always ready
                     raise PruneLoRAError(f"no cell can start: {waiting[0].label} waits for a retrain that is "
                                          "neither recorded nor planned")
-            log(_progress(done, total, running, waiting + suspects, durations, executor.slots))
+            left = Counter(cell_kind(task.method.key) for task in [*(t for t, _ in running.values()), *waiting,
+                                                                  *suspects])
+            log(progress_line(done, total, [task.label for task, _ in running.values()], dict(left), durations,
+                              executor.slots))
             finished = executor.collect()
             lost = [task for task, outcome in finished if outcome is None]
             # one cell lost: it died of itself (a broken local pool loses every cell it held; Ray
@@ -148,7 +153,7 @@ def run_cells(executor, config: BenchConfig, plan: BenchPlan, out: Path, bundle,
                 _record(out, task, outcome, settings)
                 done += 1
                 counts["run"] = counts.get("run", 0) + 1
-                durations.append(time.perf_counter() - started)
+                durations.setdefault(cell_kind(task.method.key), []).append(time.perf_counter() - started)
                 log(f"{task.label}: finished on {outcome.worker} in {outcome.elapsed_s:.1f} s")
             if alone:
                 waiting.insert(0, lost[0])
@@ -185,24 +190,3 @@ def _record(out: Path, task: CellTask, outcome: CellOutcome, settings: Evaluatio
     if outcome.log:
         with (out / "logs" / f"worker-{outcome.worker}.log").open("a") as f:
             f.write(outcome.log)
-
-
-def _progress(done: int, total: int, running: dict, waiting: list, durations: list[float], slots: int) -> str:
-    """One line for the grid: cells done / total, the cells running, an estimate of the time left
-    (the mean duration of the cells finished so far, spread over the slots)."""
-    labels = [task.label for task, _ in running.values()]
-    shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
-    left = "estimating the time left after the first cell"
-    if durations:
-        remaining = len(running) + len(waiting)
-        seconds = sum(durations) / len(durations) * remaining / max(1, min(slots, remaining))
-        left = f"about {_duration(seconds)} left"
-    return f"[cells {done}/{total}] running: {shown or 'none'}; {left}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -41,7 +41,7 @@ shadows are not among :func:`default_attacks`, which ``evaluate()`` runs when no
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,8 @@ class AttackInputs:
     ``member``: outputs on a sample of D_r; ``nonmember``: on test samples of the same classes;
     ``forget``: on D_f. ``seed``, ``max_samples`` (per class) and ``heldout_fraction`` steer the
     sampling. ``shadow``: for attacks with ``needs_shadow`` (see :class:`ShadowData`), else None.
+    ``tables``: feature columns already computed, ``(role, feature) -> values``, shared by the
+    attacks of one :func:`mia_all` call (each column is computed once); None computes them here.
     """
 
     member: Outputs
@@ -123,6 +125,7 @@ class AttackInputs:
     max_samples: int = 5000
     heldout_fraction: float = 0.3
     shadow: ShadowData | None = None
+    tables: dict | None = field(default=None, compare=False, repr=False)
 
 
 AttackRun = Callable[["Attack", AttackInputs], MIAResult]
@@ -196,13 +199,19 @@ def default_attacks() -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-def _features(attack: Attack, outputs: Outputs, role: str) -> np.ndarray:
-    """The attack's features of one split: shape ``(N, len(attack.features))``, float64."""
+def _features(attack: Attack, outputs: Outputs, role: str, tables: dict | None = None) -> np.ndarray:
+    """The attack's features of one split: shape ``(N, len(attack.features))``, float64 (a column
+    already in ``tables`` is reused; a new one is put there)."""
     if not (isinstance(outputs, Sequence) and len(outputs) == 2):
         raise InvalidInputError(f"{role} must be a (logits, targets) pair")
     columns = []
     for name in attack.features:
-        values = MIA_FEATURES[name](outputs[0], outputs[1])
+        if tables is not None and (role, name) in tables:
+            values = tables[(role, name)]
+        else:
+            values = MIA_FEATURES[name](outputs[0], outputs[1])
+            if tables is not None:
+                tables[(role, name)] = values
         if not np.all(np.isfinite(values)):
             raise InvalidInputError(
                 f"{role} outputs give non-finite {name!r} values (are there inf/nan logits?)"
@@ -227,9 +236,9 @@ def fit_feature_classifier(attack: Attack, inputs: AttackInputs) -> MIAResult:
     """
     from sklearn.metrics import balanced_accuracy_score
 
-    x_member = _features(attack, inputs.member, "member")
-    x_nonmember = _features(attack, inputs.nonmember, "nonmember")
-    x_forget = _features(attack, inputs.forget, "forget")
+    x_member = _features(attack, inputs.member, "member", inputs.tables)
+    x_nonmember = _features(attack, inputs.nonmember, "nonmember", inputs.tables)
+    x_forget = _features(attack, inputs.forget, "forget", inputs.tables)
     for role, values in (("members", x_member), ("non-members", x_nonmember)):
         if len(values) < _MIN_PER_CLASS:
             raise InvalidInputError(
@@ -285,13 +294,15 @@ def mia_efficacy(
     max_samples: int = 5000,
     heldout_fraction: float = 0.3,
     shadow: ShadowData | None = None,
+    tables: dict | None = None,
 ) -> MIAResult:
     """Run one registered attack and measure how much of D_f it calls non-member.
 
     Each of ``member`` (outputs on a sample of D_r), ``nonmember`` (on test data) and ``forget``
     (on D_f) is a ``(logits, targets)`` pair. Classifier attacks follow
     :func:`fit_feature_classifier`; ``shadow`` is what a shadow-model attack needs (see
-    :class:`ShadowData`). Raises ``InvalidInputError`` for an unknown attack, fewer than 4 members
+    :class:`ShadowData`); ``tables``: feature columns shared with other attacks on the same
+    outputs (see :class:`AttackInputs`). Raises ``InvalidInputError`` for an unknown attack, fewer than 4 members
     or non-members, a ``heldout_fraction`` outside ``(0, 1)``, or a shadow attack without ``shadow``.
     """
     found = get_attack(attack)
@@ -301,7 +312,8 @@ def mia_efficacy(
         raise InvalidInputError(f"max_samples must be at least {_MIN_PER_CLASS}; got {max_samples}")
     if found.needs_shadow and shadow is None:
         raise InvalidInputError(f"MIA attack {attack!r} trains shadow models: pass shadow=ShadowData(...)")
-    return found.run(found, AttackInputs(member, nonmember, forget, seed, max_samples, heldout_fraction, shadow))
+    return found.run(found, AttackInputs(member, nonmember, forget, seed, max_samples, heldout_fraction, shadow,
+                                         tables))
 
 
 def mia_all(
@@ -315,7 +327,8 @@ def mia_all(
 ) -> dict[str, MIAResult]:
     """Run :func:`mia_efficacy` for each attack (same seed, hence the same samples); name -> result.
 
-    ``attacks=None``: :func:`default_attacks`, in registration order.
+    ``attacks=None``: :func:`default_attacks`, in registration order. The attacks share their
+    feature columns (the losses, confidences, entropies of each split are computed once).
     """
     if attacks is None:
         attacks = default_attacks()
@@ -323,9 +336,11 @@ def mia_all(
         attacks = (attacks,)
     for attack in attacks:  # fail before fitting anything
         get_attack(attack)
+    tables: dict = {}
     return {
         attack: mia_efficacy(
-            member, nonmember, forget, attack=attack, seed=seed, max_samples=max_samples, shadow=shadow
+            member, nonmember, forget, attack=attack, seed=seed, max_samples=max_samples, shadow=shadow,
+            tables=tables,
         )
         for attack in attacks
     }

@@ -19,8 +19,10 @@ from prunelora.checkpoint import CheckpointMeta, check_finite, read_meta, state_
 from prunelora.data import Splits, resolve_splits
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.attacks import default_attacks, mia_all
+from prunelora.evaluation.cache import EvaluationCache
 from prunelora.evaluation.chance import attack_at_chance, attacks_at_chance, chance_standard_error
 from prunelora.evaluation.compare import compare
+from prunelora.evaluation.features import CLASSIFIER_INPUT_KEY, model_pass
 from prunelora.evaluation.metrics import GAP_KEYS, per_sample_loss, split_accuracies  # noqa: F401  (GAP_KEYS: re-exported)
 from prunelora.evaluation.probe import probe as fit_layer_probe
 from prunelora.evaluation.relearn import (
@@ -30,6 +32,7 @@ from prunelora.evaluation.relearn import (
     relearn_steps,
 )
 from prunelora.evaluation.representation import representation as representation_metrics
+from prunelora.evaluation.representation import stage_names
 from prunelora.meta_schema import check_reference_metrics
 from prunelora.models.checks import (
     check_classifier,
@@ -41,7 +44,7 @@ from prunelora.models.checks import (
 from prunelora.models.classifier import find_module
 from prunelora.pruning import PrunedAttention, pruned_attention_macs_hook, used_parameters
 from prunelora.training.distributed import broadcast_from_main, is_main_process
-from prunelora.training.loop import predict, resolve_device
+from prunelora.training.loop import resolve_device
 
 
 @dataclass
@@ -133,6 +136,15 @@ SPLIT_NAMES = {"retain": "the retain set", "forget": "the forget set", "test_ret
                "test_forget": "the test set's forgotten classes", "val": "the validation set"}
 
 
+def measured_throughput(model: nn.Module, sample: torch.Tensor, device: torch.device | str | None = None,
+                        cache: EvaluationCache | None = None) -> float:
+    """`inference_throughput`, measured once per model structure when a `cache` is given (see
+    `prunelora.evaluation.cache`: the speed depends on the structure, not on the weights)."""
+    if cache is None:
+        return inference_throughput(model, sample, device=device)
+    return cache.throughput(model, sample, device, lambda: inference_throughput(model, sample, device=device))
+
+
 def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, forget=None, test=None,
              forget_classes=None, reference: dict[str, float] | None = None,
              attacks: tuple[str, ...] | None = None, mia_seed: int = 0, mia_max_samples: int = 5000,
@@ -140,7 +152,8 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
              keep_losses: int = 2000, probe: bool = True, probe_layer: str | None = None, probe_seed: int = 0,
              relearn: RelearnConfig | None = DEFAULT_RELEARN, relearn_target: float | None = None,
              original_model: nn.Module | None = None, reference_model: nn.Module | None = None,
-             probe_stages: bool = True, original: nn.Module | None = None) -> Evaluation:
+             probe_stages: bool = True, original: nn.Module | None = None,
+             cache: EvaluationCache | None = None) -> Evaluation:
     """All metrics defined in docs/concepts/metrics.md ("Metrics") for `model`, in percent where they are rates.
 
     MIA: members are D_r, non-members are the test samples of retained classes (same classes as
@@ -193,6 +206,9 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         probe_stages: also probe (and compare by CKA) every stage's output.
         original: the original model (the one `model` was unlearned from): the relearning target is
             its accuracy on held-out D_f, and CKA to it is added (`CKA-original-forget`, `-retain`).
+        cache: an `EvaluationCache` kept between calls (a bench's): the original's and the retrain's
+            test-set features for CKA, and the throughput of each model structure, are then measured
+            once and reused (`prunelora.evaluation.cache`); every metric is the same with or without.
 
     Returns:
         An `Evaluation`: `.metrics` (flat, for tables), `.mia`, `.probe`, `.relearn` and
@@ -232,8 +248,11 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
                                    splits.test_retain if len(splits.test_retain) else splits.retain)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{exc}; or turn the probe off (probe=False, --no-probe)") from None
-    outputs = {part: predict(model, getattr(splits, part), device=device)
-               for part in ("forget", "retain", "test_retain", "test_forget", "val")}
+    # One pass per split; the test set's also captures the probes' and representation's features.
+    outputs, captured = model_pass(model, splits, _probed_layers(model, probe_layer, probe_stages) if probe else None,
+                                   device=device)
+    test_targets = torch.cat([outputs["test_retain"][1], outputs["test_forget"][1]]) if captured is not None else None
+    fits: dict = {}  # probe fits shared by the probe and the class residue (one fit per layer)
     m: dict[str, float] = split_accuracies(outputs, forgotten_classes(splits))  # UA, RA, TA, FA, val
     mia: dict[str, dict] = {}
     attacks = default_attacks() if attacks is None else attacks
@@ -256,26 +275,28 @@ def evaluate(model: nn.Module, splits: Splits | None = None, *, retain=None, for
         m["macs"] = float(count_macs(model, splits.retain[0][0].unsqueeze(0)))
     if throughput and len(splits.retain):
         m["throughput"] = broadcast_from_main(
-            inference_throughput(model, splits.retain[0][0].unsqueeze(0), device=device)
+            measured_throughput(model, splits.retain[0][0].unsqueeze(0), device=device, cache=cache)
             if is_main_process() else None)
     m["size_mb"] = serialized_size_mb(model)
     probes: dict[str, dict] = {}
     if probe:
         # Fitted by the main process alone (features of the whole test set), then shared.
-        found = broadcast_from_main(_probes(model, splits, probe_layer, probe_seed, device) if is_main_process()
-                                    else None)
+        found = broadcast_from_main(_probes(model, splits, probe_layer, probe_seed, device, captured, test_targets,
+                                            fits) if is_main_process() else None)
         for layer, result in found.items():
             suffix = "" if layer is None else f"@{layer}"
             m[f"Probe-FA{suffix}"] = result.probe_fa if result is not None else float("nan")
             m[f"Probe-TA{suffix}"] = result.probe_ta if result is not None else float("nan")
             probes[layer or "classifier"] = (result.to_dict() if result is not None else
                                              {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"})
-    # Representation metrics (residue, every stage's probe, CKA): one more pass per model compared.
+    # Representation metrics (residue, every stage's probe, CKA): the features captured above, and
+    # one pass per model compared (or none: the cache's).
     represented: dict = {}
     if probe:
         rep = broadcast_from_main(representation_metrics(
             model, splits, original=original_model, retrain=reference_model, stages=probe_stages, seed=probe_seed,
-            device=device) if is_main_process() else None)
+            device=device, captured=None if captured is None else (captured, test_targets), fits=fits,
+            cache=cache) if is_main_process() else None)
         if rep is None:
             m["Probe-Residue"] = float("nan")
             represented = {"skipped": "no forgotten test class (the probe needs class-wise forgetting)"}
@@ -335,10 +356,22 @@ def _check_judgeable(model: nn.Module, original_model: nn.Module | None, referen
         check_reference_metrics(reference)
 
 
-def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device) -> dict:
-    """None (the classifier's input) and `layer` -> its ProbeResult (None without a forgotten test class)."""
+def _probed_layers(model: nn.Module, layer: str | None, stages: bool) -> list[str]:
+    """The module outputs the probes and the representation metrics read (the classifier's input
+    is always captured besides): every stage when `stages`, and the probe's `layer`."""
+    names = stage_names(model) if stages else []
+    return names if layer is None or layer in names else [*names, layer]
+
+
+def _probes(model: nn.Module, splits: Splits, layer: str | None, seed: int, device,
+            captured: dict | None = None, targets: torch.Tensor | None = None, fits: dict | None = None) -> dict:
+    """None (the classifier's input) and `layer` -> its ProbeResult (None without a forgotten test
+    class), from the `captured` test-set features when given (else from a pass of their own)."""
     layers = [None] if layer is None else [None, layer]
-    return {name: fit_layer_probe(model, splits, name, seed=seed, device=device) for name in layers}
+    return {name: fit_layer_probe(model, splits, name, seed=seed, device=device, fits=fits,
+                                  captured=None if captured is None else
+                                  (captured[CLASSIFIER_INPUT_KEY if name is None else name], targets))
+            for name in layers}
 
 
 def _typed(meta: CheckpointMeta | Mapping) -> CheckpointMeta:

@@ -39,7 +39,9 @@ from torch import nn
 from prunelora.data import Splits
 from prunelora.data.generic import eval_view, make_loader
 from prunelora.errors import InvalidInputError
-from prunelora.evaluation.probe import halves, whole_test_set
+from prunelora.evaluation.cache import EvaluationCache
+from prunelora.evaluation.features import CLASSIFIER_INPUT_KEY, features_of_test_set
+from prunelora.evaluation.probe import probe_key, probe_predictions, whole_test_set
 from prunelora.models.classifier import find_classifier, find_module, pool_features
 from prunelora.training.loop import resolve_device
 
@@ -156,7 +158,7 @@ class LayerProbe:
 
 
 def probe_residue(features: np.ndarray, targets: np.ndarray, forgotten: np.ndarray, seed: int = 0,
-                  layer: str = "") -> LayerProbe:
+                  layer: str = "", *, fits: dict | None = None, key: object = None) -> LayerProbe:
     """Fit the probe (standardised features, logistic regression, the halves of
     `prunelora.evaluation.probe.halves`) and read its per-class accuracies.
 
@@ -166,6 +168,9 @@ def probe_residue(features: np.ndarray, targets: np.ndarray, forgotten: np.ndarr
         forgotten: `(n,)` bool mask of the forgotten classes' images.
         seed: the split into halves and the probe's seed.
         layer: a label for the result.
+        fits: fits made earlier, shared with `prunelora.evaluation.probe.fit_probe` under `key`
+            (see `prunelora.evaluation.probe.probe_predictions`): one layer's probe is fitted once.
+        key: the key of these features in `fits`.
 
     Returns:
         The layer's Probe-FA, Probe-TA, residue and per-class accuracies.
@@ -173,16 +178,10 @@ def probe_residue(features: np.ndarray, targets: np.ndarray, forgotten: np.ndarr
     Raises:
         InvalidInputError: no forgotten image, no retained image or fewer than two classes.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if not forgotten.any() or forgotten.all():
         raise InvalidInputError("the class residue needs test images of forgotten and of retained classes")
-    fit, score = halves(torch.as_tensor(targets), seed)
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    probe.fit(features[fit], targets[fit])
-    correct = probe.predict(features[score]) == targets[score]
+    _, score, predicted = probe_predictions(features, targets, seed, fits=fits, key=key)
+    correct = predicted == targets[score]
     y, on_forgotten = targets[score], forgotten[score]
     per_class = {int(c): 100.0 * float(correct[y == c].mean()) for c in np.unique(y)}
     retained = sorted({int(c) for c in np.unique(y[~on_forgotten])})
@@ -231,8 +230,9 @@ def _subsample(mask: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 def representation(model: nn.Module, splits: Splits, *, original: nn.Module | None = None,
                    retrain: nn.Module | None = None, stages: bool = True, seed: int = 0,
-                   cka_max_images: int = 2000, device: str | torch.device | None = None
-                   ) -> RepresentationResult | None:
+                   cka_max_images: int = 2000, device: str | torch.device | None = None,
+                   captured: tuple[dict[str | None, torch.Tensor], torch.Tensor] | None = None,
+                   fits: dict | None = None, cache: EvaluationCache | None = None) -> RepresentationResult | None:
     """The representation metrics of `model` (see the module docstring); None without a forgotten
     test class.
 
@@ -245,6 +245,12 @@ def representation(model: nn.Module, splits: Splits, *, original: nn.Module | No
         seed: the probe's halves and seed, and which retained images CKA uses.
         cka_max_images: at most this many images per part (forget / retain) enter CKA.
         device: where to run the forward passes.
+        captured: `model`'s test-set features and targets, already captured
+            (`prunelora.evaluation.features.features_of_test_set`: `evaluate()` captures them in its own
+            pass); None makes a pass for them.
+        fits: probe fits shared with the probe (`prunelora.evaluation.probe.probe_predictions`).
+        cache: where the original's and the retrain's features may be kept from one call to the
+            next (`EvaluationCache`; a bench compares many models with the same two).
 
     Returns:
         The probes per layer and the CKA values, or None when no test image is of a forgotten class.
@@ -252,11 +258,14 @@ def representation(model: nn.Module, splits: Splits, *, original: nn.Module | No
     if len(splits.test_forget) == 0:
         return None
     layers = stage_names(model) if stages else []
-    dataset, forgotten_mask = whole_test_set(splits)
+    _, forgotten_mask = whole_test_set(splits)
     forgotten = forgotten_mask.numpy()
-    features, targets = capture_layers(model, dataset, layers, device=device)
-    y = targets.numpy()
-    probes = {name: probe_residue(features[name].numpy().astype(np.float64), y, forgotten, seed, name)
+    if captured is None or any(name not in captured[0] for name in [*layers, CLASSIFIER_INPUT_KEY]):
+        captured = _own_features(model, splits, layers, device)
+    features = _named(captured[0], layers)
+    y = captured[1].numpy()
+    probes = {name: probe_residue(features[name].numpy().astype(np.float64), y, forgotten, seed, name, fits=fits,
+                                  key=probe_key(None if name == CLASSIFIER_INPUT else name))
               for name in [*layers, CLASSIFIER_INPUT]}
     parts = {"forget": _subsample(forgotten, cka_max_images, seed), "retain": _subsample(~forgotten, cka_max_images, seed)}
     cka: dict[str, dict[str, dict[str, float]]] = {}
@@ -265,8 +274,42 @@ def representation(model: nn.Module, splits: Splits, *, original: nn.Module | No
             continue
         # Stages are compared by name, so only where the other model has the same stage.
         shared = [name for name in layers if name in stage_names(other)]
-        theirs, _ = capture_layers(other, dataset, shared, device=device)
+        theirs = reference_features(other, splits, shared, device=device, cache=cache)
         cka[label] = {name: {part: linear_cka(features[name][index].numpy(), theirs[name][index].numpy())
                              for part, index in parts.items()}
                       for name in [*shared, CLASSIFIER_INPUT]}
     return RepresentationResult(probes, cka)
+
+
+def _own_features(model: nn.Module, splits: Splits, layers: list[str], device) -> tuple[dict, torch.Tensor]:
+    outputs, features = features_of_test_set(model, splits, layers, device=device)
+    return features, torch.cat([outputs["test_retain"][1], outputs["test_forget"][1]])
+
+
+def _named(features: dict[str | None, torch.Tensor], layers: list[str]) -> dict[str, torch.Tensor]:
+    """Captured features under representation's names (the classifier's input as `CLASSIFIER_INPUT`)."""
+    return {**{name: features[name] for name in layers}, CLASSIFIER_INPUT: features[CLASSIFIER_INPUT_KEY]}
+
+
+def reference_features(model: nn.Module, splits: Splits, layers: list[str], *,
+                       device: str | torch.device | None = None,
+                       cache: EvaluationCache | None = None) -> dict[str, torch.Tensor]:
+    """A compared model's (the original's, a retrain's) test-set features at `layers` and at the
+    classifier's input (`CLASSIFIER_INPUT`), from the same passes as the judged model's own
+    (`prunelora.evaluation.features.features_of_test_set`), or from `cache` when it holds them.
+
+    Args:
+        model: the compared model.
+        splits: the splits whose test set is passed through it.
+        layers: stage names (the classifier's input is always included).
+        device: where to run.
+        cache: an `EvaluationCache` (None: computed now, kept nowhere).
+
+    Returns:
+        `{name: (n, d) float32 CPU features}` of the whole test set (`whole_test_set`'s order).
+    """
+    def compute() -> dict[str | None, torch.Tensor]:
+        return features_of_test_set(model, splits, layers, device=device)[1]
+
+    found = compute() if cache is None else cache.features(model, splits, layers, device, compute)
+    return _named(found, layers)
