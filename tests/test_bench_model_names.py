@@ -30,5 +30,5 @@ def test_a_refused_name_gets_the_message_of_train(run_cli, tmp_path, name):
 
 
 def test_a_name_that_is_not_text_is_refused():
-    with pytest.raises(InvalidInputError, match="must be a string"):
+    with pytest.raises(InvalidInputError, match="must be a non-empty string"):
         BenchConfig.from_dict({"model": 8})

@@ -91,7 +91,8 @@ def test_real_model_mia_details(real, class3_splits):
 
 
 def test_real_model_losses_for_the_histograms(real, class3_splits):
-    assert set(real.losses) == {"forget", "test"}
+    # D_f, the retained classes' test images, members (D_r) and the forgotten class's own test images
+    assert set(real.losses) == {"forget", "test", "retain", "test_forget"}
     assert len(real.losses["forget"]) == len(class3_splits.forget)
     assert len(real.losses["test"]) == len(class3_splits.test_retain)
     assert all(math.isfinite(v) and v >= 0 for part in real.losses.values() for v in part)

@@ -21,6 +21,7 @@ from prunelora.evaluation.attacks import mia_all
 from prunelora.evaluation.cache import EvaluationCache, fingerprint, structure_key
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.evaluation.features import CLASSIFIER_INPUT_KEY, capture_features, model_pass
+from prunelora.evaluation.evaluate import forgotten_classes
 from prunelora.evaluation.metrics import split_accuracies
 from prunelora.evaluation.probe import fit_probe, whole_test_set
 from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy, relearn_steps
@@ -77,7 +78,7 @@ def pieces(model, splits, original, retrain, relearn_target) -> dict[str, float]
     """The metrics as the separate pieces compute them, each with its own forward pass (what
     `evaluate()` ran before it shared them)."""
     outputs = {part: predict(model, getattr(splits, part), device="cpu") for part in PARTS}
-    m = split_accuracies(outputs)
+    m = split_accuracies(outputs, forgotten_classes(splits))  # val: the retained classes' only
     for name, result in mia_all(outputs["retain"], outputs["test_retain"], outputs["forget"]).items():
         m[f"MIA-{name}"], m[f"MIA-{name}-acc"] = result.efficacy, result.attack_accuracy
     dataset, forgotten = whole_test_set(splits)
@@ -146,7 +147,10 @@ def test_each_image_is_sent_through_the_model_once_and_references_once_per_cache
     try:
         evaluate(judged, class3_splits, **options)
         test_size = len(class3_splits.test_retain) + len(class3_splits.test_forget)
-        assert seen["judged"] == sum(len(getattr(class3_splits, part)) for part in PARTS)
+        # every image once, plus the checks before any work: the first two records of each split,
+        # and two to check the probe layer's output
+        checks = sum(min(2, len(getattr(class3_splits, part))) for part in PARTS) + 2
+        assert seen["judged"] == sum(len(getattr(class3_splits, part)) for part in PARTS) + checks
         assert seen["original"] == seen["retrain"] == test_size
         evaluate(judged, class3_splits, **options)  # the references' features come from the cache
         assert seen["original"] == seen["retrain"] == test_size

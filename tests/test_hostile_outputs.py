@@ -243,7 +243,8 @@ def test_checkpoint_strings_reach_the_terminal_escaped(command, checkpoint_dir, 
 
 
 def test_unlearn_and_train_lines_are_escaped(capsys):
-    meta = SimpleNamespace(kind="unlearned" + HOSTILE, metrics={"UA" + HOSTILE: 99.0}, cost={"wall_time_s": 1.0})
+    meta = SimpleNamespace(kind="unlearned" + HOSTILE, metrics={"UA" + HOSTILE: 99.0}, cost={"wall_time_s": 1.0},
+                           forget=None)
     print_metrics(meta, Path("out" + HOSTILE))
     out = capsys.readouterr().out
     assert ESC not in out and "\\x1b" in out and out.count("\n") == 1

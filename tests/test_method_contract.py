@@ -235,7 +235,7 @@ def test_the_run_record_is_the_method_record_plus_the_runs_cost(method, own, tra
     result = unlearn(trained.model, class3_splits, method, progress=False,
                      **({} if method == "ssd" else {"steps": 1}))
     record = result.to_dict()
-    assert set(record) == {"method", "cost", "sparsity", "history"} | own
+    assert set(record) == {"method", "cost", "sparsity", "history", "classifier"} | own
     assert set(record["cost"]) == {"wall_time_s", "peak_memory_mb", "trainable_params", "steps"}
     part = {k: v for k, v in record.items() if k not in ("method", "sparsity")}
     part["cost"] = {k: record["cost"][k] for k in ("trainable_params", "steps")}

@@ -176,7 +176,7 @@ def test_bench_subset_larger_than_the_dataset_writes_nothing(run_cli, tmp_path):
     ({"seed": 1}, ["train_subset.size None"]),
     ({"size": 0}, ["train_subset.size 0"]),
     ({"size": True}, ["train_subset.size True"]),
-    ({"size": 100, "seed": 1.5}, ["train_subset.seed 1.5"]),
+    ({"size": 100, "seed": 1.5}, ["train_subset.seed must be an integer", "1.5"]),
     ({"size": 100, "sed": 1}, ["'sed'", "seed, size"]),
 ])
 def test_bench_config_refuses_a_bad_train_subset(value, named):
