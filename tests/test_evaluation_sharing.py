@@ -154,7 +154,7 @@ def test_each_image_is_sent_through_the_model_once_and_references_once_per_cache
         assert seen["original"] == seen["retrain"] == test_size
         evaluate(judged, class3_splits, **options)  # the references' features come from the cache
         assert seen["original"] == seen["retrain"] == test_size
-        assert seen["judged"] == 2 * sum(len(getattr(class3_splits, part)) for part in PARTS)
+        assert seen["judged"] == 2 * (sum(len(getattr(class3_splits, part)) for part in PARTS) + checks)
     finally:
         for handle in handles:
             handle.remove()
