@@ -7,8 +7,10 @@ reference checkpoint once. Tests that damage a checkpoint work on a copy (`check
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,36 @@ import torch
 from prunelora.api import RunResult
 from prunelora.data import DatasetBundle, ForgetSpec, Splits, build_splits, load_dataset
 from prunelora.training import TrainConfig
+
+# No test opens a connection to another machine (prunelora fetches nothing without --download): every
+# TCP connect of the test process must go to an address of this machine (loopback, or the address a
+# local Ray instance listens on); anything else fails the test that made it. UDP "connects" send
+# nothing (Ray finds its node address with one) and pass.
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+@functools.cache
+def _this_machine(host: str) -> bool:
+    """Whether `host` is an address of this machine: only those can be bound to."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+def _local_only(connect):
+    def guarded(sock: socket.socket, address, *args):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+                and not _this_machine(str(address[0])):
+            raise AssertionError(f"a test opened a network connection to {address!r}")
+        return connect(sock, address, *args)
+    return guarded
+
+
+socket.socket.connect, socket.socket.connect_ex = _local_only(_connect), _local_only(_connect_ex)
 
 # Tiny models on a 2-core machine: one intra-op thread is both faster (no thread hand-off for
 # 8x8 images) and immune to oversubscription when something else is running on the machine.

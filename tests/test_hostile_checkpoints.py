@@ -480,3 +480,14 @@ def test_a_valid_checkpoint_still_loads_and_shows(hostile, run_cli):
     assert "resnet8" in stdout
     model, meta = load_checkpoint(ckpt)
     assert meta.extra == {"note": "kept"} and math.isnan(meta.metrics["val"])
+
+
+def test_the_whole_suite_refuses_connections_to_other_machines():
+    """conftest's guard (every test, not only this module's): a TCP connect to another machine fails
+    the test, one to this machine passes through (a local Ray instance listens there)."""
+    import conftest
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock, \
+            pytest.raises(AssertionError, match="network connection to"):
+        conftest._local_only(lambda *a: None)(sock, ("192.0.2.1", 443))  # TEST-NET-1: never this machine
+    assert conftest._this_machine("127.0.0.1") and not conftest._this_machine("192.0.2.1")
