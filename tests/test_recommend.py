@@ -206,3 +206,8 @@ def test_the_unlearn_command_prints_the_warning_in_one_line(run_cli, checkpoint_
     with _one_line_warnings():
         printed = warnings.formatwarning(warning.message, BudgetWarning, "base.py", 1)
     assert printed.startswith("prunelora: warning: lora trained 3 optimizer steps") and printed.count("\n") == 1
+
+
+def test_the_readme_shows_the_same_table():
+    readme = (REPO / "README.md").read_text()
+    assert recommend_markdown().strip() in readme
