@@ -19,9 +19,8 @@ from prunelora.evaluation import attacks as attacks_module
 from prunelora.evaluation import metrics as metrics_module
 from prunelora.evaluation.attacks import mia_all
 from prunelora.evaluation.cache import EvaluationCache, fingerprint, structure_key
-from prunelora.evaluation.evaluate import evaluate
+from prunelora.evaluation.evaluate import evaluate, forgotten_classes
 from prunelora.evaluation.features import CLASSIFIER_INPUT_KEY, capture_features, model_pass
-from prunelora.evaluation.evaluate import forgotten_classes
 from prunelora.evaluation.metrics import split_accuracies
 from prunelora.evaluation.probe import fit_probe, whole_test_set
 from prunelora.evaluation.relearn import RelearnConfig, heldout_accuracy, relearn_steps
