@@ -33,7 +33,8 @@ from prunelora.checkpoint import (
 )
 from prunelora.data import build_splits, load_dataset
 from prunelora.data.generic import targets_of
-from prunelora.errors import CheckpointError, InvalidInputError, MissingFileError
+from prunelora.data.splits import read_index_file
+from prunelora.errors import CheckpointError, InvalidInputError
 from prunelora.factories import PREFIX, load_factory, trust_callable
 from prunelora.models import check_model_name, create_model
 from prunelora.training import TrainConfig, accuracy_on
@@ -84,26 +85,6 @@ def _digest(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def read_index_file(path: str | os.PathLike, label: str) -> list[int]:
-    """The integers of a file holding one index per line (blank lines and `#` comments ignored)."""
-    file = Path(path)
-    if not file.is_file():
-        raise MissingFileError(f"{label} file {str(file)!r} does not exist")
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{label} file {str(file)!r} is not UTF-8 text (byte {exc.start})") from None
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        item = line.split("#", 1)[0].strip()
-        if item:
-            try:
-                out.append(int(item))
-            except ValueError:
-                raise InvalidInputError(f"{file}:{lineno}: {item!r} is not an integer index (one per line)") from None
-    return out
-
-
 def _validation(val_fraction: float | None, val_indices, n: int) -> tuple[float, list[int] | None]:
     """The validation split asked for: a fraction (seeded, stratified) or the user's own indices."""
     if val_indices is not None and val_fraction is not None:
@@ -115,7 +96,7 @@ def _validation(val_fraction: float | None, val_indices, n: int) -> tuple[float,
             raise InvalidInputError(f"--val-fraction {fraction!r} is outside [0, 1) (0: no validation split)")
         return float(fraction), None
     if isinstance(val_indices, (str, os.PathLike)):
-        val_indices = read_index_file(val_indices, "--val-indices")
+        val_indices = read_index_file(val_indices, "--val-indices")  # ASCII digits, as a deletion request
     try:
         indices = sorted({int(i) for i in val_indices})
     except (TypeError, ValueError):

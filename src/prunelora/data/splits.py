@@ -44,6 +44,42 @@ def ascii_int(text: str) -> int:
     return int(stripped)
 
 
+def read_index_file(path: str | os.PathLike, label: str, noun: str = "index") -> list[int]:
+    """The integers of a file holding one record index per line, in file order (blank lines and
+    `#` comments ignored; ASCII digits only, as `ascii_int` reads them).
+
+    Args:
+        path: the file.
+        label: how messages name the file (e.g. `"forget index"`: "forget index file ... does not exist").
+        noun: how messages name one line's number (e.g. `"training index"`).
+
+    Returns:
+        The indices, repeats kept.
+
+    Raises:
+        MissingFileError: the file does not exist.
+        InvalidInputError: the file is not UTF-8 text, or a line is not an integer.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise MissingFileError(f"{label} file {str(file)!r} does not exist")
+    try:
+        content = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"{label} file {str(file)!r} is not UTF-8 text (byte {exc.start})") from None
+    indices = []
+    for lineno, line in enumerate(content.splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            indices.append(ascii_int(text))
+        except ValueError:
+            raise InvalidInputError(f"{file}:{lineno}: {text!r} is not an integer {noun} (one index per line)") \
+                from None
+    return indices
+
+
 @dataclass(frozen=True)
 class ForgetSpec:
     """What to forget: whole classes, a seeded random fraction of train, or explicit train indices.
@@ -126,24 +162,7 @@ class ForgetSpec:
             MissingFileError: the file does not exist.
             InvalidInputError: the file is not UTF-8 text, or a line is not an integer.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise MissingFileError(f"forget index file {str(path)!r} does not exist")
-        try:
-            content = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"forget index file {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
-        indices = []
-        for lineno, line in enumerate(content.splitlines(), 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            try:
-                indices.append(ascii_int(text))
-            except ValueError:
-                raise InvalidInputError(
-                    f"{path}:{lineno}: {text!r} is not an integer training index (one index per line)"
-                ) from None
+        indices = read_index_file(path, "forget index", "training index")
         return cls(kind="indices", indices=tuple(sorted(set(indices))), source=str(path))
 
     def to_dict(self) -> dict:
