@@ -18,8 +18,8 @@ Wall times are only meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +29,9 @@ from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.methods import get_method, unlearn
 from prunelora.training import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forget_aware_sweep import write_tables  # noqa: E402
 
 MODELS = {  # name -> (registry model, model kwargs, original recipe); the committed configs' recipes
     "resnet8": ("resnet8", {}, {"epochs": 30, "optimizer": "sgd", "lr": 0.1}),
@@ -104,17 +107,7 @@ def _row(model: str, forget_class: int, repair: str, rank: float, strength: floa
 
 
 def write(rows: list[dict], out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "sweep.csv", "md": out / "sweep.md"}
-    with paths["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3g}" for v in row.values()) + " |")
-    paths["md"].write_text("\n".join(lines) + "\n")
-    return paths
+    return write_tables(rows, COLUMNS, out)  # sweep.csv and sweep.md, as the forget-aware sweep writes them
 
 
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict[str, Path]]:

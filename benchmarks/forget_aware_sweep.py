@@ -109,17 +109,24 @@ def _row(model: str, scenario: str, criterion: str, amount: float, chosen: float
             **values, "wall_time_s": float(wall)}
 
 
-def write(rows: list[dict], out: Path) -> dict[str, Path]:
+def write_tables(rows: list[dict], columns: list[str], out: Path) -> dict[str, Path]:
+    """A sweep's rows as `out/sweep.csv` and `out/sweep.md` (numbers to 3 significant digits); also
+    what benchmarks/deep_forgetting_sweep.py writes."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "sweep.csv", "md": out / "sweep.md", "png": out / "sweep.png"}
+    paths = {"csv": out / "sweep.csv", "md": out / "sweep.md"}
     with paths["csv"].open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3g}" for v in row.values()) + " |")
     paths["md"].write_text("\n".join(lines) + "\n")
+    return paths
+
+
+def write(rows: list[dict], out: Path) -> dict[str, Path]:
+    paths = write_tables(rows, COLUMNS, out) | {"png": out / "sweep.png"}
 
     import matplotlib
 
