@@ -1,12 +1,12 @@
-"""Deep-forgetting sweep: `prunelora-deep`'s subspace rank x strength x repair on Fashion-MNIST
-(ResNet-8 and the ViT; one class no benchmark config uses), against the retrain, at the outputs
-and in the features.
+"""Deep-forgetting sweep: `prunelora-deep`'s recipes (subspace rank, strength, repair, forget objective)
+on Fashion-MNIST (ResNet-8 and the ViT; a class no benchmark config uses, and a random 10% drawn
+with another seed than the configs'), against the retrain, at the outputs and in the features.
 
-For each model: train the original and the retrain (the reference) once, then run `prunelora-deep`
-with each rank, strength and repair (`subspace`: kept out of the forget subspace; `free`: the same
-LoRA unconstrained, the ablation; `none`: the edit alone) and evaluate it with the probe, the class
-residue and CKA to the original and the retrain (relearning off); writes `sweep.csv` and
-`sweep.md` to --out.
+For each model: train the original once and, per scenario, the retrain (the reference), then run
+each named variant of `prunelora-deep` (VARIANTS, or --variants NAME...) and each peer (PEERS:
+the strongest other methods at the benchmark's budgets, for scale) and evaluate it with the probe,
+the class residue and CKA to the original and the retrain (relearning off); writes `sweep.csv`
+and `sweep.md` to --out, one row per model x scenario x variant.
 
 Run:   .venv/bin/python benchmarks/deep_forgetting_sweep.py --out benchmarks/results/deep-forgetting
 Digits: the same with --dataset digits (whole originals; small test set, noisy probe)
@@ -18,13 +18,13 @@ Wall times are only meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
 import torch
 
-from prunelora.api import apply_train_subset, train
+from prunelora.api import RunResult, apply_train_subset, train
+from prunelora.checkpoint import load_checkpoint
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.methods import get_method, unlearn
@@ -37,24 +37,44 @@ MODELS = {  # name -> (registry model, model kwargs, original recipe); the commi
     "resnet8": ("resnet8", {}, {"epochs": 30, "optimizer": "sgd", "lr": 0.1}),
     "vit": ("vit-tiny", {"width": 0.5, "depth": 4}, {"epochs": 30, "optimizer": "adamw", "lr": 0.001}),
 }
-REPAIRS = ("subspace", "free", "none")
+# prunelora-deep's recipes: name -> options beside the defaults (rank 3, strength 1, the repair kept
+# out of the subspace, no forget objective, 2 epochs)
+VARIANTS = {
+    "deep": {},
+    "deep-free": {"repair": "free"},
+    "deep-edit-only": {"repair": "none"},
+    "deep-rank8": {"subspace_rank": 8},
+    "deep-contract": {"forget_objective": "contract"},
+    "deep-contract-0.3": {"forget_objective": "contract", "forget_weight": 0.3},
+    "deep-rank8-contract": {"subspace_rank": 8, "forget_objective": "contract"},
+    "deep-rl": {"forget_objective": "random-label"},
+    "deep-rank8-rl": {"subspace_rank": 8, "forget_objective": "random-label"},
+    "deep-rl-no-edit": {"strength": 0.0, "forget_objective": "random-label"},
+}
+PEERS = {"random-label": {"epochs": 2}, "opc": {"epochs": 2}}  # the benchmark configs' budgets
 METRICS = ("UA", "RA", "TA", "MIA", "Avg.Gap", "Probe-FA", "Probe-TA", "Probe.Gap", "Probe-Residue", "Residue.Gap",
            "CKA-original-forget", "CKA-retrain-forget", "CKA-original-retain", "CKA-retrain-retain")
-COLUMNS = ["model", "class", "rank", "strength", "repair", *METRICS, "wall_time_s"]
+COLUMNS = ["model", "scenario", "variant", *METRICS, "wall_time_s"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--forget-class", type=int, default=7,
+    parser.add_argument("--forget-class", type=int, default=4,
                         help="the class to forget (not one the benchmark configs use: they use 3 and 8)")
-    parser.add_argument("--ranks", nargs="+", type=int, default=[1, 3, 8])
-    parser.add_argument("--strengths", nargs="+", type=float, default=[0.5, 1.0])
-    parser.add_argument("--repairs", nargs="+", default=list(REPAIRS), choices=REPAIRS)
+    parser.add_argument("--scenarios", nargs="+", default=["class", "random10"], choices=["class", "random10"],
+                        help="class: --forget-class; random10: a random 10%% of the training set (--random-seed)")
+    parser.add_argument("--random-seed", type=int, default=1,
+                        help="the random 10%%'s draw (the benchmark configs use 0)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--epochs", type=float, default=2, help="epochs of LoRA repair")
     parser.add_argument("--train-subset", type=int, default=10000, help="stratified Fashion-MNIST training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/deep-forgetting"))
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the originals and retrains here and reuse them on a later run (e.g. to add "
+                             "variants); default: none kept")
     parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "digits"],
                         help="digits: the embedded 8x8 digits, whole (a look at the idea on any machine; its "
                              "probe scores about 22 test images of the class, so its figures move by ~10 points)")
@@ -62,14 +82,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _spec(scenario: str, args: argparse.Namespace) -> ForgetSpec:
+    if scenario == "class":
+        return ForgetSpec(kind="class", classes=(args.forget_class,), seed=args.seed)
+    return ForgetSpec(kind="fraction", fraction=0.1, seed=args.random_seed)
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     torch.manual_seed(args.seed)
     dataset = "digits" if args.quick else args.dataset
     subset = None if dataset == "digits" else args.train_subset
     bundle = apply_train_subset(load_dataset(dataset), None if subset is None else {"size": subset, "seed": 0})
-    spec = ForgetSpec(kind="class", classes=(args.forget_class,), seed=args.seed)
-    splits = build_splits(bundle, spec, val_fraction=0.1, seed=0)
     judge = {"attacks": ("confidence-svc",), "throughput": False, "macs": False, "relearn": None, "device": "cpu"}
+    budget = {"steps": 2} if args.quick else {"epochs": args.epochs}
     rows = []
     for model_name in args.models:
         arch, kwargs, recipe = MODELS[model_name]
@@ -77,33 +102,50 @@ def run(args: argparse.Namespace) -> list[dict]:
             kwargs = {"width": 0.25, "depth": 2} if arch.startswith("vit") else {}
             recipe = {**recipe, "epochs": 1}
         recipe = TrainConfig.from_dict({**recipe, "seed": args.seed})
-        original = train(dataset, arch, recipe, model_kwargs=kwargs, progress=False, device="cpu",
-                         train_subset=subset, subset_seed=0)
-        retrain = train(dataset, arch, recipe, model_kwargs=kwargs, progress=False, device="cpu", forget=spec,
-                        train_subset=subset, subset_seed=0)
-        reference = evaluate(retrain.model, splits, original_model=original.model, **judge).metrics
-        rows.append(_row(model_name, args.forget_class, "retrain", float("nan"), float("nan"), reference,
-                         retrain.meta.get("cost", {}).get("wall_time_s", float("nan"))))
-        for rank, strength, repair in itertools.product(args.ranks, args.strengths, args.repairs):
-            budget = {"steps": 2} if args.quick else {"epochs": args.epochs}
-            config = get_method("prunelora-deep").make_config(subspace_rank=rank, strength=strength, repair=repair,
-                                                              seed=args.seed, **budget)
-            result = unlearn(original.model, splits, "prunelora-deep", config, device="cpu", progress=False,
-                             original_meta=original.meta)
-            metrics = evaluate(result.model, splits, reference=reference, original_model=original.model,
-                               reference_model=retrain.model, **judge).metrics
-            rows.append(_row(model_name, args.forget_class, repair, rank, strength, metrics,
-                             result.cost.wall_time_s))
-            print(" ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.3g}" for k, v in rows[-1].items()),
-                  flush=True)
+        tag = f"{dataset}-{model_name}-seed{args.seed}" + ("-quick" if args.quick else "")
+        original = _trained(args.cache, f"{tag}-original", dataset, arch, recipe, model_kwargs=kwargs,
+                            train_subset=subset)
+        for scenario in args.scenarios:
+            spec = _spec(scenario, args)
+            name = f"class{args.forget_class}" if scenario == "class" else f"random10-seed{args.random_seed}"
+            splits = build_splits(bundle, spec, val_fraction=0.1, seed=0)
+            retrain = _trained(args.cache, f"{tag}-retrain-{name}", dataset, arch, recipe, model_kwargs=kwargs,
+                               train_subset=subset, forget=spec)
+            reference = evaluate(retrain.model, splits, original_model=original.model, **judge).metrics
+            rows.append(_row(model_name, name, "retrain", reference,
+                             retrain.meta.get("cost", {}).get("wall_time_s", float("nan"))))
+            runs = [("prunelora-deep", variant, VARIANTS[variant]) for variant in args.variants]
+            runs += [(peer, peer, PEERS[peer]) for peer in args.peers]
+            for method, variant, options in runs:
+                options = {**options, **budget} if method == "prunelora-deep" else options
+                if args.quick:
+                    options = {**options, **budget}
+                config = get_method(method).make_config(**options, seed=args.seed)
+                result = unlearn(original.model, splits, method, config, device="cpu", progress=False,
+                                 original_meta=original.meta)
+                metrics = evaluate(result.model, splits, reference=reference, original_model=original.model,
+                                   reference_model=retrain.model, **judge).metrics
+                rows.append(_row(model_name, name, variant, metrics, result.cost.wall_time_s))
+                print(" ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.3g}" for k, v in rows[-1].items()),
+                      flush=True)
     return rows
 
 
-def _row(model: str, forget_class: int, repair: str, rank: float, strength: float, metrics: dict,
-         wall: float) -> dict:
+def _trained(cache: Path | None, name: str, dataset: str, arch: str, recipe: TrainConfig, **options) -> RunResult:
+    """A trained model: from `cache/name` when an earlier run saved it there, else trained (and saved
+    there, when a cache is given). The checkpoint's meta.json records the recipe, so a changed
+    recipe is never mistaken for a cached one: its name includes the model, the dataset and the seed,
+    and `train` refuses to overwrite a different run."""
+    if cache is not None and (cache / name / "meta.json").is_file():
+        model, meta = load_checkpoint(cache / name)
+        return RunResult(model.eval(), meta, cache / name)
+    out = None if cache is None else cache / name
+    return train(dataset, arch, recipe, progress=False, device="cpu", subset_seed=0, out=out, **options)
+
+
+def _row(model: str, scenario: str, variant: str, metrics: dict, wall: float) -> dict:
     values = {k: float(metrics.get(k, float("nan"))) for k in METRICS}
-    return {"model": model, "class": forget_class, "rank": rank, "strength": strength, "repair": repair, **values,
-            "wall_time_s": float(wall)}
+    return {"model": model, "scenario": scenario, "variant": variant, **values, "wall_time_s": float(wall)}
 
 
 def write(rows: list[dict], out: Path) -> dict[str, Path]:

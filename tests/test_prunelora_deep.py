@@ -159,3 +159,58 @@ def test_the_free_repair_rebuilds_along_the_subspace(original, class3_splits):
     edit_only = get_method("prunelora-deep").make_config(repair="none")
     result = unlearn(original, class3_splits, "prunelora-deep", edit_only, device="cpu", progress=False)
     assert result.cost.steps == 0 and result.cost.trainable_params == 0
+
+
+@pytest.mark.parametrize("objective", ["random-label", "contract"])
+def test_a_forget_objective_acts_through_the_constrained_adapters(original, class3_splits, objective):
+    """With an objective on D_f, the repair still has no component along any forget subspace, and
+    it moves D_f further than the D_r-only repair does (D_f's features: at the classifier input)."""
+    def forget_feature_norm(model):
+        store = []
+        handle = model.head.register_forward_pre_hook(lambda _m, args: store.append(args[0].flatten(1)))
+        with torch.no_grad():
+            model.eval()(fetch(class3_splits.forget, list(range(len(class3_splits.forget))))[0])
+        handle.remove()
+        return store[0].norm(dim=1).mean().item()
+
+    method = get_method("prunelora-deep")
+    runs = {name: unlearn(original, class3_splits, "prunelora-deep",
+                          method.make_config(steps=12, seed=0, forget_objective=name), device="cpu",
+                          progress=False) for name in ("none", objective)}
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    for name, basis in subspaces.items():
+        assert forget_component(runs[objective].model.get_submodule(name), basis) < 1e-5, name
+    assert not any(parametrize.is_parametrized(m) for m in runs[objective].model.modules())
+    if objective == "contract":
+        assert forget_feature_norm(runs["contract"].model) < 0.9 * forget_feature_norm(runs["none"].model)
+    else:  # random labels on D_f: its predictions move off the true class beyond what the edit did
+        forget_loss = {name: nn.functional.cross_entropy(run.model.eval()(
+            fetch(class3_splits.forget, list(range(len(class3_splits.forget))))[0]),
+            torch.full((len(class3_splits.forget),), 3)).item() for name, run in runs.items()}
+        assert forget_loss["random-label"] != forget_loss["none"]
+
+
+def test_random_records_are_forgotten_through_the_adapters(original, digits):
+    """Random records: the random-label objective through the adapters moves the forget set's own
+    records (UA rises), where the D_r-only repair leaves them memorised (no subspace edit in either:
+    a random set's within-class directions are noise, so the lever is the objective alone)."""
+    from prunelora.data import ForgetSpec, build_splits
+
+    splits = build_splits(digits, ForgetSpec(kind="fraction", fraction=0.1, seed=3), val_fraction=0.1, seed=0)
+    method = get_method("prunelora-deep")
+    ua = {}
+    for objective in ("none", "random-label"):
+        config = method.make_config(epochs=3, lr=0.003, strength=0.0, seed=0, forget_objective=objective)
+        model = unlearn(original, splits, "prunelora-deep", config, device="cpu", progress=False).model
+        ua[objective] = 100.0 - accuracy(*predict(model, splits.forget, device="cpu"))
+    assert ua["random-label"] > ua["none"] + 15.0, ua
+
+
+def test_bad_forget_objective_options():
+    method = get_method("prunelora-deep")
+    with pytest.raises(InvalidInputError, match="forget_objective 'forget' is not one of none, random-label, contract"):
+        method.make_config(forget_objective="forget")
+    with pytest.raises(InvalidInputError, match="forget_weight 0"):
+        method.make_config(forget_objective="contract", forget_weight=0)
+    with pytest.raises(InvalidInputError, match="needs a repair"):
+        method.make_config(forget_objective="random-label", repair="none")

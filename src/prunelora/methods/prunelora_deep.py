@@ -13,12 +13,18 @@ directions instead of channels, and the repair cannot put them back:
    BatchNorm statistics are recalibrated on D_r;
 3. a LoRA repair on D_r whose input-side matrix A is parameterised in the complement of the
    subspace (every update has zero component along it), then merged: the result is a plain model
-   whose edited weights have no component along their forget subspace (with `strength` 1).
+   whose edited weights have no component along their forget subspace (with `strength` 1);
+4. optionally (`forget_objective`), the repair also acts on D_f through the same adapters:
+   each step adds `forget_weight` times a term on the next batch of the (cycled) forget set:
+   `random-label`, the cross-entropy to a seeded random wrong class per record (Golatkar et al.'s
+   objective, here trained only through the constrained adapters); `contract`, OPC's term, D_f's
+   squared feature norm relative to the retain batch's (its features pulled to the origin).
 
 Forget kinds: class-wise (the subspace separates the forgotten classes from each retained
 class) and random records or index lists (the within-class differences between D_f's and D_r's
 mean inputs; a weak signal — a random forget set has hardly any direction of its own — so for
-records prefer an objective on D_f, which this first version does not have).
+records the lever is `forget_objective: random-label`, an objective on D_f's own records through
+the adapters).
 Choices the references leave open, made here: the subspace is estimated once, on the original
 (not re-estimated after the repair); the head is edited like any other linear; the stem (fewer
 than 2·k input channels) is left alone; every edited layer gets an adapter (rank `lora_rank`,
@@ -37,12 +43,15 @@ from prunelora.adapters.subspace import (
     merge_subspace_lora,
     remove_subspace,
 )
-from prunelora.data.generic import subset
+from prunelora.data.generic import relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
+from prunelora.methods.common import cycle, random_wrong_labels
+from prunelora.methods.opc import contracted_module, contraction_loss
 from prunelora.pruning import recalibrate_batchnorm
 
 REPAIRS = ("subspace", "free", "none")
+FORGET_OBJECTIVES = ("none", "random-label", "contract")
 
 
 @dataclass
@@ -60,6 +69,12 @@ class DeepPruneLoRAConfig(TrainingOptions):
     repair: str = field(default="subspace", metadata={"help": (
         "the LoRA repair on D_r: subspace (kept out of the forget subspace), free (unconstrained, the "
         "ablation) or none (the edit alone)")})
+    forget_objective: str = field(default="none", metadata={"help": (
+        "what the repair also does with D_f, through the same adapters, on one D_f batch per step: none (D_r "
+        "only), random-label (cross-entropy to a random wrong class per record: the lever for random records) "
+        "or contract (D_f's features pulled to the origin, as OPC does)")})
+    forget_weight: float = field(default=1.0, metadata={"help": (
+        "weight of the forget objective's term beside the cross-entropy on D_r, > 0")})
 
     def validate(self) -> None:
         super().validate()
@@ -71,8 +86,40 @@ class DeepPruneLoRAConfig(TrainingOptions):
             raise InvalidInputError(f"strength {self.strength} is outside [0, 1]")
         if self.repair not in REPAIRS:
             raise InvalidInputError(f"repair {self.repair!r} is not one of {', '.join(REPAIRS)}")
+        if self.forget_objective not in FORGET_OBJECTIVES:
+            raise InvalidInputError(f"forget_objective {self.forget_objective!r} is not one of "
+                                    f"{', '.join(FORGET_OBJECTIVES)}")
+        if not self.forget_weight > 0:
+            raise InvalidInputError(f"forget_weight {self.forget_weight} must be > 0")
+        if self.forget_objective != "none" and self.repair == "none":
+            raise InvalidInputError(f"forget_objective {self.forget_objective!r} needs a repair to act through; "
+                                    "repair 'none' trains nothing (use subspace or free)")
         if not self.lora_alpha > 0:
             raise InvalidInputError(f"lora_alpha {self.lora_alpha} must be > 0")
+
+
+def _repair(model, splits, config: DeepPruneLoRAConfig, ctx, params):
+    """The LoRA repair on D_r; with a forget objective, each step also takes the next batch of the
+    (cycled) forget set through the same adapters, weighted by `forget_weight`."""
+    if config.forget_objective == "random-label":
+        wrong = relabel(splits.forget, random_wrong_labels(targets_of(splits.forget), splits.num_classes, config.seed))
+        batches = cycle(wrong, config.batch_size, config.seed)
+        criterion = torch.nn.CrossEntropyLoss()
+
+        def loss_fn(m, x, y):
+            xf, yf = next(batches)
+            return criterion(m(x), y) + config.forget_weight * criterion(m(xf.to(x.device)), yf.to(x.device))
+
+        return config.fit(model, splits.retain, ctx, "prunelora-deep", params=params, loss_fn=loss_fn)
+    if config.forget_objective == "contract":
+        where = contracted_module(model, ctx.classifier, splits.retain[0][0].unsqueeze(0))
+        batches = cycle(splits.forget, config.batch_size, config.seed)
+        loss_fn, handle = contraction_loss(model, where, batches, config.forget_weight, ctx.device)
+        try:
+            return config.fit(model, splits.retain, ctx, "prunelora-deep", params=params, loss_fn=loss_fn)
+        finally:
+            handle.remove()
+    return config.fit(model, splits.retain, ctx, "prunelora-deep", params=params)
 
 
 def _sample(dataset, limit: int, seed: int):
@@ -105,7 +152,7 @@ def prunelora_deep(model, splits, config: DeepPruneLoRAConfig, ctx):
     trainable = sum(p.numel() for p in params)
     steps, history = 0, []
     if config.repair != "none" and (config.epochs > 0 or config.steps):
-        result = config.fit(model, splits.retain, ctx, "prunelora-deep", params=params)
+        result = _repair(model, splits, config, ctx, params)
         steps, history = result.steps, result.history
     merge_subspace_lora(model)
     record = MethodRecord(trainable, steps, history)
