@@ -1,4 +1,4 @@
-"""Issue 5's and issue 13's targets, read from the Fashion-MNIST benchmark results, as ratios measured in one run.
+"""Issue 5's, issue 13's and issue 25's targets, read from the Fashion-MNIST benchmark results, as ratios measured in one run.
 
 Reads `benchmarks/results/<config>/results.csv` of each config given (default: the two that
 `benchmarks/run_fashion_mnist.sh` runs) and writes `benchmarks/results/fashion-mnist-summary.md`:
@@ -18,8 +18,14 @@ And the targets of forget-aware pruning (issue 13), each held or missed with its
   probe on the classifier's input) <= 2 points, where the best other method's is not;
 - random 10%: the family's best Avg.Gap <= the best other method's.
 
-The family: `prunelora` and every `prunelora@...` variant (the paper's preset, its physical
-pruning, the forget-aware presets). The noise floor (retrain against retrain) is shown beside.
+And deep forgetting's (issue 25; `deep_targets` says how each is judged): a family member within 2x
+the noise floor at the outputs and in the probe, as fast as the fastest other method that gets
+near the retrain; its CKA nearer the retrain's than the original's and its relearning like a
+retrain's; random 10%; every deep-forgetting peer in the same run.
+
+The family: `prunelora`, `prunelora-deep` and every `@` variant of either (the paper's preset, its
+physical pruning, the forget-aware and deep presets). The noise floor (retrain against retrain) is
+shown beside.
 
 Model width against the gap: benchmarks/width_sweep.py.
 
@@ -116,8 +122,108 @@ def _or_inf(value: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
+FAMILY = ("prunelora", "prunelora-deep")
+PEERS = ("eu-k", "cf-k", "damp", "opc", "cmf")  # issue 25's deep-forgetting peers
+
+
 def family(method: str) -> bool:
-    return method.split("@")[0] == "prunelora"
+    """A PruneLoRA family member: `prunelora`, `prunelora-deep` and any `@` variant of either."""
+    return method.split("@")[0] in FAMILY
+
+
+def _means(rows: list[dict], keys: tuple[str, ...]) -> dict[str, float]:
+    return {k: _mean([r[k] for r in rows if k in r and not math.isnan(r[k])]) for k in keys}
+
+
+DEEP_KEYS = ("Avg.Gap", "Probe.Gap", "wall_time_s", "CKA-original-forget", "CKA-retrain-forget", "relearn_ratio")
+
+
+def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
+    """Issue 25's targets on one config's rows: table lines and `{target: held}` (None: unmeasured).
+
+    1. Class-wise: one family member (the same on every class scenario) has Avg.Gap and Probe.Gap each
+       within 2x the noise floor (the mean over retrain-vs-retrain pairs) and is no slower than the
+       fastest other method whose Avg.Gap is <= 1. The member judged: the lowest worst-case ratio
+       max(Avg.Gap / 2 floor, Probe.Gap / 2 floor) over the class scenarios, among those in time on
+       every one (else among all).
+    2. That member: CKA to the retrain above CKA to the original (D_f's test images, classifier
+       input), and its relearn ratio within the retrain-vs-retrain pairs' range, on every class.
+    3. Random 10%: the family's best Avg.Gap <= the best other method's.
+    4. Every peer measured; those that beat the member judged on both Avg.Gap and Probe.Gap named.
+    """
+    scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+    classes = [s for s in scenarios if not s.startswith("random")]
+    means, floors, spreads, deadlines = {}, {}, {}, {}
+    for scenario in scenarios:
+        methods = by_method(rows, scenario)
+        means[scenario] = {m: _means(rs, DEEP_KEYS) for m, rs in methods.items() if m not in NOT_METHODS}
+        pairs = methods.get("retrain-vs-retrain", [])
+        floors[scenario] = _means(pairs, ("Avg.Gap", "Probe.Gap"))
+        ratios = [r["relearn_ratio"] for r in pairs if not math.isnan(r.get("relearn_ratio", math.nan))]
+        spreads[scenario] = (min(ratios), max(ratios)) if ratios else (math.nan, math.nan)
+        fast = [v["wall_time_s"] for m, v in means[scenario].items() if not family(m) and v["Avg.Gap"] <= 1]
+        deadlines[scenario] = min(fast) if fast else math.inf
+    lines, held = [], {}
+    members = sorted({m for sc in classes for m in means[sc] if family(m)})
+
+    def ratio(m: str, sc: str) -> float:
+        v, f = means[sc].get(m), floors[sc]
+        if v is None:
+            return math.inf
+        return _or_inf(max(v["Avg.Gap"] / (2 * f["Avg.Gap"]), v["Probe.Gap"] / (2 * f["Probe.Gap"])))
+
+    def in_time(m: str) -> bool:
+        return all(m in means[sc] and means[sc][m]["wall_time_s"] <= deadlines[sc] for sc in classes)
+
+    member = None
+    if classes and members:
+        pool = [m for m in members if in_time(m)] or members
+        member = min(pool, key=lambda m: max(ratio(m, sc) for sc in classes))
+        verdicts = []
+        for sc in classes:
+            v, f = means[sc][member], floors[sc]
+            within = ratio(member, sc) <= 1
+            verdicts.append(within and means[sc][member]["wall_time_s"] <= deadlines[sc])
+            lines.append(f"| {config} | 1 | {sc} | {member}: Avg.Gap {v['Avg.Gap']:.2f} (2x floor "
+                         f"{2 * f['Avg.Gap']:.2f}), Probe.Gap {v['Probe.Gap']:.1f} (2x floor {2 * f['Probe.Gap']:.1f}), "
+                         f"{v['wall_time_s']:.1f} s (fastest other with Avg.Gap <= 1: {deadlines[sc]:.1f} s) | "
+                         f"{'held' if verdicts[-1] else 'missed'} |")
+        held[1] = all(verdicts)
+        verdicts = []
+        for sc in classes:
+            v, (low, high) = means[sc][member], spreads[sc]
+            closer = v["CKA-retrain-forget"] > v["CKA-original-forget"]
+            relearn = low <= v["relearn_ratio"] <= high
+            verdicts.append(None if math.isnan(v["CKA-retrain-forget"]) or math.isnan(low) else closer and relearn)
+            lines.append(f"| {config} | 2 | {sc} | {member}: CKA to the retrain {v['CKA-retrain-forget']:.3f} vs to the "
+                         f"original {v['CKA-original-forget']:.3f}; relearn ratio {v['relearn_ratio']:.2f} (retrain "
+                         f"pairs {low:.2f}-{high:.2f}) | "
+                         f"{'unmeasured' if verdicts[-1] is None else 'held' if verdicts[-1] else 'missed'} |")
+        held[2] = None if None in verdicts else all(verdicts)
+    for sc in [s for s in scenarios if s.startswith("random")]:
+        ours = {m: v["Avg.Gap"] for m, v in means[sc].items() if family(m)}
+        others = {m: v["Avg.Gap"] for m, v in means[sc].items() if not family(m)}
+        if not ours or not others:
+            continue
+        a, b = min(ours, key=lambda m: _or_inf(ours[m])), min(others, key=lambda m: _or_inf(others[m]))
+        held[3] = ours[a] <= others[b]
+        lines.append(f"| {config} | 3 | {sc} | family best {a}: {ours[a]:.2f}; best other {b}: {others[b]:.2f} "
+                     f"(noise floor {floors[sc]['Avg.Gap']:.2f}) | {'held' if held[3] else 'missed'} |")
+    measured = [p for p in PEERS if any(p in means[sc] or any(m.split("@")[0] == p for m in means[sc])
+                                        for sc in scenarios)]
+    beaten = []
+    if member is not None:
+        for sc in classes:
+            for peer in PEERS:
+                v, ours = means[sc].get(peer), means[sc][member]
+                if v is not None and v["Avg.Gap"] < ours["Avg.Gap"] and v["Probe.Gap"] < ours["Probe.Gap"]:
+                    beaten.append(f"{peer} on {sc} (Avg.Gap {v['Avg.Gap']:.2f}, Probe.Gap {v['Probe.Gap']:.1f})")
+    held[4] = len(measured) == len(PEERS)
+    lines.append(f"| {config} | 4 | all | peers measured: {', '.join(measured) or 'none'}"
+                 f"{'; missing: ' + ', '.join(p for p in PEERS if p not in measured) if not held[4] else ''}; "
+                 f"beating {member or 'the family'} on both axes: {'; '.join(beaten) or 'none'} | "
+                 f"{'held' if held[4] else 'missed'} |")
+    return lines, held
 
 
 def forget_aware_targets(config: str, rows: list[dict]) -> list[str]:
@@ -194,6 +300,23 @@ def main() -> None:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in args.configs:
         lines += forget_aware_targets(config, read_rows(root / config / "results.csv"))
+    lines += ["", "## Deep forgetting's targets (issue 25)", "",
+              "Mean over seeds. 1: one PruneLoRA family member, the same on every class, with Avg.Gap and "
+              "Probe.Gap (the probe on the classifier's input) each within 2x the noise floor (the mean over "
+              "retrain-vs-retrain pairs) and no slower than the fastest other method with Avg.Gap <= 1. "
+              "2: that member's CKA to the retrain above its CKA to the original (the forgotten class's test "
+              "images) and its relearn ratio within the retrain pairs' range. 3: random 10%, the family's best "
+              "Avg.Gap <= the best other method's. 4: every deep-forgetting peer measured in the same run, and "
+              "those that beat the member judged named.", "",
+              "| config | target | scenario | figures | verdict |", "|---|---|---|---|---|"]
+    verdicts = {}
+    for config in args.configs:
+        config_lines, held = deep_targets(config, read_rows(root / config / "results.csv"))
+        lines += config_lines
+        for target, value in held.items():
+            verdicts.setdefault(target, []).append(value)
+    lines += [""] + [f"- Target {t}, on every config: "
+                     + ("unmeasured" if None in v else "held" if all(v) else "missed") for t, v in sorted(verdicts.items())]
     out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -59,3 +59,38 @@ def test_an_unmeasured_gap_ranks_last_and_an_unmeasured_probe_is_said():
     cells = [c.strip() for c in summary.forget_aware_targets("cfg", data)[0].strip("|").split("|")]
     assert cells[6] == "random-label"  # not ssd, whose gap is missing
     assert cells[11] == "gap and time held; probe unmeasured"
+
+
+def deep_rows(scenario, method, gap, probe_gap, wall, cka=(0.5, 0.6), relearn=1.0, seeds=2):
+    return [{"scenario": scenario, "method": method, "seed": float(s), "Avg.Gap": gap, "Probe.Gap": probe_gap,
+             "wall_time_s": wall, "CKA-original-forget": cka[0], "CKA-retrain-forget": cka[1],
+             "relearn_ratio": relearn} for s in range(seeds)]
+
+
+def test_deep_forgetting_targets_judge_one_member_on_every_class():
+    summary = load_script("fashion_mnist_summary")
+    data = []
+    for scenario in ("class3", "class8"):
+        data += (deep_rows(scenario, "retrain-vs-retrain", 0.2, 1.0, 200, relearn=0.8, seeds=1)
+                 + deep_rows(scenario, "retrain-vs-retrain", 0.2, 1.0, 200, relearn=1.5, seeds=1)
+                 + deep_rows(scenario, "random-label", 0.6, 5.0, 30)  # the fastest other with Avg.Gap <= 1
+                 + deep_rows(scenario, "prunelora@forget-aware", 0.1, 6.0, 20)  # fast, but hides
+                 + deep_rows(scenario, "eu-k", 2.0, 0.5, 60))
+    data += deep_rows("class3", "prunelora-deep", 0.3, 1.5, 25) + deep_rows("class8", "prunelora-deep", 0.35, 1.9, 28)
+    data += deep_rows("random10", "prunelora-deep", 3.0, float("nan"), 25) + deep_rows("random10", "random-label", 3.5,
+                                                                                        float("nan"), 30)
+    lines, held = summary.deep_targets("cfg", data)
+    assert held == {1: True, 2: True, 3: True, 4: False}  # four peers are missing
+    assert "prunelora-deep: Avg.Gap 0.30 (2x floor 0.40), Probe.Gap 1.5 (2x floor 2.0)" in lines[0]
+    assert lines[-1].endswith("missing: cf-k, damp, opc, cmf; beating prunelora-deep on both axes: none | missed |")
+    # a member slower than the fastest close rival misses target 1; CKA nearer the original misses target 2
+    slow = [dict(r, wall_time_s=40.0) if r["method"] == "prunelora-deep" and r["scenario"] == "class8" else r
+            for r in data]
+    assert summary.deep_targets("cfg", slow)[1][1] is False
+    hid = [dict(r, **{"CKA-retrain-forget": 0.4}) if r["method"] == "prunelora-deep" else r for r in data]
+    assert summary.deep_targets("cfg", hid)[1][2] is False
+    relearns_fast = [dict(r, relearn_ratio=0.2) if r["method"] == "prunelora-deep" else r for r in data]
+    assert summary.deep_targets("cfg", relearns_fast)[1][2] is False
+    worse = [dict(r, **{"Avg.Gap": 2.0, "Probe.Gap": 0.4}) if r["method"] == "eu-k" else r for r in data]
+    worse = [dict(r, **{"Avg.Gap": 0.2}) if r["method"] == "eu-k" and r["scenario"] == "class3" else r for r in worse]
+    assert "eu-k on class3 (Avg.Gap 0.20, Probe.Gap 0.4)" in summary.deep_targets("cfg", worse)[0][-1]
