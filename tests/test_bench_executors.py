@@ -114,22 +114,6 @@ def test_two_workers_give_the_metrics_of_one_bit_for_bit(run_cli, config_file, s
         assert meta.to_dict()["original"] == {**expected.to_dict()["original"], "path": str(original_checkpoint(out))}
 
 
-@pytest.mark.slow  # a local Ray instance takes a while to start
-def test_ray_gives_the_metrics_of_one_worker_bit_for_bit(run_cli, config_file, sequential, tmp_path):
-    pytest.importorskip("ray")
-    out = tmp_path / "out"
-    code, _, stderr = run_cli(*bench_args(config_file, out, "--executor", "ray"))
-    assert code == 0, stderr
-    rows, cells = outcome(out)
-    expected_rows, expected_cells = outcome(sequential)
-    assert cells.keys() == expected_cells.keys()
-    for name in cells:
-        assert same(cells[name], expected_cells[name]), name
-    assert same(rows, expected_rows)
-    # a Ray worker may run on a node that cannot see the bench folder: the driver writes its log
-    assert list((out / "logs").glob("worker-*.log"))
-
-
 def test_a_worker_killed_mid_cell_reruns_it_then_the_same_command_resumes(config_file, sequential, tmp_path):
     config = BenchConfig.from_file(config_file)
     out, markers = tmp_path / "out", tmp_path / "kills"
@@ -164,31 +148,65 @@ def test_a_worker_killed_mid_cell_reruns_it_then_the_same_command_resumes(config
         assert same(cells[name], expected[name]), name
 
 
-@pytest.mark.slow  # a local Ray instance takes a while to start
-def test_a_ray_worker_killed_mid_cell_reruns_it(config_file, sequential, tmp_path):
+@pytest.fixture(scope="class")
+def ray_instance():
+    """One local Ray instance for `TestRay`'s runs (each start takes seconds, and its workers import
+    torch once), started and shut down by a RayExecutor as a bench without --address does."""
     ray = pytest.importorskip("ray")
-    import bench_worker_faults
+    starter = RayExecutor(ExecutorSettings(kind="ray", threads=1))
+    starter.connect()
+    assert ray.is_initialized()
+    yield ray
+    starter.close()
+    assert not ray.is_initialized()  # the executor that started the instance shuts it down
 
-    # Ray's workers do not have tests/ on their path: the fault travels by value
-    ray.cloudpickle.register_pickle_by_value(bench_worker_faults)
-    config = BenchConfig.from_file(config_file)
-    out, markers = tmp_path / "out", tmp_path / "kills"
-    markers.mkdir()
-    lines: list[str] = []
-    settings = ExecutorSettings(kind="ray", threads=1)
-    executor = RayExecutor(settings, initializer=kill_inside, initargs=(str(markers), "lora", 1))
-    executor.connect()
-    try:
-        run_bench(config, out, progress=False, log=lines.append, executor=executor)
-    finally:
-        executor.close()
-    assert len(list(markers.iterdir())) == 1
-    assert "class3 lora seed 0: its worker died; running it again" in lines
-    cells = cell_payloads(out)
-    expected = cell_payloads(sequential)
-    assert cells.keys() == expected.keys()
-    for name in cells:
-        assert same(cells[name], expected[name]), name
+
+class TestRay:
+    """The Ray executor's runs, on one local instance (`ray_instance`: class-scoped, so it is gone
+    before the tests that need none running, such as the unreachable --address)."""
+
+    @pytest.mark.slow  # a local Ray instance takes a while to start
+    def test_ray_gives_the_metrics_of_one_worker_bit_for_bit(self, run_cli, config_file, sequential, ray_instance,
+                                                              tmp_path):
+        # the bench joins the running instance (as it would one its user started) and leaves it up
+        out = tmp_path / "out"
+        code, _, stderr = run_cli(*bench_args(config_file, out, "--executor", "ray"))
+        assert code == 0, stderr
+        rows, cells = outcome(out)
+        expected_rows, expected_cells = outcome(sequential)
+        assert cells.keys() == expected_cells.keys()
+        for name in cells:
+            assert same(cells[name], expected_cells[name]), name
+        assert same(rows, expected_rows)
+        # a Ray worker may run on a node that cannot see the bench folder: the driver writes its log
+        assert list((out / "logs").glob("worker-*.log"))
+        assert ray_instance.is_initialized()  # not started by the bench: not shut down by it
+
+    @pytest.mark.slow  # a local Ray instance takes a while to start
+    def test_a_ray_worker_killed_mid_cell_reruns_it(self, config_file, sequential, ray_instance, tmp_path):
+        ray = ray_instance
+        import bench_worker_faults
+
+        # Ray's workers do not have tests/ on their path: the fault travels by value
+        ray.cloudpickle.register_pickle_by_value(bench_worker_faults)
+        config = BenchConfig.from_file(config_file)
+        out, markers = tmp_path / "out", tmp_path / "kills"
+        markers.mkdir()
+        lines: list[str] = []
+        settings = ExecutorSettings(kind="ray", threads=1)
+        executor = RayExecutor(settings, initializer=kill_inside, initargs=(str(markers), "lora", 1))
+        executor.connect()
+        try:
+            run_bench(config, out, progress=False, log=lines.append, executor=executor)
+        finally:
+            executor.close()
+        assert len(list(markers.iterdir())) == 1
+        assert "class3 lora seed 0: its worker died; running it again" in lines
+        cells = cell_payloads(out)
+        expected = cell_payloads(sequential)
+        assert cells.keys() == expected.keys()
+        for name in cells:
+            assert same(cells[name], expected[name]), name
 
 
 def test_one_local_worker_is_todays_runner():
