@@ -12,6 +12,7 @@ import gc
 import io
 import shutil
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,19 +58,22 @@ socket.socket.connect, socket.socket.connect_ex = _local_only(_connect), _local_
 torch.set_num_threads(1)
 
 # Every train and unlearn measures its peak memory, which starts with a full gc.collect(): ~0.25 s
-# in a process holding torch's, scikit-learn's and matplotlib's ~500,000 objects, hundreds of times
-# per worker. Objects alive now (imports, mostly) are moved out of the collector's sight, and again
-# at each module's start (`_freeze_what_lives`): garbage made after that is still collected, as in
-# a user's process.
+# in a process holding torch's, scikit-learn's and transformers' ~500,000 objects, hundreds of times
+# per worker. What is alive now (imports, mostly) is moved out of the collector's sight, and again
+# before any test that follows new imports (`_freeze_new_imports`): garbage made after a freeze is
+# still collected, as in a user's process.
 gc.collect()
 gc.freeze()
+_modules_at_freeze = [len(sys.modules)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _freeze_what_lives():
-    """Freeze what the previous modules imported (scikit-learn, matplotlib, ...) after a collection."""
-    gc.collect()
-    gc.freeze()
+@pytest.fixture(autouse=True)
+def _freeze_new_imports():
+    """After a test imported more (peft and transformers, scikit-learn, ...): collect, then freeze."""
+    if len(sys.modules) != _modules_at_freeze[0]:
+        gc.collect()
+        gc.freeze()
+        _modules_at_freeze[0] = len(sys.modules)
 
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
