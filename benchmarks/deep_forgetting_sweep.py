@@ -6,7 +6,7 @@ For each model: train the original once and, per scenario, the retrain (the refe
 each named variant of `prunelora-deep` (VARIANTS, or --variants NAME...) and each peer (PEERS:
 the strongest other methods at the benchmark's budgets, for scale) and evaluate it with the probe,
 the class residue and CKA to the original and the retrain (relearning off); writes `sweep.csv`
-and `sweep.md` to --out, one row per model x scenario x variant.
+and `sweep.md` to --out (rewritten after every row), one row per model x scenario x variant.
 
 Run:   .venv/bin/python benchmarks/deep_forgetting_sweep.py --out benchmarks/results/deep-forgetting
 Digits: the same with --dataset digits (whole originals; small test set, noisy probe)
@@ -50,6 +50,34 @@ VARIANTS = {
     "deep-rl": {"forget_objective": "random-label"},
     "deep-rank8-rl": {"subspace_rank": 8, "forget_objective": "random-label"},
     "deep-rl-no-edit": {"strength": 0.0, "forget_objective": "random-label"},
+    # round 2, after round 1 on the ResNet showed the edit at strength 1 costing RA that 2 epochs of
+    # repair at lr 1e-3 do not give back: half the strength, a faster repair, and both
+    "deep-s0.5": {"strength": 0.5},
+    "deep-lr3": {"lr": 0.003},
+    "deep-s0.5-lr3": {"strength": 0.5, "lr": 0.003},
+    "deep-lr3-contract": {"lr": 0.003, "forget_objective": "contract"},
+    "deep-lr3-rl": {"lr": 0.003, "forget_objective": "random-label"},
+    "deep-s0.5-lr3-rl": {"strength": 0.5, "lr": 0.003, "forget_objective": "random-label"},
+    "deep-lr3-rl-no-edit": {"strength": 0.0, "lr": 0.003, "forget_objective": "random-label"},
+    # round 3, after round 2: strength 1 removes the class from the features (Probe.Gap ~1) but
+    # costs RA, strength 0.5 keeps RA and the class; so: a faster or wider repair at strength 1,
+    # and the strength between
+    "deep-lr10": {"lr": 0.01},
+    "deep-lr3-r32": {"lr": 0.003, "lora_rank": 32, "lora_alpha": 64},
+    "deep-s0.75-lr3": {"strength": 0.75, "lr": 0.003},
+    "deep-lr10-r32": {"lr": 0.01, "lora_rank": 32, "lora_alpha": 64},
+    # round 4, after round 3: neither a faster nor a wider repair gets RA above ~92 at strength 1, so
+    # edit less where features are generic (early layers: linear depth scaling), or fewer directions
+    "deep-lr3-linear": {"lr": 0.003, "depth_scaling": "linear"},
+    "deep-lr3-rank1": {"lr": 0.003, "subspace_rank": 1},
+    "deep-lr3-linear-rank1": {"lr": 0.003, "subspace_rank": 1, "depth_scaling": "linear"},
+    "deep-lr3-ep3": {"lr": 0.003, "epochs": 3},
+    # round 5, after round 4: RA comes back when early layers are spared, and then so does the class;
+    # a full fine-tune (the calibration's) restores RA where LoRA alone does not: let the repair also
+    # train the normalisation layers and biases
+    "deep-lr3-norms": {"lr": 0.003, "train_norms": True},
+    "deep-s0.75-lr3-norms": {"strength": 0.75, "lr": 0.003, "train_norms": True},
+    "deep-lr3-norms-contract": {"lr": 0.003, "train_norms": True, "forget_objective": "contract"},
 }
 PEERS = {"random-label": {"epochs": 2}, "opc": {"epochs": 2}}  # the benchmark configs' budgets
 METRICS = ("UA", "RA", "TA", "MIA", "Avg.Gap", "Probe-FA", "Probe-TA", "Probe.Gap", "Probe-Residue", "Residue.Gap",
@@ -117,7 +145,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             runs = [("prunelora-deep", variant, VARIANTS[variant]) for variant in args.variants]
             runs += [(peer, peer, PEERS[peer]) for peer in args.peers]
             for method, variant, options in runs:
-                options = {**options, **budget} if method == "prunelora-deep" else options
+                options = {**budget, **options} if method == "prunelora-deep" else options  # a variant's own epochs win
                 if args.quick:
                     options = {**options, **budget}
                 config = get_method(method).make_config(**options, seed=args.seed)
@@ -126,6 +154,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 metrics = evaluate(result.model, splits, reference=reference, original_model=original.model,
                                    reference_model=retrain.model, **judge).metrics
                 rows.append(_row(model_name, name, variant, metrics, result.cost.wall_time_s))
+                write(rows, args.out)  # after every row: a stopped sweep keeps what it measured
                 print(" ".join(f"{k}={v}" if isinstance(v, str) else f"{k}={v:.3g}" for k, v in rows[-1].items()),
                       flush=True)
     return rows

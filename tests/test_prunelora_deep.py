@@ -214,3 +214,32 @@ def test_bad_forget_objective_options():
         method.make_config(forget_objective="contract", forget_weight=0)
     with pytest.raises(InvalidInputError, match="needs a repair"):
         method.make_config(forget_objective="random-label", repair="none")
+
+
+def test_linear_depth_scaling_edits_the_deepest_layer_in_full_and_the_first_least(original, class3_splits):
+    config = get_method("prunelora-deep").make_config(repair="none", depth_scaling="linear")
+    model = unlearn(original, class3_splits, "prunelora-deep", config, device="cpu", progress=False).model
+    subspaces = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    left = {name: forget_component(model.get_submodule(name), basis) / forget_component(
+        original.get_submodule(name), basis) for name, basis in subspaces.items()}
+    first, last = next(iter(left)), "head"  # in forward order: the first edited conv ... the head
+    assert left[last] < 1e-5  # strength 1 x L / L
+    assert 0.5 < left[first] < 1.0  # strength 1 x 1 / L, L > 2: most of it stays
+    assert sorted(left.values(), reverse=True) == list(left.values())  # less is left the deeper the layer
+    with pytest.raises(InvalidInputError, match="depth_scaling 'deep' is not one of none, linear"):
+        get_method("prunelora-deep").make_config(depth_scaling="deep")
+
+
+def test_train_norms_trains_the_norms_and_biases_and_still_leaves_no_component(original, class3_splits):
+    config = get_method("prunelora-deep").make_config(steps=3, lr=0.01, seed=0, train_norms=True)
+    result = unlearn(original, class3_splits, "prunelora-deep", config, device="cpu", progress=False)
+    frozen = unlearn(original, class3_splits, "prunelora-deep",
+                     get_method("prunelora-deep").make_config(steps=3, lr=0.01, seed=0), device="cpu", progress=False)
+    norms = [n for n, m in original.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    moved = [n for n in norms if not torch.equal(result.model.get_submodule(n).weight, original.get_submodule(n).weight)]
+    assert moved and not any(not torch.equal(frozen.model.get_submodule(n).weight, original.get_submodule(n).weight)
+                             for n in norms)
+    assert not torch.equal(result.model.head.bias, original.head.bias)
+    assert result.record.trainable_params > frozen.record.trainable_params
+    for name, basis in forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3).items():
+        assert forget_component(result.model.get_submodule(name), basis) < 1e-5, name

@@ -9,8 +9,9 @@ directions instead of channels, and the repair cannot put them back:
    rank-`subspace_rank` forget subspace: the top right singular vectors of the differences between
    the forget set's mean input and each retained class's mean input (convs pooled over space,
    tokens averaged), from at most `max_images` images of D_f and of D_r;
-2. each weight loses `strength` of its component along that subspace (closed form), then
-   BatchNorm statistics are recalibrated on D_r;
+2. each weight loses `strength` of its component along that subspace (closed form; with
+   `depth_scaling: linear`, strength x l / L for the l-th of L edited layers), then BatchNorm
+   statistics are recalibrated on D_r;
 3. a LoRA repair on D_r whose input-side matrix A is parameterised in the complement of the
    subspace (every update has zero component along it), then merged: the result is a plain model
    whose edited weights have no component along their forget subspace (with `strength` 1);
@@ -28,7 +29,8 @@ the adapters).
 Choices the references leave open, made here: the subspace is estimated once, on the original
 (not re-estimated after the repair); the head is edited like any other linear; the stem (fewer
 than 2·k input channels) is left alone; every edited layer gets an adapter (rank `lora_rank`,
-scale `lora_alpha / lora_rank`); other parameters, BatchNorm's affine ones included, are frozen.
+scale `lora_alpha / lora_rank`); other parameters are frozen, BatchNorm's affine ones included unless
+`train_norms` (then the normalisation layers and every bias train too).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
 from prunelora.methods.common import cycle, random_wrong_labels
 from prunelora.methods.opc import contracted_module, contraction_loss
+from prunelora.models.blocks import forward_order
 from prunelora.pruning import recalibrate_batchnorm
 
 REPAIRS = ("subspace", "free", "none")
 FORGET_OBJECTIVES = ("none", "random-label", "contract")
+DEPTH_SCALINGS = ("none", "linear")
 
 
 @dataclass
@@ -73,6 +77,12 @@ class DeepPruneLoRAConfig(TrainingOptions):
         "what the repair also does with D_f, through the same adapters, on one D_f batch per step: none (D_r "
         "only), random-label (cross-entropy to a random wrong class per record: the lever for random records) "
         "or contract (D_f's features pulled to the origin, as OPC does)")})
+    depth_scaling: str = field(default="none", metadata={"help": (
+        "how much of each layer's component is removed: none (strength everywhere) or linear (strength x l / L "
+        "for the l-th of L edited layers in forward order: early, generic features are edited least, as DAMP does)")})
+    train_norms: bool = field(default=False, metadata={"help": (
+        "also train, beside the adapters, the normalisation layers' scales and shifts and every bias (a few "
+        "thousand parameters; a bias reads no input, so none of them can read a forget direction back)")})
     forget_weight: float = field(default=1.0, metadata={"help": (
         "weight of the forget objective's term beside the cross-entropy on D_r, > 0")})
 
@@ -86,6 +96,8 @@ class DeepPruneLoRAConfig(TrainingOptions):
             raise InvalidInputError(f"strength {self.strength} is outside [0, 1]")
         if self.repair not in REPAIRS:
             raise InvalidInputError(f"repair {self.repair!r} is not one of {', '.join(REPAIRS)}")
+        if self.depth_scaling not in DEPTH_SCALINGS:
+            raise InvalidInputError(f"depth_scaling {self.depth_scaling!r} is not one of {', '.join(DEPTH_SCALINGS)}")
         if self.forget_objective not in FORGET_OBJECTIVES:
             raise InvalidInputError(f"forget_objective {self.forget_objective!r} is not one of "
                                     f"{', '.join(FORGET_OBJECTIVES)}")
@@ -122,6 +134,30 @@ def _repair(model, splits, config: DeepPruneLoRAConfig, ctx, params):
     return config.fit(model, splits.retain, ctx, "prunelora-deep", params=params)
 
 
+NORMS = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+
+
+def _norms_and_biases(model) -> list[torch.nn.Parameter]:
+    """The normalisation layers' parameters and every other module's `bias`, made trainable."""
+    found = []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param is not None and (isinstance(module, NORMS) or name == "bias" or name.endswith("_bias")):
+                param.requires_grad_(True)
+                found.append(param)
+    return found
+
+
+def _strengths(model, subspaces: dict, config: DeepPruneLoRAConfig, example: torch.Tensor) -> dict[str, float]:
+    """Each edited layer's share removed: `strength`, or with linear depth scaling strength x l / L
+    (l: the layer's place among the L edited layers in the order the forward pass runs them)."""
+    if config.depth_scaling == "none":
+        return {name: config.strength for name in subspaces}
+    order = [name for name in forward_order(model, example.to(next(model.parameters()).device)) if name in subspaces]
+    order += [name for name in subspaces if name not in order]  # never run as a module (none today): deepest
+    return {name: config.strength * depth / len(order) for depth, name in enumerate(order, 1)}
+
+
 def _sample(dataset, limit: int, seed: int):
     if len(dataset) <= limit:
         return dataset
@@ -142,13 +178,15 @@ def prunelora_deep(model, splits, config: DeepPruneLoRAConfig, ctx):
     if not subspaces:
         raise InvalidInputError(f"no layer of {type(model).__name__} has {2 * config.subspace_rank} or more input "
                                 "channels to take a forget subspace from; lower --subspace-rank")
-    for name, basis in subspaces.items():
-        remove_subspace(model.get_submodule(name), basis, config.strength)
+    for name, strength in _strengths(model, subspaces, config, splits.retain[0][0].unsqueeze(0)).items():
+        remove_subspace(model.get_submodule(name), subspaces[name], strength)
     recalibrate_batchnorm(model, splits.retain, device=next(model.parameters()).device)
     # The free repair (the ablation) is the same LoRA with an empty subspace to stay out of.
     kept_out = subspaces if config.repair == "subspace" else {
         name: basis[:, :0] for name, basis in subspaces.items()}
     params = add_subspace_lora(model, kept_out, config.lora_rank, config.lora_alpha, config.seed)
+    if config.train_norms:
+        params += _norms_and_biases(model)
     trainable = sum(p.numel() for p in params)
     steps, history = 0, []
     if config.repair != "none" and (config.epochs > 0 or config.steps):
