@@ -12,6 +12,7 @@ Run:   .venv/bin/python benchmarks/deep_forgetting_sweep.py --out benchmarks/res
 Digits: the same with --dataset digits (whole originals; small test set, noisy probe)
 Quick: .venv/bin/python benchmarks/deep_forgetting_sweep.py --quick --out /tmp/deep-sweep   (a smoke test
        on digits: 1-epoch originals, 2-step repairs; its numbers mean nothing)
+Every round in one table: .venv/bin/python benchmarks/deep_forgetting_sweep.py --summarize benchmarks/results/deep-forgetting
 Wall times are only meaningful on an otherwise idle machine.
 """
 
@@ -181,7 +182,40 @@ def write(rows: list[dict], out: Path) -> dict[str, Path]:
     return write_tables(rows, COLUMNS, out)  # sweep.csv and sweep.md, as the forget-aware sweep writes them
 
 
+SUMMARY = ("UA", "RA", "TA", "Avg.Gap", "Probe-FA", "Probe.Gap", "Residue.Gap", "CKA-original-forget",
+           "CKA-retrain-forget", "wall_time_s")
+
+
+def summarize(root: Path) -> str:
+    """One markdown table of every `sweep.csv` under `root` (each round of the sweep wrote its own
+    folder): one row per dataset folder x model x scenario x variant, the first measured (a cached
+    retrain evaluates the same in every round), ordered by model and scenario."""
+    import csv
+
+    seen: dict[tuple, dict] = {}
+    for path in sorted(root.rglob("sweep.csv")):
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                group = "digits" if any(part.startswith("digits") for part in path.parts[len(root.parts):]) else "fashion-mnist"
+                seen.setdefault((group, row["model"], row["scenario"], row["variant"]), {**row, "round": path.parent.name})
+    order = sorted(seen, key=lambda k: (k[0], k[1], k[2], k[3] != "retrain"))
+    head = ["data", "model", "scenario", "variant", *SUMMARY, "folder"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in order:
+        row = seen[key]
+        values = [f"{float(row[k]):.3g}" if row.get(k) not in (None, "", "nan") else "—" for k in SUMMARY]
+        lines.append("| " + " | ".join([*key, *values, row["round"]]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> tuple[list[dict], dict[str, Path]]:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--summarize"]:  # every round's table in one: --summarize DIR writes DIR/summary.md
+        root = Path(argv[1])
+        (root / "summary.md").write_text(summarize(root))
+        print((root / "summary.md").read_text())
+        return [], {"md": root / "summary.md"}
     args = parse(argv)
     rows = run(args)
     paths = write(rows, args.out)

@@ -42,6 +42,10 @@ RESULTS_PAGES: dict[str, tuple[str, str, str]] = {
     "results/forget-aware-sweep-table.md": (
         "Forget-aware sweep: the table", "forget-aware/sweep.md",
         "python benchmarks/forget_aware_sweep.py (see the forget-aware sweep page for the three runs)"),
+    "results/deep-forgetting-sweep-table.md": (
+        "Deep-forgetting sweep: the table", "deep-forgetting/summary.md",
+        "python benchmarks/deep_forgetting_sweep.py --summarize benchmarks/results/deep-forgetting (every round's "
+        "sweep.csv; the rounds' commands are on the deep-forgetting sweep page)"),
 }
 
 

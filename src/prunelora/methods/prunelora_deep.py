@@ -55,7 +55,7 @@ from prunelora.pruning import recalibrate_batchnorm
 
 REPAIRS = ("subspace", "free", "none")
 FORGET_OBJECTIVES = ("none", "random-label", "contract")
-DEPTH_SCALINGS = ("none", "linear")
+DEPTH_SCALINGS = ("uniform", "linear")  # damp's words; its `separability` needs its own statistics
 
 
 @dataclass
@@ -75,10 +75,10 @@ class DeepPruneLoRAConfig(TrainingOptions):
         "ablation) or none (the edit alone)")})
     forget_objective: str = field(default="none", metadata={"help": (
         "what the repair also does with D_f, through the same adapters, on one D_f batch per step: none (D_r "
-        "only), random-label (cross-entropy to a random wrong class per record: the lever for random records) "
+        "only), random-label (cross-entropy to a random wrong class per record) "
         "or contract (D_f's features pulled to the origin, as OPC does)")})
-    depth_scaling: str = field(default="none", metadata={"help": (
-        "how much of each layer's component is removed: none (strength everywhere) or linear (strength x l / L "
+    depth_scaling: str = field(default="uniform", metadata={"help": (
+        "how much of each layer's component is removed: uniform (strength everywhere) or linear (strength x l / L "
         "for the l-th of L edited layers in forward order: early, generic features are edited least, as DAMP does)")})
     train_norms: bool = field(default=False, metadata={"help": (
         "also train, beside the adapters, the normalisation layers' scales and shifts and every bias (a few "
@@ -151,7 +151,7 @@ def _norms_and_biases(model) -> list[torch.nn.Parameter]:
 def _strengths(model, subspaces: dict, config: DeepPruneLoRAConfig, example: torch.Tensor) -> dict[str, float]:
     """Each edited layer's share removed: `strength`, or with linear depth scaling strength x l / L
     (l: the layer's place among the L edited layers in the order the forward pass runs them)."""
-    if config.depth_scaling == "none":
+    if config.depth_scaling == "uniform":
         return {name: config.strength for name in subspaces}
     order = [name for name in forward_order(model, example.to(next(model.parameters()).device)) if name in subspaces]
     order += [name for name in subspaces if name not in order]  # never run as a module (none today): deepest
