@@ -340,3 +340,51 @@ def test_workers_under_torchrun_are_one_line(run_cli, config_file, tmp_path, mon
     monkeypatch.setattr("prunelora.cli.bench.world_size", lambda: 2)  # as in each torchrun process
     line = one_error_line(run_cli(*bench_args(config_file, tmp_path / "out", "--workers", "2")), "bench")
     assert "torchrun" in line and "do not combine" in line
+
+
+class _FakePool:
+    """A process pool that is broken from its first submission on (a worker died while idle), or
+    healthy: futures resolve at once to the task's name."""
+
+    def __init__(self, broken: bool) -> None:
+        self.broken, self.submitted, self.shut = broken, [], False
+
+    def submit(self, fn, context, task):
+        from concurrent import futures
+        from concurrent.futures.process import BrokenProcessPool
+
+        if self.broken:
+            raise BrokenProcessPool("a child process terminated abruptly")
+        future = futures.Future()
+        future.set_result(task)
+        self.submitted.append(task)
+        return future
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        self.shut = True
+
+
+def test_a_pool_found_broken_at_submission_hands_the_cell_to_a_fresh_pool(monkeypatch):
+    """A worker can die between two collects; the next submission then meets a broken pool. The
+    cell never ran: it goes to a fresh pool, is not counted as lost, and nothing is left pending."""
+    from concurrent import futures
+    from concurrent.futures.process import BrokenProcessPool
+
+    pools = [_FakePool(broken=True), _FakePool(broken=False)]
+    executor = ProcessExecutor(2, 1)
+    monkeypatch.setattr(executor, "start", lambda context: setattr(executor, "_pool", pools.pop(0)))
+    first = _FakePool(broken=True)
+    executor.submit("cell-a")  # no cell pending: straight to the fresh pool
+    assert executor._pending and not executor._deferred
+    assert executor.collect() == [("cell-a", "cell-a")]
+    # with a cell still held by the broken pool, the new one waits for that loss to be collected
+    held = futures.Future()
+    held.set_exception(BrokenProcessPool("the worker holding cell-b died"))
+    executor._pool, executor._pending = first, {held: "cell-b"}
+    pools.append(_FakePool(broken=False))
+    executor.submit("cell-c")
+    assert executor._deferred == ["cell-c"]
+    assert executor.collect() == [("cell-b", None)]  # cell-b was lost with its worker ...
+    assert executor._deferred == [] and list(executor._pending.values()) == ["cell-c"]  # ... cell-c was not
+    assert executor.collect() == [("cell-c", "cell-c")]
+    assert first.shut and not pools  # the broken pool was shut down and every fresh pool used

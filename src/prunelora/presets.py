@@ -51,7 +51,7 @@ def shipped_configs(kind: str | None = None) -> dict[str, Path]:
     """The shipped YAML files by name (`configs/NAME.yaml`), sorted; only those of `kind` when given
     (`"unlearn"` or `"bench"`, see `config_kind`)."""
     found = {}
-    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+    for path in sorted(CONFIG_DIR.glob("*.yaml"), key=lambda p: p.stem):  # by name: `a` before `a-b`
         if kind is None or config_kind(read_yaml_mapping(path, "preset")) == kind:
             found[path.stem] = path
     return found

@@ -13,6 +13,7 @@ import concurrent.futures as futures
 import multiprocessing
 import socket
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 
 from prunelora.bench.cellwork import (
     CellOutcome,
@@ -80,6 +81,7 @@ class ProcessExecutor(_Parallel):
         self._pool: futures.ProcessPoolExecutor | None = None
         self._context: WorkerContext | None = None
         self._pending: dict[futures.Future, CellTask] = {}
+        self._deferred: list[CellTask] = []  # submitted to a pool found broken: for the next pool
 
     def start(self, context: WorkerContext) -> None:
         self._context = context
@@ -89,7 +91,16 @@ class ProcessExecutor(_Parallel):
     def submit(self, task: CellTask) -> None:
         if self._pool is None:  # the first submission, or the first after a worker died
             self.start(self._context)
-        self._pending[self._pool.submit(run_task, self._context, task)] = task
+        try:
+            self._pending[self._pool.submit(run_task, self._context, task)] = task
+        except BrokenProcessPool:
+            # a worker died since the last collect: the cells the pool held come back lost from the
+            # next collect; this one never ran, so it waits for the fresh pool (no death counted)
+            if self._pending:
+                self._deferred.append(task)
+            else:
+                self._stop()
+                self.submit(task)
 
     def collect(self) -> Finished:
         done, _ = futures.wait(self._pending, return_when=futures.FIRST_COMPLETED)
@@ -99,12 +110,17 @@ class ProcessExecutor(_Parallel):
             task = self._pending.pop(future)
             try:
                 finished.append((task, future.result()))
-            except futures.process.BrokenProcessPool:
+            except BrokenProcessPool:
                 finished.append((task, None))
                 broken = True
         if broken:  # every cell still held by the broken pool is lost with it
             finished += [(task, None) for task in self._pending.values()]
             self._stop()
+        if self._deferred and (broken or not self._pending):
+            self._stop()  # (a no-op when the break was seen above)
+            deferred, self._deferred = self._deferred, []
+            for task in deferred:
+                self.submit(task)
         return finished
 
     def _stop(self) -> None:
