@@ -73,6 +73,13 @@ def same(a, b) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) or a == b
 
 
+def assert_same_cells(cells: dict[str, dict], expected: dict[str, dict]) -> None:
+    """The same cells, each with the same payload (`cell_payloads`), NaN included."""
+    assert cells.keys() == expected.keys()
+    for name in cells:
+        assert same(cells[name], expected[name]), name
+
+
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory) -> Path:
     return write_yaml(tmp_path_factory.mktemp("executors") / "tiny.yaml", tiny())
@@ -93,9 +100,8 @@ def test_two_workers_give_the_metrics_of_one_bit_for_bit(run_cli, config_file, s
     assert code == 0, stderr
     rows, cells = outcome(out)
     expected_rows, expected_cells = outcome(sequential)
-    assert len(cells) == CELLS and cells.keys() == expected_cells.keys()
-    for name in cells:
-        assert same(cells[name], expected_cells[name]), name
+    assert len(cells) == CELLS
+    assert_same_cells(cells, expected_cells)
     assert same(rows, expected_rows)
     assert all(row["threads"] == 1 for row in rows)  # recorded, and the same in both
     # the grid's progress line, and the workers' logs in the bench folder
@@ -141,11 +147,7 @@ def test_a_worker_killed_mid_cell_reruns_it_then_the_same_command_resumes(config
     for path, data in recorded.items():
         assert path.read_bytes() == data and path.stat().st_mtime_ns == stamps[path]
     assert "class3 retrain seed 0: done earlier, reusing" in lines
-    cells = cell_payloads(out)
-    expected = cell_payloads(sequential)
-    assert cells.keys() == expected.keys()
-    for name in cells:
-        assert same(cells[name], expected[name]), name
+    assert_same_cells(cell_payloads(out), cell_payloads(sequential))
 
 
 @pytest.fixture(scope="class")
@@ -174,9 +176,7 @@ class TestRay:
         assert code == 0, stderr
         rows, cells = outcome(out)
         expected_rows, expected_cells = outcome(sequential)
-        assert cells.keys() == expected_cells.keys()
-        for name in cells:
-            assert same(cells[name], expected_cells[name]), name
+        assert_same_cells(cells, expected_cells)
         assert same(rows, expected_rows)
         # a Ray worker may run on a node that cannot see the bench folder: the driver writes its log
         assert list((out / "logs").glob("worker-*.log"))
@@ -202,11 +202,7 @@ class TestRay:
             executor.close()
         assert len(list(markers.iterdir())) == 1
         assert "class3 lora seed 0: its worker died; running it again" in lines
-        cells = cell_payloads(out)
-        expected = cell_payloads(sequential)
-        assert cells.keys() == expected.keys()
-        for name in cells:
-            assert same(cells[name], expected[name]), name
+        assert_same_cells(cell_payloads(out), cell_payloads(sequential))
 
 
 def test_one_local_worker_is_todays_runner():
