@@ -59,19 +59,28 @@ def check_neggrad_alpha(alpha: float) -> None:
         raise InvalidInputError(f"neggrad_alpha {alpha} is outside (0, 1)")
 
 
+def paired_cross_entropy(forget: ImageDataset, retain_weight: float, forget_weight: float, batch_size: int,
+                         seed: int, device):
+    """`loss(model, x_r, y_r) = retain_weight * CE(D_r batch) + forget_weight * CE(next batch of forget)`.
+
+    Iterated over D_r; each step also draws the next batch of `forget` (cycled, reshuffled each pass).
+    """
+    forget_batches = cycle(forget, batch_size, seed)
+    criterion = nn.CrossEntropyLoss()
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xf, yf = next(forget_batches)
+        return retain_weight * criterion(model(x), y) + forget_weight * criterion(model(xf.to(device)), yf.to(device))
+
+    return loss_fn
+
+
 def neggrad_plus_loss(splits: Splits, alpha: float, batch_size: int, seed: int, device):
     """`loss(model, x_r, y_r) = alpha * CE(D_r batch) - (1 - alpha) * CE(D_f batch)` (Kurmanji et al. 2023).
 
     Iterated over D_r; each step also draws the next batch of the (cycled) forget set.
     """
-    forget_batches = cycle(splits.forget, batch_size, seed)
-    criterion = nn.CrossEntropyLoss()
-
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        xf, yf = next(forget_batches)
-        return alpha * criterion(model(x), y) - (1 - alpha) * criterion(model(xf.to(device)), yf.to(device))
-
-    return loss_fn
+    return paired_cross_entropy(splits.forget, alpha, -(1 - alpha), batch_size, seed, device)
 
 
 def objective_data(objective: str, splits: Splits, alpha: float, batch_size: int, seed: int, device):

@@ -50,7 +50,7 @@ from prunelora.adapters.subspace import (
 from prunelora.data.generic import relabel, subset, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodRecord, TrainingOptions, register_method
-from prunelora.methods.common import cycle, random_wrong_labels
+from prunelora.methods.common import cycle, paired_cross_entropy, random_wrong_labels
 from prunelora.methods.opc import contracted_module, contraction_loss
 from prunelora.models.blocks import forward_order
 from prunelora.pruning import recalibrate_batchnorm
@@ -117,13 +117,7 @@ def _repair(model, splits, config: DeepPruneLoRAConfig, ctx, params):
     (cycled) forget set through the same adapters, weighted by `forget_weight`."""
     if config.forget_objective == "random-label":
         wrong = relabel(splits.forget, random_wrong_labels(targets_of(splits.forget), splits.num_classes, config.seed))
-        batches = cycle(wrong, config.batch_size, config.seed)
-        criterion = torch.nn.CrossEntropyLoss()
-
-        def loss_fn(m, x, y):
-            xf, yf = next(batches)
-            return criterion(m(x), y) + config.forget_weight * criterion(m(xf.to(x.device)), yf.to(x.device))
-
+        loss_fn = paired_cross_entropy(wrong, 1.0, config.forget_weight, config.batch_size, config.seed, ctx.device)
         return config.fit(model, splits.retain, ctx, "prunelora-deep", params=params, loss_fn=loss_fn)
     if config.forget_objective == "contract":
         where = contracted_module(model, ctx.classifier, splits.retain[0][0].unsqueeze(0))
