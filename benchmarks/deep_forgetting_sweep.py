@@ -19,6 +19,7 @@ Wall times are only meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
@@ -190,8 +191,6 @@ def summarize(root: Path) -> str:
     """One markdown table of every `sweep.csv` under `root` (each round of the sweep wrote its own
     folder): one row per dataset folder x model x scenario x variant, the first measured (a cached
     retrain evaluates the same in every round), ordered by model and scenario."""
-    import csv
-
     seen: dict[tuple, dict] = {}
     for path in sorted(root.rglob("sweep.csv")):
         with path.open(newline="") as f:
