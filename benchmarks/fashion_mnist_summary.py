@@ -21,7 +21,8 @@ And the targets of forget-aware pruning (issue 13), each held or missed with its
 And deep forgetting's (issue 25; `deep_targets` says how each is judged): a family member within 2x
 the noise floor at the outputs and in the probe, as fast as the fastest other method that gets
 near the retrain; its CKA nearer the retrain's than the original's and its relearning like a
-retrain's; random 10%; every deep-forgetting peer in the same run.
+retrain's; random 10%; every deep-forgetting peer in the same run. And whether relearning orders
+the methods the same way on both classes (`relearn_consistency`).
 
 The family: `prunelora`, `prunelora-deep` and every `@` variant of either (the paper's preset, its
 physical pruning, the forget-aware and deep presets). The noise floor (retrain against retrain) is
@@ -40,6 +41,8 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from scipy import stats
 
 CONFIGS = ["fashion-mnist-resnet8", "fashion-mnist-vit-tiny"]
 PROBE_TARGET = 2.0  # points of Probe.Gap
@@ -122,6 +125,20 @@ def _or_inf(value: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
+def _over_floor(value: float, floor: float) -> float:
+    """`value` over twice the noise floor `floor` (<= 1: within 2x the floor); NaN where either is
+    unmeasured; a floor of 0 (two retrains alike) takes only a value of 0."""
+    if math.isnan(value) or math.isnan(floor):
+        return math.nan
+    if floor <= 0:
+        return 0.0 if value <= 0 else math.inf
+    return value / (2 * floor)
+
+
+def _verdict(held: bool | None) -> str:
+    return "unmeasured" if held is None else "held" if held else "missed"
+
+
 FAMILY = ("prunelora", "prunelora-deep")
 PEERS = ("eu-k", "cf-k", "damp", "opc", "cmf")  # issue 25's deep-forgetting peers
 
@@ -167,10 +184,13 @@ def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
     members = sorted({m for sc in classes for m in means[sc] if family(m)})
 
     def ratio(m: str, sc: str) -> float:
+        """The worse of Avg.Gap and Probe.Gap over twice its noise floor (<= 1: within); NaN where
+        either is unmeasured (a NaN is never dropped by max: the probe cannot be skipped)."""
         v, f = means[sc].get(m), floors[sc]
         if v is None:
             return math.inf
-        return _or_inf(max(v["Avg.Gap"] / (2 * f["Avg.Gap"]), v["Probe.Gap"] / (2 * f["Probe.Gap"])))
+        return max(_over_floor(v["Avg.Gap"], f["Avg.Gap"]), _over_floor(v["Probe.Gap"], f["Probe.Gap"]),
+                   key=lambda x: math.inf if math.isnan(x) else x)
 
     def in_time(m: str) -> bool:
         return all(m in means[sc] and means[sc][m]["wall_time_s"] <= deadlines[sc] for sc in classes)
@@ -178,17 +198,17 @@ def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
     member = None
     if classes and members:
         pool = [m for m in members if in_time(m)] or members
-        member = min(pool, key=lambda m: max(ratio(m, sc) for sc in classes))
+        member = min(pool, key=lambda m: max(_or_inf(ratio(m, sc)) for sc in classes))
         verdicts = []
         for sc in classes:
             v, f = means[sc][member], floors[sc]
-            within = ratio(member, sc) <= 1
-            verdicts.append(within and means[sc][member]["wall_time_s"] <= deadlines[sc])
+            r = ratio(member, sc)
+            verdicts.append(None if math.isnan(r) else r <= 1 and means[sc][member]["wall_time_s"] <= deadlines[sc])
             lines.append(f"| {config} | 1 | {sc} | {member}: Avg.Gap {v['Avg.Gap']:.2f} (2x floor "
                          f"{2 * f['Avg.Gap']:.2f}), Probe.Gap {v['Probe.Gap']:.1f} (2x floor {2 * f['Probe.Gap']:.1f}), "
                          f"{v['wall_time_s']:.1f} s (fastest other with Avg.Gap <= 1: {deadlines[sc]:.1f} s) | "
-                         f"{'held' if verdicts[-1] else 'missed'} |")
-        held[1] = all(verdicts)
+                         f"{_verdict(verdicts[-1])} |")
+        held[1] = None if None in verdicts else all(verdicts)
         verdicts = []
         for sc in classes:
             v, (low, high) = means[sc][member], spreads[sc]
@@ -198,24 +218,27 @@ def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
             lines.append(f"| {config} | 2 | {sc} | {member}: CKA to the retrain {v['CKA-retrain-forget']:.3f} vs to the "
                          f"original {v['CKA-original-forget']:.3f}; relearn ratio {v['relearn_ratio']:.2f} (retrain "
                          f"pairs {low:.2f}-{high:.2f}) | "
-                         f"{'unmeasured' if verdicts[-1] is None else 'held' if verdicts[-1] else 'missed'} |")
+                         f"{_verdict(verdicts[-1])} |")
         held[2] = None if None in verdicts else all(verdicts)
+    random_held = []
     for sc in [s for s in scenarios if s.startswith("random")]:
         ours = {m: v["Avg.Gap"] for m, v in means[sc].items() if family(m)}
         others = {m: v["Avg.Gap"] for m, v in means[sc].items() if not family(m)}
         if not ours or not others:
             continue
         a, b = min(ours, key=lambda m: _or_inf(ours[m])), min(others, key=lambda m: _or_inf(others[m]))
-        held[3] = ours[a] <= others[b]
+        random_held.append(ours[a] <= others[b])
         lines.append(f"| {config} | 3 | {sc} | family best {a}: {ours[a]:.2f}; best other {b}: {others[b]:.2f} "
-                     f"(noise floor {floors[sc]['Avg.Gap']:.2f}) | {'held' if held[3] else 'missed'} |")
+                     f"(noise floor {floors[sc]['Avg.Gap']:.2f}) | {_verdict(random_held[-1])} |")
+    if random_held:
+        held[3] = all(random_held)
     measured = [p for p in PEERS if any(m.split("@")[0] == p for sc in scenarios for m in means[sc])]
     beaten = []
     if member is not None:
         for sc in classes:
-            for peer in PEERS:
-                v, ours = means[sc].get(peer), means[sc][member]
-                if v is not None and v["Avg.Gap"] < ours["Avg.Gap"] and v["Probe.Gap"] < ours["Probe.Gap"]:
+            ours = means[sc][member]
+            for peer, v in means[sc].items():  # a peer under a variant name (`eu-k@5ep`) counts too
+                if peer.split("@")[0] in PEERS and v["Avg.Gap"] < ours["Avg.Gap"] and v["Probe.Gap"] < ours["Probe.Gap"]:
                     beaten.append(f"{peer} on {sc} (Avg.Gap {v['Avg.Gap']:.2f}, Probe.Gap {v['Probe.Gap']:.1f})")
     held[4] = len(measured) == len(PEERS)
     lines.append(f"| {config} | 4 | all | peers measured: {', '.join(measured) or 'none'}"
@@ -223,6 +246,50 @@ def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
                  f"beating {member or 'the family'} on both axes: {'; '.join(beaten) or 'none'} | "
                  f"{'held' if held[4] else 'missed'} |")
     return lines, held
+
+
+RELEARN_CONSISTENT = 0.5  # Spearman rho between the two classes' orders of the methods
+
+
+def _spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (scipy's; NaN with fewer than 3 pairs or a constant side)."""
+    if len(xs) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+        return math.nan
+    return float(stats.spearmanr(xs, ys).statistic)
+
+
+def relearn_consistency(config: str, rows: list[dict]) -> tuple[list[str], bool | None]:
+    """Does relearning order the methods the same way on both classes (issue 25's relearning fix)?
+
+    For each relearning measure (the accuracy regained on held-out D_f after each fixed budget,
+    `relearn_acc@<steps>`, and the steps to the target over the retrain's, `relearn_ratio`): the
+    methods' means on each class scenario, then Spearman's rho between the first two classes' orders (over
+    the methods measured on both), and, per class, rho between the measure and Probe.Gap (where the
+    methods that hide relearn faster: positive for an accuracy, negative for the ratio). Consistent: rho between the classes >=
+    RELEARN_CONSISTENT for every measure. Returns the table lines and that verdict (None: fewer than
+    two class scenarios, or too few methods)."""
+    classes = [s for s in dict.fromkeys(r["scenario"] for r in rows) if not s.startswith("random")]
+    measures = sorted({k for r in rows for k in r if k.startswith("relearn_acc@")},
+                      key=lambda k: float(k.split("@")[1])) + ["relearn_ratio"]
+    means = {sc: {m: _means(rs, (*measures, "Probe.Gap")) for m, rs in by_method(rows, sc).items()
+                  if m not in NOT_METHODS} for sc in classes}
+    lines, verdicts = [], []
+    for measure in measures:
+        if len(classes) < 2:
+            break
+        a, b = classes[:2]
+        both = [m for m in means[a] if m in means[b]
+                and not math.isnan(means[a][m][measure]) and not math.isnan(means[b][m][measure])]
+        rho = _spearman([means[a][m][measure] for m in both], [means[b][m][measure] for m in both])
+        with_probe = []
+        for sc in (a, b):
+            ms = [m for m in both if not math.isnan(means[sc][m]["Probe.Gap"])]
+            with_probe.append(_spearman([means[sc][m][measure] for m in ms], [means[sc][m]["Probe.Gap"] for m in ms]))
+        verdicts.append(None if math.isnan(rho) else rho >= RELEARN_CONSISTENT)
+        lines.append(f"| {config} | {measure} | {len(both)} | {rho:.2f} | {with_probe[0]:.2f} | {with_probe[1]:.2f} | "
+                     f"{'unmeasured' if verdicts[-1] is None else 'consistent' if verdicts[-1] else 'not consistent'} |")
+    verdict = None if not verdicts or None in verdicts else all(verdicts)
+    return lines, verdict
 
 
 def forget_aware_targets(config: str, rows: list[dict]) -> list[str]:
@@ -316,6 +383,18 @@ def main() -> None:
             verdicts.setdefault(target, []).append(value)
     lines += [""] + [f"- Target {t}, on every config: "
                      + ("unmeasured" if None in v else "held" if all(v) else "missed") for t, v in sorted(verdicts.items())]
+    lines += ["", "## Relearning, the same order on both classes? (issue 25)", "",
+              "The methods' mean relearning measure on each class (retrains and the noise floor left out): the "
+              "held-out accuracy of D_f regained after a fixed number of steps (`relearn_acc@N`, BatchNorm "
+              "statistics frozen, mean over the relearn seeds) and the steps to the target over the retrain's "
+              "(`relearn_ratio`). rho: Spearman's rank correlation of the methods' orders between the two "
+              f"classes (consistent: >= {RELEARN_CONSISTENT:g}), and on each class between the measure and "
+              "Probe.Gap (where the methods that hide in the features relearn faster: positive for an accuracy, "
+              "negative for the ratio).", "",
+              "| config | measure | methods | rho between classes | rho with Probe.Gap, first class | "
+              "rho with Probe.Gap, second class | verdict |", "|---|---|---|---|---|---|---|"]
+    for config in args.configs:
+        lines += relearn_consistency(config, read_rows(root / config / "results.csv"))[0]
     out = Path(args.out)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

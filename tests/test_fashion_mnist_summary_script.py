@@ -94,3 +94,57 @@ def test_deep_forgetting_targets_judge_one_member_on_every_class():
     worse = [dict(r, **{"Avg.Gap": 2.0, "Probe.Gap": 0.4}) if r["method"] == "eu-k" else r for r in data]
     worse = [dict(r, **{"Avg.Gap": 0.2}) if r["method"] == "eu-k" and r["scenario"] == "class3" else r for r in worse]
     assert "eu-k on class3 (Avg.Gap 0.20, Probe.Gap 0.4)" in summary.deep_targets("cfg", worse)[0][-1]
+
+
+def relearn_rows(scenario, method, acc10, ratio, probe_gap, seeds=2):
+    return [{"scenario": scenario, "method": method, "seed": float(s), "relearn_acc@10": acc10,
+             "relearn_ratio": ratio, "Probe.Gap": probe_gap} for s in range(seeds)]
+
+
+def test_relearning_is_consistent_when_both_classes_order_the_methods_alike():
+    summary = load_script("fashion_mnist_summary")
+    # four methods, hiding more (Probe.Gap) relearning faster (accuracy up, ratio down) on both classes
+    methods = {"a": (5.0, 1.2, 0.5), "b": (20.0, 0.9, 2.0), "c": (40.0, 0.5, 5.0), "d": (70.0, 0.2, 9.0)}
+    data = []
+    for scenario, shift in (("class3", 0.0), ("class8", 3.0)):
+        data += relearn_rows(scenario, "retrain", 0.0, 1.0, 0.0)  # left out of the orders
+        for method, (acc, ratio, probe) in methods.items():
+            data += relearn_rows(scenario, method, acc + shift, ratio, probe + shift)
+    data += relearn_rows("random10", "a", 90.0, 0.1, float("nan"))  # a random forget set is not a class
+    lines, verdict = summary.relearn_consistency("cfg", data)
+    assert verdict is True
+    assert lines[0] == "| cfg | relearn_acc@10 | 4 | 1.00 | 1.00 | 1.00 | consistent |"
+    assert lines[1] == "| cfg | relearn_ratio | 4 | 1.00 | -1.00 | -1.00 | consistent |"
+    # the second class orders the accuracy the other way round: not consistent (rho -1)
+    flipped = [dict(r, **{"relearn_acc@10": 100 - r["relearn_acc@10"]}) if r["scenario"] == "class8" else r
+               for r in data]
+    lines, verdict = summary.relearn_consistency("cfg", flipped)
+    assert verdict is False
+    assert lines[0].startswith("| cfg | relearn_acc@10 | 4 | -1.00 |") and lines[0].endswith("not consistent |")
+    # one class only, or every method alike: nothing to judge
+    assert summary.relearn_consistency("cfg", [r for r in data if r["scenario"] != "class8"]) == ([], None)
+    same = [dict(r, **{"relearn_acc@10": 50.0}) for r in data]
+    assert summary.relearn_consistency("cfg", same)[1] is None
+
+
+def test_deep_targets_never_judge_a_missing_probe_and_take_a_zero_floor():
+    summary = load_script("fashion_mnist_summary")
+    data = []
+    for scenario in ("class3", "class8"):
+        data += (deep_rows(scenario, "retrain-vs-retrain", 0.2, 1.0, 200, seeds=1)
+                 + deep_rows(scenario, "random-label", 0.6, 5.0, 30)
+                 + deep_rows(scenario, "prunelora-deep", 0.3, float("nan"), 25)  # the probe did not run
+                 + deep_rows(scenario, "eu-k@5ep", 0.2, 0.5, 60))  # a peer under a variant name
+    lines, held = summary.deep_targets("cfg", data)
+    assert held[1] is None  # not "held" on Avg.Gap alone
+    assert lines[0].endswith("| unmeasured |")
+    assert "eu-k" in lines[-1].split("peers measured: ")[1].split(";")[0]
+    # a noise floor of exactly 0 (two retrains alike): no crash, only a gap of 0 is within it
+    alike = [dict(r, **{"Avg.Gap": 0.0}) if r["method"] == "retrain-vs-retrain" else r for r in data]
+    alike = [dict(r, **{"Probe.Gap": 0.5}) if r["method"] == "prunelora-deep" else r for r in alike]
+    lines, held = summary.deep_targets("cfg", alike)
+    assert held[1] is False and "(2x floor 0.00)" in lines[0]
+    # the peer beating the member on both axes is named under its variant name
+    assert "eu-k@5ep on class3 (Avg.Gap 0.20, Probe.Gap 0.5)" not in lines[-1]  # not below 0.5 on the probe
+    better = [dict(r, **{"Probe.Gap": 0.1}) if r["method"] == "eu-k@5ep" else r for r in alike]
+    assert "eu-k@5ep on class3 (Avg.Gap 0.20, Probe.Gap 0.1)" in summary.deep_targets("cfg", better)[0][-1]
