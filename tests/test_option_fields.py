@@ -61,3 +61,16 @@ def test_the_flags_carry_the_settings_help(run_cli):
         assert flag in words
     assert "order of the Ln norm that scores channels: 1 or 2" in words
     assert " ".join(dict((f.name, f) for f in dataclasses.fields(LoraSettings))["rank"].metadata["help"].split()) in words
+
+
+def test_a_flag_that_methods_mean_differently_shows_each_meaning_with_its_methods(run_cli):
+    # damp and prunelora-deep both take --depth-scaling, with different choices: the help says both
+    code, out, _ = run_cli("unlearn", "--help")
+    assert code == 0
+    words = " ".join(out.split())
+    damp = " ".join(dict((f.name, f) for f in dataclasses.fields(get_method("damp").config_cls))
+                    ["depth_scaling"].metadata["help"].split())
+    deep = " ".join(dict((f.name, f) for f in dataclasses.fields(get_method("prunelora-deep").config_cls))
+                    ["depth_scaling"].metadata["help"].split())
+    assert f"damp: {damp}" in words
+    assert f"prunelora-deep: {deep}" in words

@@ -34,12 +34,27 @@ _NOT_METHOD_OPTIONS = {"seed"}  # shared with the command's own --seed
 @dataclasses.dataclass
 class MethodOption:
     """One `--flag` of `unlearn`: a config field some methods share (its first method's field and
-    type, the first `help` any of them declares)."""
+    type), with each help text the methods declare for it and the methods that declare it."""
 
     field: dataclasses.Field
     annotation: typing.Any
-    help: str = ""
+    helps: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # help text -> methods
     methods: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def help(self) -> str:
+        """The flag's help: the one text and the methods it applies to, or, where methods mean
+        different things by the same option (damp's and prunelora-deep's --depth-scaling), each
+        text with its methods."""
+        texts = {text: methods for text, methods in self.helps.items() if text}
+        undocumented = set().union(*self.helps.values()) - set().union(*texts.values()) if texts else self.methods
+        if len(texts) <= 1:
+            text = next(iter(texts), "")
+            return (text + "; " if text else "") + "for " + ", ".join(sorted(self.methods))
+        parts = [f"{', '.join(sorted(methods))}: {text}" for text, methods in texts.items()]
+        if undocumented:
+            parts.append("also for " + ", ".join(sorted(undocumented)))
+        return "; ".join(parts)
 
 
 def method_options() -> dict[str, MethodOption]:
@@ -52,7 +67,7 @@ def method_options() -> dict[str, MethodOption]:
             if f.name in _NOT_METHOD_OPTIONS:
                 continue
             option = options.setdefault(f.name, MethodOption(f, hints[f.name]))
-            option.help = option.help or f.metadata.get("help", "")
+            option.helps.setdefault(f.metadata.get("help", ""), set()).add(name)
             option.methods.add(name)
     return options
 
@@ -75,8 +90,7 @@ def setup(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options (each applies to the methods named; default: the method's own)")
     for _, option in sorted(method_options().items()):
         # default None: a method not given the flag keeps its own default
-        add_field_option(g, option.field, option.annotation, default=None,
-                         help=(option.help + "; " if option.help else "") + "for " + ", ".join(sorted(option.methods)))
+        add_field_option(g, option.field, option.annotation, default=None, help=option.help)
 
 
 def run(args: argparse.Namespace) -> int:
