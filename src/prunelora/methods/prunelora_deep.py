@@ -14,12 +14,16 @@ directions instead of channels, and the repair cannot put them back:
    statistics are recalibrated on D_r;
 3. a LoRA repair on D_r whose input-side matrix A is parameterised in the complement of the
    subspace (every update has zero component along it), then merged: the result is a plain model
-   whose edited weights have no component along their forget subspace (with `strength` 1);
+   whose edited weights keep 1 - `strength` of their component along their forget subspace (none at
+   `strength` 1 with uniform scaling; with linear scaling, the early layers keep most of theirs);
 4. optionally (`forget_objective`), the repair also acts on D_f through the same adapters:
    each step adds `forget_weight` times a term on the next batch of the (cycled) forget set:
    `random-label`, the cross-entropy to a seeded random wrong class per record (Golatkar et al.'s
    objective, here trained only through the constrained adapters); `contract`, OPC's term, D_f's
    squared feature norm relative to the retain batch's (its features pulled to the origin).
+   Those D_f batches run in train mode, so BatchNorm's running statistics end up partly D_f's, as
+   for every method that trains on D_f (OPC, NegGrad+, random-label). Part of the contraction
+   lives there: recomputing them on D_r after the repair undoes most of it (a test measures this).
 
 Forget kinds: class-wise (the subspace separates the forgotten classes from each retained
 class) and random records or index lists (the within-class differences between D_f's and D_r's
@@ -65,7 +69,7 @@ class DeepPruneLoRAConfig(TrainingOptions):
     """Defaults: a rank-3 forget subspace removed in full, 2 epochs of rank-8 LoRA repair (alpha 16)
     with Adam at 1e-3; statistics from at most 2,000 images of D_f and of D_r."""
 
-    epochs: float = field(default=2, metadata={"help": "epochs of LoRA repair on D_r (0: the edit alone)"})
+    epochs: float = field(default=2, metadata={"help": "epochs of LoRA repair on D_r (repair none: the edit alone)"})
     subspace_rank: int = field(default=3, metadata={"help": "directions per layer in the forget subspace"})
     strength: float = field(default=1.0, metadata={"help": (
         "share of each weight's component along its forget subspace that is removed (0 to 1)")})
@@ -84,7 +88,8 @@ class DeepPruneLoRAConfig(TrainingOptions):
         "for the l-th of L edited layers in forward order: early, generic features are edited least, as DAMP does)")})
     train_norms: bool = field(default=False, metadata={"help": (
         "also train, beside the adapters, the normalisation layers' scales and shifts and every bias (a few "
-        "thousand parameters; a bias reads no input, so none of them can read a forget direction back)")})
+        "thousand parameters; no edited weight regains a component along its subspace, but a trained scale "
+        "reweights the channels the next layer reads)")})
     forget_weight: float = field(default=1.0, metadata={"help": (
         "weight of the forget objective's term beside the cross-entropy on D_r, > 0")})
 
