@@ -16,11 +16,12 @@ from prunelora.adapters.subspace import (
     editable_layers,
     forget_component,
     forget_subspaces,
+    layer_inputs_by_class,
     merge_subspace_lora,
     remove_subspace,
 )
 from prunelora.checkpoint import load_checkpoint
-from prunelora.data.generic import fetch, targets_of
+from prunelora.data.generic import concat, fetch, subset, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.evaluation.metrics import accuracy
 from prunelora.methods import get_method, unlearn
@@ -93,6 +94,58 @@ def test_the_subspaces(original, class3_splits):
         assert torch.allclose(basis.T @ basis, torch.eye(3), atol=1e-5)
     with pytest.raises(InvalidInputError, match="subspace rank 0"):
         forget_subspaces(original, class3_splits.forget, class3_splits.retain, 0)
+
+
+def test_a_forget_set_of_a_whole_class_and_some_records_takes_both_directions(original, class3_splits):
+    """A whole class plus records of a retained class: the class's directions stay in the subspace
+    (the within-class ones alone, as before, left the class out)."""
+    retain_targets = targets_of(class3_splits.retain)
+    fives = torch.nonzero(retain_targets == 5).flatten()
+    moved, kept = fives[:20], torch.cat([torch.nonzero(retain_targets != 5).flatten(), fives[20:]]).sort().values
+    mixed_forget = concat(class3_splits.forget, subset(class3_splits.retain, moved))
+    mixed = forget_subspaces(original, mixed_forget, subset(class3_splits.retain, kept), 3)
+    whole = forget_subspaces(original, class3_splits.forget, class3_splits.retain, 3)
+    top = whole["head"][:, 0]
+    assert (mixed["head"].T @ top).norm() > 0.9  # the class's first direction lies in the mixed subspace
+    records = forget_subspaces(original, subset(class3_splits.retain, moved), subset(class3_splits.retain, kept), 3)
+    assert records["head"].shape[1] == 1  # one shared class: one within-class difference, one direction
+    assert (records["head"].T @ top).norm() < 0.9
+
+
+def test_a_layer_whose_inputs_do_not_differ_gets_no_subspace(class3_splits):
+    """A zero difference has no direction: its singular vectors would be arbitrary, so the layer
+    is left out rather than edited along noise."""
+    constant = nn.Linear(64, 8)
+    nn.init.zeros_(constant.weight)  # every image gives the next layer the same input (the bias)
+    model = nn.Sequential(nn.Flatten(), constant, nn.Linear(8, 10))
+    subspaces = forget_subspaces(model, class3_splits.forget, class3_splits.retain, 3)
+    assert "1" in subspaces and "2" not in subspaces
+
+
+class _SequenceFirst(nn.Module):
+    """Rows of the image as tokens through PyTorch's default `nn.MultiheadAttention`, which takes
+    `(tokens, batch, dim)` (batch_first=False)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 12)
+        self.attention = nn.MultiheadAttention(12, 3)
+        self.head = nn.Linear(12, 10)
+
+    def forward(self, x):
+        tokens = self.embed(x.flatten(1, 2)).transpose(0, 1)  # (N, 8 rows, 8) -> (8, N, 12)
+        out, _ = self.attention(tokens, tokens, tokens)
+        return self.head(out.mean(0))
+
+
+def test_an_attention_that_is_not_batch_first_is_pooled_over_its_tokens(class3_splits):
+    model = _SequenceFirst().eval()
+    means = layer_inputs_by_class(model, class3_splits.forget, {"attention": model.attention})["attention"]
+    images = fetch(class3_splits.forget, list(range(len(class3_splits.forget))))[0]
+    with torch.no_grad():
+        expected = model.embed(images.flatten(1, 2)).mean(1).mean(0).double()  # tokens, then images
+    assert torch.allclose(means[3], expected, atol=1e-5)
+    assert "attention" in forget_subspaces(model, class3_splits.forget, class3_splits.retain, 2)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ so the merged weight, has exactly zero component along it.
 - `layer_inputs_by_class`: per-class mean input of every editable layer (convs pooled over space,
   linears and attention over tokens), from forward hooks in one pass per dataset.
 - `forget_subspaces`: per layer, the top-k right singular vectors of the differences between the
-  forget set's mean input and each retained class's mean input (class-wise forgetting), or, when
-  the forget set shares classes with the retain set (random records), between the forget set's
-  and the retain set's mean input within each class.
+  forget set's mean input and each retained class's mean input (class-wise forgetting), and, for
+  the forget set's records of classes the retain set shares (random records), between the forget
+  set's and the retain set's mean input within each class; a forget set of both kinds (a whole
+  class plus some records of another) takes both.
 - `remove_subspace`: W ← W − s·(W U) Uᵀ along the input dimension.
 - `add_subspace_lora` / `merge_subspace_lora`: LoRA (W + (alpha/r)·B·A(I − UUᵀ)) as a
   `torch.nn.utils.parametrize` parametrization, and its merge into plain weights.
@@ -30,6 +31,7 @@ from torch.nn.utils import parametrize
 
 from prunelora.data.generic import eval_view, make_loader
 from prunelora.errors import InvalidInputError
+from prunelora.models.classifier import layer_input, pool_features
 from prunelora.training.loop import resolve_device
 
 __all__ = ["SubspaceLoRA", "add_subspace_lora", "editable_layers", "forget_component", "forget_subspaces",
@@ -61,15 +63,6 @@ def editable_layers(model: nn.Module, min_input_dim: int = 2) -> dict[str, nn.Mo
     return out
 
 
-def _pooled(value: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> mean over space; (N, T, D) -> mean over tokens; (N, D) as is."""
-    if value.ndim == 4:
-        return value.mean(dim=(2, 3))
-    if value.ndim == 3:
-        return value.mean(dim=1)
-    return value.flatten(1)
-
-
 @torch.no_grad()
 def layer_inputs_by_class(model: nn.Module, dataset, layers: dict[str, nn.Module], *, batch_size: int = 256,
                           device: str | torch.device | None = None) -> dict[str, dict[int, torch.Tensor]]:
@@ -91,9 +84,8 @@ def layer_inputs_by_class(model: nn.Module, dataset, layers: dict[str, nn.Module
     labels: list[torch.Tensor] = []
 
     def hook(name: str):
-        def record(_module, args, kwargs):
-            value = args[0] if args else kwargs.get("query", kwargs.get("input"))
-            pooled = _pooled(value.detach()).double().cpu()
+        def record(module, args, kwargs):
+            pooled = pool_features(layer_input(module, args, kwargs).detach()).double().cpu()
             y = labels[-1]
             per_class = sums.setdefault(name, {})
             for c in y.unique().tolist():
@@ -125,7 +117,8 @@ def forget_subspaces(model: nn.Module, forget, retain, rank: int, *, layers: dic
         model: the model to edit.
         forget: D_f (or a sample of it).
         retain: D_r (or a sample of it).
-        rank: k, the directions per layer (fewer where there are fewer differences).
+        rank: k, the directions per layer (fewer where the differences span fewer; a layer where
+            they span none is left out).
         layers: which layers (default `editable_layers(model, 2 * rank)`).
         device: where to run.
 
@@ -147,15 +140,17 @@ def forget_subspaces(model: nn.Module, forget, retain, rank: int, *, layers: dic
         if name not in forgotten or name not in kept:
             continue
         f, r = forgotten[name], kept[name]
-        shared = sorted(set(f) & set(r))
-        if shared:  # records of retained classes: within-class differences
-            diffs = [f[c] - r[c] for c in shared]
-        else:  # whole classes: the forget set's mean against each retained class's
-            forget_mean = torch.stack(list(f.values())).mean(0)  # each forgotten class weighs the same
-            diffs = [forget_mean - r[c] for c in sorted(r)]
-        _, _, vh = torch.linalg.svd(torch.stack(diffs), full_matrices=False)
-        k = min(rank, vh.shape[0])
-        out[name] = vh[:k].T.float().contiguous()
+        # records of retained classes: within-class differences
+        diffs = [f[c] - r[c] for c in sorted(set(f) & set(r))]
+        whole = [c for c in sorted(f) if c not in r]
+        if whole:  # whole classes: their mean against each retained class's (each forgotten class weighs the same)
+            forget_mean = torch.stack([f[c] for c in whole]).mean(0)
+            diffs += [forget_mean - r[c] for c in sorted(r)]
+        _, s, vh = torch.linalg.svd(torch.stack(diffs), full_matrices=False)
+        # directions the differences actually span (a zero singular value's vector is arbitrary)
+        k = min(rank, int((s > s[0] * 1e-6).sum()) if s[0] > 0 else 0)
+        if k:
+            out[name] = vh[:k].T.float().contiguous()
     return out
 
 

@@ -53,7 +53,7 @@ from prunelora.data.generic import eval_view, make_loader, subset, targets_of
 from prunelora.errors import InvalidInputError
 from prunelora.methods.base import Capabilities, MethodConfig, MethodRecord, register_method
 from prunelora.models.blocks import forward_order
-from prunelora.models.classifier import pool_features
+from prunelora.models.classifier import layer_input, pool_features
 from prunelora.pruning import recalibrate_batchnorm
 
 SCALINGS = ("separability", "linear", "uniform")
@@ -131,7 +131,8 @@ def layer_inputs(model: nn.Module, module: nn.Module, dataset, batch_size: int, 
     """What enters `module`, one pooled vector per image of `dataset` (in its order), on the CPU
     (where the labels are)."""
     store: list[torch.Tensor] = []
-    handle = module.register_forward_pre_hook(lambda _m, args: store.append(pool_features(args[0]).float().cpu()))
+    handle = module.register_forward_pre_hook(
+        lambda m, args, kwargs: store.append(pool_features(layer_input(m, args, kwargs)).float().cpu()), with_kwargs=True)
     try:
         for x, _ in make_loader(dataset, batch_size=batch_size):
             model(x.to(device))

@@ -14,7 +14,7 @@ from torch import nn
 
 from prunelora.errors import InvalidInputError
 
-__all__ = ["Classifier", "classifier_outputs", "find_classifier", "find_module", "pool_features"]
+__all__ = ["Classifier", "classifier_outputs", "find_classifier", "find_module", "layer_input", "pool_features"]
 
 
 class Classifier(nn.Module):
@@ -78,6 +78,17 @@ def classifier_outputs(model: nn.Module, name: str | None = None) -> int | None:
     """How many classes the classifier scores (its `out_features`), when it says."""
     out = getattr(find_classifier(model, name)[1], "out_features", None)
     return int(out) if isinstance(out, int) else None
+
+
+def layer_input(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+    """What enters `module`, seen by a forward pre-hook registered `with_kwargs=True`, batch first:
+    the first positional argument, else the `query` (attention) or `input` keyword. An
+    `nn.MultiheadAttention` built with `batch_first=False` (PyTorch's default) takes `(T, N, D)`,
+    returned as `(N, T, D)` so that pooling averages over tokens, not over the batch."""
+    value = args[0] if args else kwargs.get("query", kwargs.get("input"))
+    if isinstance(module, nn.MultiheadAttention) and not module.batch_first and value.ndim == 3:
+        value = value.transpose(0, 1)
+    return value
 
 
 def pool_features(value: torch.Tensor | tuple) -> torch.Tensor:
