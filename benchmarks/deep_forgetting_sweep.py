@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
 import torch
 
 from prunelora.api import RunResult, apply_train_subset, train
-from prunelora.checkpoint import load_checkpoint
+from prunelora.checkpoint import load_checkpoint, run_id
 from prunelora.data import ForgetSpec, build_splits, load_dataset
 from prunelora.evaluation.evaluate import evaluate
 from prunelora.methods import get_method, unlearn
@@ -163,15 +164,16 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _trained(cache: Path | None, name: str, dataset: str, arch: str, recipe: TrainConfig, **options) -> RunResult:
-    """A trained model: from `cache/name` when an earlier run saved it there, else trained (and saved
-    there, when a cache is given). The checkpoint's meta.json records the recipe, so a changed
-    recipe is never mistaken for a cached one: its name includes the model, the dataset and the seed,
-    and `train` refuses to overwrite a different run."""
-    if cache is not None and (cache / name / "meta.json").is_file():
-        model, meta = load_checkpoint(cache / name)
-        return RunResult(model.eval(), meta, cache / name)
-    out = None if cache is None else cache / name
-    return train(dataset, arch, recipe, progress=False, device="cpu", subset_seed=0, out=out, **options)
+    """A trained model: from the cache when an earlier run saved this very run there, else trained
+    (and saved there, when a cache is given). The folder's name ends with a hash of everything that
+    defines the run (dataset, model and its options, recipe, train subset, forget set), so a changed
+    recipe or subset is never mistaken for a cached one: it trains into a folder of its own."""
+    key = run_id({"dataset": dataset, "arch": arch, "recipe": dataclasses.asdict(recipe), **options})[:8]
+    folder = None if cache is None else cache / f"{name}-{key}"
+    if folder is not None and (folder / "meta.json").is_file():
+        model, meta = load_checkpoint(folder)
+        return RunResult(model.eval(), meta, folder)
+    return train(dataset, arch, recipe, progress=False, device="cpu", subset_seed=0, out=folder, **options)
 
 
 def _row(model: str, scenario: str, variant: str, metrics: dict, wall: float) -> dict:

@@ -38,11 +38,15 @@ def test_deep_forgetting_sweep_script_runs_in_quick_mode(tmp_path):
     with paths["csv"].open() as f:
         assert len(list(csv.DictReader(f))) == len(rows)
     assert paths["md"].read_text().count("\n") == len(rows) + 2
-    assert sorted(p.name for p in cache.iterdir()) == [
+    # each folder: the run's name and a hash of what defines it (recipe, model options, subset, forget set)
+    names = sorted(p.name for p in cache.iterdir())
+    assert [n.rsplit("-", 1)[0] for n in names] == [
         "digits-resnet8-seed0-quick-original", "digits-resnet8-seed0-quick-retrain-class4",
         "digits-resnet8-seed0-quick-retrain-random10-seed1"]
+    assert all(len(n.rsplit("-", 1)[1]) == 8 for n in names)
     again, _ = module.main(["--quick", "--out", str(tmp_path / "again"), "--models", "resnet8", "--variants",
                             "deep", "--peers", "--scenarios", "class", "--cache", str(cache)])
     for key in ("UA", "RA", "TA", "Probe-FA", "wall_time_s"):  # the cached retrain ...
         assert again[0][key] == rows[0][key], key
     assert again[1]["UA"] == rows[1]["UA"] and again[1]["RA"] == rows[1]["RA"]  # ... and the cached original
+    assert sorted(p.name for p in cache.iterdir()) == names  # nothing trained again
