@@ -47,7 +47,7 @@ class MethodOption:
         different things by the same option (damp's and prunelora-deep's --depth-scaling), each
         text with its methods."""
         texts = {text: methods for text, methods in self.helps.items() if text}
-        undocumented = set().union(*self.helps.values()) - set().union(*texts.values()) if texts else self.methods
+        undocumented = self.helps.get("", set())
         if len(texts) <= 1:
             text = next(iter(texts), "")
             return (text + "; " if text else "") + "for " + ", ".join(sorted(self.methods))
