@@ -190,7 +190,7 @@ def deep_targets(config: str, rows: list[dict]) -> tuple[list[str], dict]:
         if v is None:
             return math.inf
         return max(_over_floor(v["Avg.Gap"], f["Avg.Gap"]), _over_floor(v["Probe.Gap"], f["Probe.Gap"]),
-                   key=lambda x: math.inf if math.isnan(x) else x)
+                   key=_or_inf)
 
     def in_time(m: str) -> bool:
         return all(m in means[sc] and means[sc][m]["wall_time_s"] <= deadlines[sc] for sc in classes)
