@@ -270,6 +270,16 @@ def test_report_marks_capped_relearning():
     assert "| ≥ 100.0 ± 0.0 | – |" in rows["both"]
 
 
+def test_report_gives_gaps_two_decimals_since_a_noise_floor_can_be_hundredths():
+    from prunelora.evaluation.report import markdown_table
+
+    summary = {"retrain-vs-retrain": {"UA": (100.0, 0.0), "Avg.Gap": (0.005, 0.004), "Out.Gap": (0.012, 0.01)},
+               "eu-k": {"UA": (99.96, 0.05), "Avg.Gap": (0.22, 0.06), "Out.Gap": (0.3, 0.1)}}
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in markdown_table(summary).splitlines()[2:]}
+    assert rows["retrain-vs-retrain"].endswith("| 100.0 ± 0.0 | 0.01 ± 0.00 | 0.01 ± 0.01 |")
+    assert rows["eu-k"].endswith("| 100.0 ± 0.1 | 0.22 ± 0.06 | 0.30 ± 0.10 |")
+
+
 # --------------------------------------------------------------------------- resume
 
 

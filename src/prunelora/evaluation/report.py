@@ -80,7 +80,8 @@ def _fmt(mean: float, std: float, key: str, n: int | None = None) -> str:
         return f"{mean:,.0f}"
     if key == "sparsity":
         return f"{mean:.3f}"
-    digits = 2 if key in ("time_ratio", "relearn_ratio") or key.startswith("CKA") else 1
+    # gaps to the retrain get two decimals: they are read against a noise floor that can be 0.01
+    digits = 2 if key in ("time_ratio", "relearn_ratio", "Avg.Gap", "Out.Gap") or key.startswith("CKA") else 1
     if n == 1:  # one seed: no spread was measured, and "± 0.0" would claim one
         return f"{mean:.{digits}f} (n=1)"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
