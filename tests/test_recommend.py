@@ -63,12 +63,12 @@ def test_the_table_is_the_committed_results():
     assert set(BENCHMARK) == set(committed)
     for key, (gap, time, steps, probe) in BENCHMARK.items():
         want_gap, want_time, want_steps, want_probe = committed[key]
-        assert gap == pytest.approx(want_gap, abs=0.005 + 1e-9), key
+        assert gap == pytest.approx(want_gap, abs=0.0005 + 1e-9), key
         assert time == pytest.approx(want_time, abs=0.0005 + 1e-9), key
         assert steps == want_steps, key
         assert (probe is None) == (want_probe is None), key
         if probe is not None:
-            assert probe == pytest.approx(want_probe, abs=0.05 + 1e-9), key
+            assert probe == pytest.approx(want_probe, abs=0.005 + 1e-9), key
 
 
 def _group_means(family: str, kind: str, index: int = 0) -> dict[str, float]:
