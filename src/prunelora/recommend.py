@@ -245,12 +245,11 @@ class Recommendation:
 
     def noise_floor(self) -> float:
         """Avg.Gap between two retrains of different seeds, mean over the kind's scenarios."""
-        config = CONFIGS[self.measured_family]
-        return _mean(BENCHMARK[(config, s, NOISE_FLOOR_ROW)][0] for s in SCENARIOS[self.kind])
+        return _FLOOR.gap(self.measured_family, self.kind)
 
     def probe_floor(self) -> float | None:
         """Probe.Gap between two retrains, mean over the kind's scenarios (None: no probe, records)."""
-        return Choice(NOISE_FLOOR_ROW, "", "").probe_gap(self.measured_family, self.kind)
+        return _FLOOR.probe_gap(self.measured_family, self.kind)
 
     def evidence(self, choice: Choice | None = None) -> str:
         """`choice`'s (default: `first`'s) measurement in words: gap per scenario, floor, cost."""
@@ -290,6 +289,7 @@ class Recommendation:
                 "how_sure": self.sure, "figures": self.figures(), "results": RESULTS_PAGE}
 
 
+_FLOOR = Choice(NOISE_FLOOR_ROW, "", "")  # the retrain-vs-retrain rows, read like a method's
 RANDOM_LABEL = Choice("random-label", "--method random-label --epochs 2",
                       "2 epochs of D_r plus the relabelled D_f (its default 10 was not measured)")
 PRUNE_FINETUNE = Choice("prune-finetune", "--method prune-finetune --epochs 2", "2 epochs of D_r")
@@ -446,9 +446,9 @@ def good_for(method: str) -> str:
             notes += families
         if not any(first for _, _, first in found):
             notes.append("runner-up")
-        presets = sorted({c.flags.split("--preset ", 1)[1].split()[0] for _, c, _ in found if "--preset " in c.flags})
-        if all(c.row != method for _, c, _ in found):
-            notes += [f"preset {name}" for name in presets]
+        if all(c.row != method for _, c, _ in found):  # recommended only through presets: name them
+            notes += [f"preset {name}" for name in sorted({c.flags.split("--preset ", 1)[1].split()[0]
+                                                           for _, c, _ in found if "--preset " in c.flags})]
         parts.append(kind + (f" ({', '.join(notes)})" if notes else ""))
     return ", ".join(parts) or "-"
 
